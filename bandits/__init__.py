@@ -1,0 +1,9 @@
+"""Stateful online learners: EXP3 family, group-DRO adversaries, Prompt-GDRO, Rollout-GDRO,
+pass@k difficulty binning and success-probability predictors.
+
+``bandits`` may use ``solvers``; it never imports ``sim``, ``llm_bridge`` or ``benchmarks``.
+"""
+
+__all__: list[str] = []
+
+# Each module below adds its public names; keep one import block per module.

@@ -1,0 +1,77 @@
+"""The ``robust-rollouts`` console script.
+
+Subcommands:
+  perf   run the performance suites (all by default), print a table with ratios against peers
+         measured in the same run, and write JSON, markdown and log-log PNGs to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .harness import PerfConfig
+from .report import markdown_table, plot_scaling, write_json
+from .suites import SUITES, load_suite
+
+
+def _cmd_perf(args: argparse.Namespace) -> int:
+    if args.list:
+        for name in SUITES:
+            print(f"{name:12s} {load_suite(name).DESCRIPTION}")
+        return 0
+    names = args.suite or list(SUITES)
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        print(f"unknown suite(s) {unknown}; valid: {list(SUITES)}", file=sys.stderr)
+        return 2
+    cfg = PerfConfig(quick=args.quick, target_s=args.target_s, max_peer_call_s=args.max_peer_call_s)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    t_start = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        suite = load_suite(name)
+        cfg.log(f"[{i}/{len(names)}] suite {name}: {suite.DESCRIPTION}")
+        t0 = time.perf_counter()
+        suite_rows = suite.run(cfg)
+        rows.extend(suite_rows)
+        cfg.log(f"[{i}/{len(names)}] suite {name} done in {time.perf_counter() - t0:.1f} s")
+        if plot_scaling(suite_rows, name, out / f"perf_{name}.png"):
+            cfg.log(f"  wrote {out / f'perf_{name}.png'}")
+    table = markdown_table(rows)
+    print(table)
+    write_json(rows, out / "perf.json", extra={"quick": args.quick, "suites": names})
+    (out / "perf.md").write_text(table + "\n")
+    cfg.log(f"total {time.perf_counter() - t_start:.1f} s; wrote {out / 'perf.json'} and {out / 'perf.md'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robust-rollouts",
+        description="Exact, fast solvers and online learners for robust rollout allocation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    perf = sub.add_parser("perf", help="run the performance benchmarks against peers")
+    perf.add_argument("--suite", action="append", help=f"suite to run (repeatable); one of {list(SUITES)}")
+    perf.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")
+    perf.add_argument("--out", default="perf-results", help="output folder (default: perf-results)")
+    perf.add_argument("--target-s", type=float, default=0.5, help="seconds spent timing each case")
+    perf.add_argument(
+        "--max-peer-call-s", type=float, default=5.0, help="skip a peer at larger sizes once a call exceeds this"
+    )
+    perf.add_argument("--list", action="store_true", help="list the suites and exit")
+    perf.set_defaults(func=_cmd_perf)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,9 @@
+"""Pure, stateless array functions: exact allocation, variance formulas, regret/DRO closed forms,
+SNIS shaping, advantages and DRO duals. Numba kernels behind validated Python wrappers.
+
+Every public name is re-exported here; ``solvers`` imports nothing else of the project.
+"""
+
+__all__: list[str] = []
+
+# Each module below adds its public names; keep one import block per module.
