@@ -1,0 +1,81 @@
+"""Tests for the benchmark harness, report writer and the ``robust-rollouts`` CLI (not timings)."""
+
+import json
+import time
+
+import pytest
+
+from benchmarks import cli
+from benchmarks.harness import Measurement, PeerGate, PerfConfig, measure, time_call
+from benchmarks.report import markdown_table, plot_scaling, write_json
+from benchmarks.suites import SUITES, load_suite
+
+
+def quiet_cfg(**kw):
+    return PerfConfig(progress=lambda msg: None, **kw)
+
+
+def test_time_call_counts_and_orders_quantiles():
+    calls = []
+    med, q25, q75, n = time_call(lambda: calls.append(1), target_s=0.01, min_repeats=7)
+    assert n >= 7
+    assert len(calls) == n + 1  # one untimed warm-up call
+    assert 0 <= q25 <= med <= q75
+
+
+def test_peer_gate_skips_after_a_slow_call():
+    cfg = quiet_cfg(max_peer_call_s=0.01)
+    gate = PeerGate(cfg)
+    slow = measure(cfg, suite="s", case="c", size=1, impl="peer", role="peer",
+                   fn=lambda: time.sleep(0.02), gate=gate)
+    assert slow.repeats == 1 and slow.median_s >= 0.02
+    skipped = measure(cfg, suite="s", case="c", size=2, impl="peer", role="peer",
+                      fn=lambda: None, gate=gate)
+    assert skipped.median_s is None and "skipped" in skipped.note
+
+
+def test_markdown_table_ratio_is_peer_over_ours():
+    rows = [
+        Measurement("s", "c", 10, "ours", "ours", 1e-6, 1e-6, 1e-6, 10, compile_s=0.5),
+        Measurement("s", "c", 10, "peer", "peer", 2.5e-3, 2e-3, 3e-3, 10),
+        Measurement("s", "c", 20, "peer", "peer", None, note="skipped: too slow"),
+    ]
+    table = markdown_table(rows)
+    assert "2,500.0x" in table
+    assert "| ref |" in table
+    assert "skipped: too slow" in table
+    assert "500.00 ms" in table  # compile time shown in its own column
+
+
+def test_plot_and_json(tmp_path):
+    rows = [
+        Measurement("s", "c", n, "ours", "ours", 1e-6 * n, repeats=5) for n in (10, 100, 1000)
+    ]
+    assert plot_scaling(rows, "s", tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    assert not plot_scaling(rows[:1], "s", tmp_path / "q.png")
+    write_json(rows, tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["machine"]["cpu_count"] >= 1 and len(data["results"]) == 3
+
+
+def test_cli_lists_suites_and_rejects_unknown(capsys):
+    assert cli.main(["perf", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in SUITES:
+        assert name in out
+    assert cli.main(["perf", "--suite", "no-such-suite"]) == 2
+    assert "unknown suite" in capsys.readouterr().err
+
+
+def test_load_suite_error_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown suite 'nope'; valid suites"):
+        load_suite("nope")
+
+
+@pytest.mark.parametrize("name", sorted(SUITES))
+def test_every_suite_exposes_the_protocol(name):
+    mod = load_suite(name)
+    assert mod.NAME == name
+    assert isinstance(mod.DESCRIPTION, str) and mod.DESCRIPTION
+    assert callable(mod.run)
