@@ -7,3 +7,6 @@ Every public name is re-exported here; ``solvers`` imports nothing else of the p
 __all__: list[str] = []
 
 # Each module below adds its public names; keep one import block per module.
+
+from .dro_duals import DROResult, entropic_worst_case
+__all__ += ["DROResult", "entropic_worst_case"]
