@@ -10,3 +10,6 @@ __all__: list[str] = []
 
 from .dro_duals import DROResult, entropic_worst_case
 __all__ += ["DROResult", "entropic_worst_case"]
+
+from .budget_matching import BudgetMatchResult, match_budget
+__all__ += ["BudgetMatchResult", "match_budget"]
