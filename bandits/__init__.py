@@ -7,3 +7,7 @@ pass@k difficulty binning and success-probability predictors.
 __all__: list[str] = []
 
 # Each module below adds its public names; keep one import block per module.
+
+from .exp3 import Exp3, Exp3IX, Exp3P
+
+__all__ += ["Exp3", "Exp3P", "Exp3IX"]
