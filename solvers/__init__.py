@@ -13,3 +13,9 @@ __all__ += ["DROResult", "entropic_worst_case"]
 
 from .budget_matching import BudgetMatchResult, match_budget
 __all__ += ["BudgetMatchResult", "match_budget"]
+
+from .shaping import ShapedRewards, drro_rewards, dro_rewards
+from .kl import K3KL, k3_kl, dynamic_budget
+from .advantages import ADVANTAGE_KINDS, group_advantages
+__all__ += ["ShapedRewards", "drro_rewards", "dro_rewards", "K3KL", "k3_kl", "dynamic_budget",
+            "ADVANTAGE_KINDS", "group_advantages"]

@@ -1,0 +1,221 @@
+"""Group-relative advantages (GRPO, Dr.GRPO, RLOO) for dense or ragged rollout groups.
+
+Definitions, for a group of ``n`` rollouts with rewards ``r_1..r_n`` and mean ``mu``:
+
+* ``"grpo"``   -- ``(r_j - mu) / (sigma + eps)`` with the *population* standard deviation
+  ``sigma = sqrt(mean((r - mu)^2))`` (GDRO paper eq. 3; also DeepSeekMath GRPO's group
+  normalisation). Note: TRL and verl divide by the sample (ddof=1) std instead; the two differ by
+  ``sqrt(n / (n - 1))``. The population std is used because it is the paper's definition and is
+  defined for every group size.
+* ``"drgrpo"`` -- ``r_j - mu`` (Dr.GRPO; VIP paper Sec. 3).
+* ``"rloo"``   -- ``r_j - mean_{k != j} r_k = n / (n - 1) * (r_j - mu)`` (RLOO; VIP paper Sec. 3).
+
+A group of size 1 has advantage 0 for every kind (no within-group signal; DESIGN.md "Known traps"),
+and a group whose rewards are all equal has advantage exactly 0.
+
+Dense batches are arrays of shape (P, G). Ragged batches (a variable number of rollouts per
+prompt) are a flat reward vector with integer ``group_ids``; the group statistics are segment sums
+computed by a Numba kernel in one pass over the data (plus a NumPy ``bincount`` twin used as the
+test reference).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+import numba
+import numpy as np
+
+from ._validation import as_float_array, as_int_array, check_finite_scalar
+
+__all__ = ["ADVANTAGE_KINDS", "group_advantages"]
+
+_KIND_CODES = {"grpo": 0, "drgrpo": 1, "rloo": 2}
+
+ADVANTAGE_KINDS = MappingProxyType(
+    {
+        "grpo": "GRPO: (r - group mean) / (population std + eps)  [GDRO eq. 3]",
+        "drgrpo": "Dr.GRPO: r - group mean  [VIP Sec. 3]",
+        "rloo": "RLOO: r - mean of the other rollouts = n/(n-1) (r - group mean)  [VIP Sec. 3]",
+    }
+)
+"""Registry of advantage kinds: name -> one-line definition (read-only)."""
+
+
+@numba.njit(cache=True)
+def _scale(kind, n, sum_sq, eps):  # pragma: no cover - compiled
+    """Multiplier applied to ``r - mean`` for a group of size ``n`` with sum of squared deviations."""
+    if n < 2:
+        return 0.0
+    if kind == 0:
+        return 1.0 / (np.sqrt(sum_sq / n) + eps)
+    if kind == 2:
+        return n / (n - 1.0)
+    return 1.0
+
+
+@numba.njit(cache=True)
+def _dense_kernel(rewards, kind, eps, out):  # pragma: no cover - compiled
+    n_prompts, group = rewards.shape
+    for p in range(n_prompts):
+        total = 0.0
+        lo = rewards[p, 0]
+        hi = rewards[p, 0]
+        for k in range(group):
+            v = rewards[p, k]
+            total += v
+            lo = min(lo, v)
+            hi = max(hi, v)
+        mean = total / group
+        sum_sq = 0.0
+        for k in range(group):
+            dev = rewards[p, k] - mean
+            sum_sq += dev * dev
+        scale = 0.0 if lo == hi else _scale(kind, group, sum_sq, eps)
+        for k in range(group):
+            out[p, k] = (rewards[p, k] - mean) * scale
+
+
+@numba.njit(cache=True)
+def _ragged_kernel(rewards, group_ids, n_groups, kind, eps, out):  # pragma: no cover - compiled
+    count = np.zeros(n_groups, dtype=np.int64)
+    total = np.zeros(n_groups)
+    lo = np.full(n_groups, np.inf)
+    hi = np.full(n_groups, -np.inf)
+    for i in range(rewards.shape[0]):
+        g = group_ids[i]
+        v = rewards[i]
+        count[g] += 1
+        total[g] += v
+        lo[g] = min(lo[g], v)
+        hi[g] = max(hi[g], v)
+    mean = np.empty(n_groups)
+    for g in range(n_groups):
+        mean[g] = total[g] / count[g] if count[g] > 0 else 0.0
+    sum_sq = np.zeros(n_groups)
+    for i in range(rewards.shape[0]):
+        dev = rewards[i] - mean[group_ids[i]]
+        sum_sq[group_ids[i]] += dev * dev
+    scale = np.empty(n_groups)
+    for g in range(n_groups):
+        scale[g] = 0.0 if lo[g] == hi[g] else _scale(kind, count[g], sum_sq[g], eps)
+    for i in range(rewards.shape[0]):
+        g = group_ids[i]
+        out[i] = (rewards[i] - mean[g]) * scale[g]
+
+
+def _kind_code(kind: Any) -> int:
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be a string naming an advantage kind, got {type(kind).__name__}")
+    code = _KIND_CODES.get(kind.lower())
+    if code is None:
+        raise ValueError(f"unknown advantage kind {kind!r}; valid kinds: {sorted(ADVANTAGE_KINDS)}")
+    return code
+
+
+def _group_advantages_iv(rewards: Any, kind: Any, group_ids: Any, eps: Any):
+    code = _kind_code(kind)
+    e = check_finite_scalar(eps, "eps", lo=0.0)
+    if group_ids is None:
+        r = as_float_array(rewards, "rewards", ndim=2)
+        if r.shape[1] < 1:
+            raise ValueError(f"rewards must have at least one rollout per group, got shape {r.shape}")
+        return r, code, None, 0, e
+    r = as_float_array(rewards, "rewards", ndim=1)
+    if r.size < 1:
+        # no rollouts at all: nothing to normalise, but group_ids must still be 1-D integers
+        ids = as_int_array(group_ids, "group_ids", ndim=1, nonneg=True)
+        if ids.shape != r.shape:
+            raise ValueError(f"group_ids must have the shape of rewards {r.shape}, got {ids.shape}")
+        return r, code, ids, 0, e
+    ids = as_int_array(group_ids, "group_ids", ndim=1, nonneg=True)
+    if ids.shape != r.shape:
+        raise ValueError(f"group_ids must have the shape of rewards {r.shape}, got {ids.shape}")
+    n_groups = int(ids.max()) + 1
+    if n_groups > 4 * ids.size + 1024:
+        # sparse labels (e.g. global prompt ids): compress to 0..m-1 to keep the kernel O(N)
+        _, ids = np.unique(ids, return_inverse=True)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        n_groups = int(ids.max()) + 1
+    return r, code, ids, n_groups, e
+
+
+def group_advantages(rewards: Any, *, kind: str, group_ids: Any = None, eps: float = 1e-6) -> np.ndarray:
+    """Group-relative advantages of a batch of rollouts.
+
+    Parameters
+    ----------
+    rewards : array_like, shape (P, G) or (N,)
+        Dense: one row per prompt, ``G`` rollouts each (``group_ids`` must be None).
+        Ragged: a flat vector of ``N`` rewards, with ``group_ids`` saying which prompt each
+        belongs to (groups may have different sizes and need not be contiguous or sorted).
+    kind : {"grpo", "drgrpo", "rloo"}
+        See the module docstring and :data:`ADVANTAGE_KINDS` (case-insensitive).
+    group_ids : array_like of int, shape (N,), optional
+        Non-negative group labels for ragged input; labels need not be consecutive.
+    eps : float >= 0
+        Added to the population std in the GRPO denominator; unused by the other kinds.
+
+    Returns
+    -------
+    ndarray
+        Advantages, same shape as ``rewards``. Groups of size 1 and groups whose rewards are all
+        equal get exactly 0.
+
+    Notes
+    -----
+    Identities (tested): per group, GRPO/Dr.GRPO/RLOO advantages sum to zero, and
+    ``rloo = n / (n - 1) * drgrpo``. Means and variances are computed in two passes (no
+    ``E[x^2] - E[x]^2`` cancellation).
+
+    Examples
+    --------
+    >>> group_advantages([[1.0, 0.0, 0.0, 1.0]], kind="grpo").round(6).tolist()
+    [[0.999998, -0.999998, -0.999998, 0.999998]]
+    >>> group_advantages([1.0, 0.0, 3.0, 5.0], kind="rloo", group_ids=[0, 0, 1, 2]).tolist()
+    [1.0, -1.0, 0.0, 0.0]
+    """
+    r, code, ids, n_groups, e = _group_advantages_iv(rewards, kind, group_ids, eps)
+    out = np.empty_like(r)
+    if r.size == 0:
+        return out
+    if ids is None:
+        _dense_kernel(r, code, e, out)
+    else:
+        _ragged_kernel(r, ids, n_groups, code, e, out)
+    return out
+
+
+def _group_advantages_numpy(rewards: np.ndarray, kind: str, group_ids: np.ndarray | None = None,
+                            eps: float = 1e-6) -> np.ndarray:
+    """NumPy twin of :func:`group_advantages` (``bincount`` segment sums); the test reference.
+
+    Inputs are assumed already validated (float64; non-negative int group ids).
+    """
+    if group_ids is None:
+        n = rewards.shape[1]
+        flat = rewards.reshape(-1)
+        ids = np.repeat(np.arange(rewards.shape[0]), n)
+    else:
+        flat = rewards
+        ids = group_ids
+    m = int(ids.max()) + 1 if ids.size else 0
+    count = np.bincount(ids, minlength=m).astype(np.float64)
+    safe = np.maximum(count, 1.0)
+    mean = np.bincount(ids, weights=flat, minlength=m) / safe
+    dev = flat - mean[ids]
+    sum_sq = np.bincount(ids, weights=dev * dev, minlength=m)
+    lo = np.full(m, np.inf)
+    hi = np.full(m, -np.inf)
+    np.minimum.at(lo, ids, flat)
+    np.maximum.at(hi, ids, flat)
+    if kind == "grpo":
+        scale = 1.0 / (np.sqrt(sum_sq / safe) + eps)
+    elif kind == "rloo":
+        scale = count / np.maximum(count - 1.0, 1.0)
+    else:
+        scale = np.ones(m)
+    scale = np.where((count < 2) | (lo == hi), 0.0, scale)
+    out = dev * scale[ids]
+    return out.reshape(rewards.shape)

@@ -1,0 +1,289 @@
+"""Group-level robust reward shaping for a training batch: DRRO (regret-robust) and DRO (value-robust).
+
+Both functions take a batch of ``P`` prompts with ``G`` sampled rollouts each -- proxy rewards
+``r[p, k]`` and sequence log-probabilities ``log pi_bar(y_k | x_p)`` under the rollout policy -- and
+return shaped rewards that are then normalised within each group (e.g. with
+:func:`solvers.group_advantages`) and fed to an unchanged GRPO surrogate (DRRO paper, Sec. 4,
+Algorithms 2-4).
+
+Coordinates (DRRO paper Sec. 4.5, "Numerical stabilization"): sequence probabilities are tiny, so
+everything is computed with the *group-normalised* probabilities
+
+    pi_tilde[p, k] = pi_bar(y_k | x_p) / sum_l pi_bar(y_l | x_p) = softmax(seq_logprobs[p, :])[k],
+
+obtained from a log-softmax of the log-probs (raw log-probs are never exponentiated), and with the
+*scaled* budget ``delta`` (the paper's delta-tilde = (G / n) delta).
+
+Rules implemented (``delta`` = delta-tilde, ``tau`` = temperature):
+
+* DRRO hard, eq. (4.14): ``k* = argmax_k r_k - delta pi_tilde_k``; shaped ``r_k + delta 1{k = k*}``.
+* DRRO soft (SNIS), eq. (4.15): ``u_k = exp((r_k - delta pi_tilde_k) / tau) / pi_tilde_k``,
+  ``w = u / sum u``; shaped ``r_k + delta G w_k pi_tilde_k``.
+* DRO hard: the value-robust promptwise objective is ``<pi, r> - delta ||pi||_inf`` (the inner
+  minimum over the l1 reward ball; DRRO paper Lemma H.1), whose gradient in ``pi_k`` is
+  ``r_k - delta 1{k = argmax_i pi_i}``. Sampled in the same group coordinates:
+  ``k* = argmax_k pi_tilde_k``; shaped ``r_k - delta 1{k = k*}`` -- a *penalty* of size delta on
+  the most likely rollout (DRRO instead gives a *bonus* of size delta to the most threatening one).
+* DRO soft: the max is smoothed like eq. (4.6),
+  ``<pi, r> - tau log sum_i exp(delta pi_i / tau)`` (within ``tau log n`` of the hard objective), whose
+  gradient is ``r_k - delta softmax(delta pi / tau)_k``; the soft-max mass is estimated by the same
+  SNIS construction as eq. (4.15): ``u_k = exp(delta pi_tilde_k / tau) / pi_tilde_k``,
+  ``w = u / sum u``; shaped ``r_k - delta G w_k pi_tilde_k``.
+
+So DRO is exactly the DRRO code with the adversary's score ``r_k - delta pi_tilde_k`` replaced by
+``delta pi_tilde_k`` and the sign of the correction flipped; both share one Numba kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+
+from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL
+from ._validation import as_float_array, broadcast_to_size, check_finite_scalar, check_same_shape
+
+__all__ = ["ShapedRewards", "drro_rewards", "dro_rewards"]
+
+
+@dataclass(frozen=True)
+class ShapedRewards:
+    """Shaped rewards of one batch and the adversary's diagnostics.
+
+    Attributes
+    ----------
+    rewards : ndarray, shape (P, G)
+        Shaped rewards (input rewards plus the robust correction); normalise these within each
+        group to form advantages.
+    bonus : ndarray, shape (P, G)
+        The correction ``rewards - input rewards`` (>= 0 for DRRO, <= 0 for DRO).
+    weights : ndarray, shape (P, G)
+        The adversary's distribution over the group: the SNIS weights ``w`` of eq. (4.15) for
+        ``tau > 0``; the one-hot indicator of the pick for ``tau=None``. Rows sum to 1.
+    index : ndarray of int64, shape (P,)
+        The adversary's pick ``k*`` for ``tau=None``; for ``tau > 0`` the rollout with the largest
+        SNIS weight (a diagnostic only; the soft correction is spread over the group).
+    ess : ndarray, shape (P,)
+        Effective sample size ``1 / sum_k w_k^2`` of the weights, in ``[1, G]`` (1 for the hard rule).
+    probs : ndarray, shape (P, G)
+        Group-normalised probabilities ``pi_tilde`` (softmax of the sequence log-probs per row).
+    delta : ndarray, shape (P,)
+        The scaled budget used for each prompt.
+    tau : float or None
+        Temperature (``None`` for the hard rule).
+    rule : str
+        ``"drro-hard"``, ``"drro-soft"``, ``"dro-hard"`` or ``"dro-soft"``.
+    success, status, message
+        Post-solve certificate: weights are non-negative, rows sum to 1 and ``bonus`` equals
+        ``+/- delta G w pi_tilde`` (soft) or ``+/- delta`` on the pick (hard).
+    """
+
+    rewards: np.ndarray
+    bonus: np.ndarray
+    weights: np.ndarray
+    index: np.ndarray
+    ess: np.ndarray
+    probs: np.ndarray
+    delta: np.ndarray
+    tau: float | None
+    rule: str
+    success: bool
+    status: int
+    message: str
+
+
+@numba.njit(cache=True)
+def _shape_kernel(rewards, seq_logprobs, delta, tau, soft, value_robust, out_rewards, out_weights,
+                  out_index, out_ess, out_probs):  # pragma: no cover - compiled
+    """Per row: log-softmax -> pi_tilde; hard argmax or SNIS weights; shaped rewards (see module)."""
+    n_prompts, group = rewards.shape
+    log_probs = np.empty(group)
+    log_u = np.empty(group)
+    sign = -1.0 if value_robust else 1.0
+    for p in range(n_prompts):
+        # log-softmax of the sequence log-probs (max-shifted; never exp of a raw log-prob)
+        top = seq_logprobs[p, 0]
+        for k in range(1, group):
+            if seq_logprobs[p, k] > top:
+                top = seq_logprobs[p, k]
+        total = 0.0
+        for k in range(group):
+            total += np.exp(seq_logprobs[p, k] - top)
+        log_total = np.log(total)
+        for k in range(group):
+            log_probs[k] = (seq_logprobs[p, k] - top) - log_total
+            out_probs[p, k] = np.exp(log_probs[k])
+        d = delta[p]
+        if not soft:
+            # adversary's score: r - delta pi (DRRO, eq. 4.14) or pi (DRO); first maximiser wins
+            best = 0
+            if value_robust:
+                best_score = out_probs[p, 0]
+            else:
+                best_score = rewards[p, 0] - d * out_probs[p, 0]
+            for k in range(1, group):
+                if value_robust:
+                    score = out_probs[p, k]
+                else:
+                    score = rewards[p, k] - d * out_probs[p, k]
+                if score > best_score:
+                    best_score = score
+                    best = k
+            for k in range(group):
+                out_rewards[p, k] = rewards[p, k]
+                out_weights[p, k] = 0.0
+            out_rewards[p, best] += sign * d
+            out_weights[p, best] = 1.0
+            out_index[p] = best
+            out_ess[p] = 1.0
+        else:
+            # SNIS in log space: log u = log a - log pi_tilde (eq. 4.15)
+            top_u = -np.inf
+            for k in range(group):
+                if value_robust:
+                    log_a = d * out_probs[p, k] / tau
+                else:
+                    log_a = (rewards[p, k] - d * out_probs[p, k]) / tau
+                log_u[k] = log_a - log_probs[k]
+                if log_u[k] > top_u:
+                    top_u = log_u[k]
+            total_u = 0.0
+            for k in range(group):
+                total_u += np.exp(log_u[k] - top_u)
+            sum_sq = 0.0
+            best = 0
+            best_w = -1.0
+            for k in range(group):
+                w = np.exp(log_u[k] - top_u) / total_u
+                out_weights[p, k] = w
+                sum_sq += w * w
+                if w > best_w:
+                    best_w = w
+                    best = k
+                out_rewards[p, k] = rewards[p, k] + sign * d * group * w * out_probs[p, k]
+            out_index[p] = best
+            out_ess[p] = 1.0 / sum_sq
+
+
+def _shaping_iv(rewards: Any, seq_logprobs: Any, delta: Any, tau: Any):
+    r = as_float_array(rewards, "rewards", ndim=2)
+    lp = as_float_array(seq_logprobs, "seq_logprobs", ndim=2)
+    check_same_shape(r, "rewards", lp, "seq_logprobs")
+    if r.shape[1] < 1:
+        raise ValueError(f"rewards must have at least one rollout per prompt, got shape {r.shape}")
+    d = broadcast_to_size(delta, "delta", r.shape[0], nonneg=True)
+    t = None if tau is None else check_finite_scalar(tau, "tau", lo=0.0, lo_open=True)
+    return r, lp, d, t
+
+
+def _shape(rewards, seq_logprobs, delta, tau, value_robust: bool) -> ShapedRewards:
+    r, lp, d, t = _shaping_iv(rewards, seq_logprobs, delta, tau)
+    n_prompts, group = r.shape
+    out_rewards = np.empty_like(r)
+    out_weights = np.empty_like(r)
+    out_probs = np.empty_like(r)
+    out_index = np.empty(n_prompts, dtype=np.int64)
+    out_ess = np.empty(n_prompts)
+    soft = t is not None
+    _shape_kernel(r, lp, d, 1.0 if t is None else t, soft, value_robust, out_rewards, out_weights,
+                  out_index, out_ess, out_probs)
+    rule = ("dro" if value_robust else "drro") + ("-soft" if soft else "-hard")
+    if not np.isfinite(out_rewards).all() or not np.isfinite(out_weights).all():
+        raise ValueError(
+            f"{rule} shaping overflowed float64 (tau={t!r}, max |reward|={np.abs(r).max()!r}, "
+            f"max delta={d.max()!r}): increase tau or rescale rewards/delta"
+        )
+    bonus = out_rewards - r
+    status = OPTIMAL
+    message = MESSAGES[OPTIMAL]
+    if n_prompts:
+        sign = -1.0 if value_robust else 1.0
+        expected = sign * d[:, None] * (group * out_weights * out_probs if soft else out_weights)
+        scale = np.abs(r) + np.abs(expected) + 1.0
+        row_err = np.abs(out_weights.sum(axis=1) - 1.0).max()
+        bonus_err = (np.abs(bonus - expected) / scale).max()
+        if row_err > 1e-12 * group or bonus_err > 1e-12 or (out_weights < 0).any():
+            status = CERTIFICATE_FAILED
+            message = (f"{MESSAGES[CERTIFICATE_FAILED]}: weight rows sum to 1 within {row_err:.2e}, "
+                       f"bonus mismatch {bonus_err:.2e}")
+    return ShapedRewards(out_rewards, bonus, out_weights, out_index, out_ess, out_probs, d, t, rule,
+                         status == OPTIMAL, status, message)
+
+
+def drro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | None = None) -> ShapedRewards:
+    """DRRO (regret-robust) shaped rewards of a batch of rollout groups, eq. (4.14) / (4.15).
+
+    Parameters
+    ----------
+    rewards : array_like, shape (P, G)
+        Proxy rewards ``r_hat^(k)`` of ``G`` rollouts for each of ``P`` prompts. Finite.
+    seq_logprobs : array_like, shape (P, G)
+        Sequence log-probabilities ``log pi_bar(y^(k) | x)`` under the rollout policy (any finite
+        values, e.g. -1e4; only differences within a row matter). The group-normalised
+        probabilities are ``pi_tilde = softmax(seq_logprobs, axis=1)`` computed by a log-softmax.
+    delta : float or array_like, shape (P,)
+        Scaled ambiguity budget delta-tilde >= 0 (the paper uses 2.5 G fixed, or eq. 4.17 via
+        :func:`solvers.dynamic_budget`), one per prompt or shared.
+    tau : float > 0 or None
+        ``None``: hard rule eq. (4.14). ``tau > 0``: soft SNIS rule eq. (4.15) with temperature tau
+        (the paper's standard setting is tau = 2).
+
+    Returns
+    -------
+    ShapedRewards
+        ``.rewards`` (P, G), ``.bonus``, ``.weights`` (SNIS weights, or the one-hot pick),
+        ``.index`` (P,), ``.ess`` (P,), ``.probs`` (pi_tilde) and the certificate fields.
+
+    Notes
+    -----
+    Hard rule: ``k* = argmax_k {r_k - delta pi_tilde_k}``; ties (exactly equal scores in float64)
+    go to the lowest index, like ``numpy.argmax``; the bonus delta is added to ``r_{k*}`` only.
+
+    Soft rule, computed in log space: ``log u_k = (r_k - delta pi_tilde_k) / tau - log pi_tilde_k``
+    with ``log pi_tilde`` taken from the log-softmax (so ``-log pi_tilde`` is exact even when
+    ``pi_tilde`` underflows), ``w = softmax(log u)``, shaped ``r_k + delta G w_k pi_tilde_k``.
+
+    As ``tau -> 0`` (unique hard argmax) the SNIS weights tend to the one-hot hard pick, so the soft
+    bonus tends to ``delta G pi_tilde_{k*}`` on ``k*``: this equals the hard bonus ``delta`` only
+    when ``pi_tilde_{k*} = 1/G``. Both rules are implemented exactly as printed in the paper.
+    With ``delta = 0`` the rewards are returned unchanged; with ``G = 1`` the single rollout gets
+    the bonus ``delta``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = drro_rewards([[1.0, 0.0, 0.5]], [[-3.0, -3.0, -3.0]], 0.3)
+    >>> res.index.tolist(), np.round(res.rewards, 3).tolist()
+    ([0], [[1.3, 0.0, 0.5]])
+    >>> soft = drro_rewards([[1.0, 0.0, 0.5]], [[-3.0, -3.0, -3.0]], 0.3, tau=0.5)
+    >>> bool(np.isclose(soft.bonus.sum(), 0.3 * 3 * (soft.weights * soft.probs).sum()))
+    True
+    """
+    return _shape(rewards, seq_logprobs, delta, tau, value_robust=False)
+
+
+def dro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | None = None) -> ShapedRewards:
+    """DRO (value-robust) shaped rewards with the same interface as :func:`drro_rewards`.
+
+    The value-robust promptwise objective over the l1 reward ball is
+    ``min_{||r - r_hat||_1 <= delta} <pi, r> = <pi, r_hat> - delta max_i pi_i`` (DRRO paper,
+    Lemma H.1), so the DRO correction is the gradient of ``-delta max_i pi_i``:
+
+    * hard (``tau=None``): ``k* = argmax_k pi_tilde_k`` (ties to the lowest index); shaped
+      ``r_k - delta 1{k = k*}`` -- a *penalty* delta on the most likely rollout of the group.
+    * soft (``tau > 0``): ``max`` replaced by ``tau log sum exp(delta pi / tau)`` (like eq. 4.6,
+      within ``tau log n``); its soft-max mass is estimated from the group by SNIS exactly as in
+      eq. (4.15): ``log u_k = delta pi_tilde_k / tau - log pi_tilde_k``, ``w = softmax(log u)``;
+      shaped ``r_k - delta G w_k pi_tilde_k``.
+
+    Parameters, returns and numerics are those of :func:`drro_rewards` (``.bonus <= 0`` here).
+
+    Examples
+    --------
+    >>> res = dro_rewards([[1.0, 0.0, 0.5]], [[-1.0, -2.0, -3.0]], 0.3)
+    >>> res.index.tolist(), res.rewards.round(3).tolist()
+    ([0], [[0.7, 0.0, 0.5]])
+    """
+    return _shape(rewards, seq_logprobs, delta, tau, value_robust=True)
