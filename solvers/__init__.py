@@ -19,3 +19,6 @@ from .kl import K3KL, k3_kl, dynamic_budget
 from .advantages import ADVANTAGE_KINDS, group_advantages
 __all__ += ["ShapedRewards", "drro_rewards", "dro_rewards", "K3KL", "k3_kl", "dynamic_budget",
             "ADVANTAGE_KINDS", "group_advantages"]
+
+from .sqrt_law import SqrtAllocationResult, sqrt_allocation
+__all__ += ["SqrtAllocationResult", "sqrt_allocation"]

@@ -1,0 +1,351 @@
+"""Square-root law for the variance-optimal bin-level rollout allocation (GDRO eq. 20-21, Thm F.17).
+
+Problem (GDRO eq. 20 / 55), with optional per-bin bounds::
+
+    minimise   sum_b q_b v_b / n_b
+    subject to sum_b q_b n_b = n_bar,   lower_b <= n_b <= upper_b,
+
+over the active bins ``A = {b : q_b > 0}``. Without bounds the solution is the Neyman /
+square-root rule (eq. 21 / 56) ``n_b = n_bar sqrt(v_b) / sum_c q_c sqrt(v_c)``, with value
+(eq. 57) ``(sum_b q_b sqrt(v_b))**2 / n_bar``. With bounds, the KKT conditions give
+``n_b(mu) = clip(sqrt(v_b / mu), lower_b, upper_b)`` for a shadow price ``mu >= 0``; writing
+``t = 1 / sqrt(mu)``, the consumed budget ``h(t) = sum_b q_b clip(t sqrt(v_b), lower_b, upper_b)`` is
+continuous, piecewise linear and non-decreasing, so the exact ``t`` is found by sorting its
+breakpoints and solving one linear equation (``O(B log B)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL
+from ._validation import as_float_array, broadcast_to_size, check_finite_scalar, check_same_shape
+
+__all__ = ["SqrtAllocationResult", "sqrt_allocation"]
+
+_SHARE_SUM_TOL = 1e-6
+_CERT_TOL = 1e-8
+
+
+@dataclass(frozen=True)
+class SqrtAllocationResult:
+    """Result of :func:`sqrt_allocation`.
+
+    Attributes
+    ----------
+    n : ndarray of float64, shape (B,)
+        Rollouts per prompt for each bin (real-valued relaxation).
+    objective : float
+        Variance proxy ``sum_{b: q_b > 0, v_b > 0} q_b v_b / n_b`` at ``n`` (GDRO eq. 19).
+    price : float
+        Shadow price ``mu`` of the budget constraint ``sum_b q_b n_b = n_bar`` (KKT multiplier, in
+        units of variance per rollout squared: ``v_b / n_b**2 = mu`` on interior bins). ``0.0``
+        when the budget is so large that every positive-variance bin sits at its upper bound.
+    zero_share : ndarray of bool, shape (B,)
+        Mask of bins with ``q_b == 0``: they take no part in the objective or the budget.
+    success : bool
+        ``status == OPTIMAL``.
+    status : int
+        ``OPTIMAL`` (0) or ``CERTIFICATE_FAILED`` (1); see :mod:`solvers._status`.
+    message : str
+        Human-readable description of the outcome.
+    """
+
+    n: np.ndarray
+    objective: float
+    price: float
+    zero_share: np.ndarray
+    success: bool
+    status: int
+    message: str
+
+
+# --------------------------------------------------------------------------------------------
+# kernels
+# --------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _clip_level_kernel(weight, slope, lower, upper, target):  # pragma: no cover - compiled
+    """Solve ``sum_i weight_i * clip(t * slope_i, lower_i, upper_i) = target`` for ``t >= 0``.
+
+    ``weight > 0``, ``slope > 0``, ``0 <= lower <= upper <= inf``. The left side ``h(t)`` is
+    continuous, piecewise linear and non-decreasing; breakpoints are ``lower_i / slope_i`` and
+    ``upper_i / slope_i``. Returns the smallest ``t`` with ``h(t) = target``, or ``inf`` when
+    ``target > h(inf)`` (the caller handles that case). ``target >= h(0)`` is assumed.
+    """
+    m = weight.shape[0]
+    if m == 0:
+        return np.inf
+    value = 0.0
+    for i in range(m):
+        value += weight[i] * lower[i]
+    # events: (t, +/- weight*slope); lower events switch a coordinate on, upper events off
+    times = np.empty(2 * m)
+    delta = np.empty(2 * m)
+    n_ev = 0
+    for i in range(m):
+        times[n_ev] = lower[i] / slope[i]
+        delta[n_ev] = weight[i] * slope[i]
+        n_ev += 1
+        if upper[i] < np.inf:
+            times[n_ev] = upper[i] / slope[i]
+            delta[n_ev] = -weight[i] * slope[i]
+            n_ev += 1
+    order = np.argsort(times[:n_ev], kind="mergesort")
+    t_cur = 0.0
+    rate = 0.0
+    n_free = 0  # coordinates strictly between their bounds; rate is reset exactly when none
+    for j in range(n_ev):
+        e = order[j]
+        t_e = times[e]
+        v_e = value + rate * (t_e - t_cur)
+        if rate > 0.0 and v_e >= target:
+            step = (target - value) / rate
+            return t_cur + (step if step > 0.0 else 0.0)
+        value = v_e
+        t_cur = t_e
+        rate += delta[e]
+        n_free += 1 if delta[e] > 0.0 else -1
+        if n_free == 0:  # all coordinates at a bound: remove accumulated round-off
+            rate = 0.0
+    if rate > 0.0:
+        step = (target - value) / rate
+        return t_cur + (step if step > 0.0 else 0.0)
+    if value >= target:
+        return t_cur
+    return np.inf
+
+
+def _clip_level_python(weight, slope, lower, upper, target):
+    """Slow, obviously-correct twin of :func:`_clip_level_kernel`: bisection on ``t``.
+
+    Evaluates ``h(t)`` directly (no breakpoint bookkeeping); used by the tests.
+    """
+    weight, slope, lower, upper = (np.asarray(x, dtype=np.float64) for x in (weight, slope, lower, upper))
+
+    def h(t):
+        return float(np.sum(weight * np.clip(t * slope, lower, upper)))
+
+    if weight.size == 0:
+        return np.inf
+    finite_upper = np.where(np.isfinite(upper), upper, 0.0)
+    if np.all(np.isfinite(upper)) and h(float(np.max(finite_upper / slope))) < target:
+        return np.inf
+    lo, hi = 0.0, 1.0
+    while h(hi) < target:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if h(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+# --------------------------------------------------------------------------------------------
+# public function
+# --------------------------------------------------------------------------------------------
+
+
+def _sqrt_allocation_iv(v, shares, mean_budget, lower, upper):
+    v = as_float_array(v, "v", ndim=1, nonneg=True, min_size=1)
+    shares = as_float_array(shares, "shares", ndim=1, nonneg=True)
+    check_same_shape(v, "v", shares, "shares")
+    total_share = float(shares.sum())
+    if abs(total_share - 1.0) > _SHARE_SUM_TOL:
+        raise ValueError(
+            f"shares must sum to 1 (bin fractions of the batch), got sum {total_share!r}; "
+            "divide by their sum first"
+        )
+    mean_budget = check_finite_scalar(mean_budget, "mean_budget", lo=0.0, lo_open=True)
+    size = v.shape[0]
+    lower = np.zeros(size) if lower is None else broadcast_to_size(lower, "lower", size, nonneg=True)
+    upper = (
+        np.full(size, np.inf)
+        if upper is None
+        else broadcast_to_size(upper, "upper", size, finite=False, positive=True)
+    )
+    bad = lower > upper
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"lower must be <= upper, got lower={lower[i]!r} > upper={upper[i]!r} at index {i}")
+    active = shares > 0
+    low_sum = float(np.dot(shares[active], lower[active]))
+    up_sum = float(np.dot(shares[active], upper[active])) if np.all(np.isfinite(upper[active])) else np.inf
+    tol = 1e-12 * max(1.0, mean_budget)
+    if not (low_sum - tol <= mean_budget <= up_sum + tol):
+        raise ValueError(
+            f"mean_budget {mean_budget!r} is infeasible: need sum_b q_b lower_b={low_sum!r} <= "
+            f"mean_budget <= sum_b q_b upper_b={up_sum!r} (over bins with positive share)"
+        )
+    pinned = active & (v > 0) & (lower == 0)
+    if pinned.any() and mean_budget <= low_sum + tol:
+        raise ValueError(
+            f"mean_budget {mean_budget!r} equals sum_b q_b lower_b, which forces n_b = 0 on bin "
+            f"{int(np.argmax(pinned))} with v_b > 0 (infinite variance proxy); raise mean_budget "
+            "or that bin's lower bound"
+        )
+    return v, shares, mean_budget, lower, upper
+
+
+def sqrt_allocation(v, shares, mean_budget, *, lower=None, upper=None) -> SqrtAllocationResult:
+    """Variance-optimal rollouts per bin under a mean-rollout budget: the square-root law.
+
+    Solves (GDRO eq. 20, Thm F.17, with optional bounds)::
+
+        minimise   sum_b q_b v_b / n_b
+        subject to sum_b q_b n_b = mean_budget,   lower_b <= n_b <= upper_b.
+
+    Without active bounds the answer is eq. 21 / 56,
+    ``n_b = mean_budget * sqrt(v_b) / sum_c q_c sqrt(v_c)``, with value eq. 57; in general
+    ``n_b = clip(sqrt(v_b / price), lower_b, upper_b)`` with the shadow price found exactly.
+
+    Parameters
+    ----------
+    v : array_like of float, shape (B,)
+        Intrinsic per-bin variance ``v_b(theta) >= 0``.
+    shares : array_like of float, shape (B,)
+        Bin fractions ``q_b >= 0`` of the batch; must sum to 1 (within 1e-6). They are used as
+        given (not renormalised). Bins with ``q_b == 0`` are reported in ``zero_share`` and never
+        divided by.
+    mean_budget : float
+        Mean rollouts per prompt ``n_bar > 0``.
+    lower, upper : float or array_like of shape (B,), optional
+        Bounds on ``n_b`` (defaults 0 and +inf). Need ``sum_b q_b lower_b <= mean_budget <=
+        sum_b q_b upper_b`` over bins with positive share.
+
+    Returns
+    -------
+    SqrtAllocationResult
+        ``n``, ``objective``, ``price``, ``zero_share``, ``success``, ``status``, ``message``.
+
+    Notes
+    -----
+    Choices where the paper leaves freedom (Thm F.17 and its proof):
+
+    * Active bins with ``v_b == 0`` contribute nothing to the objective, so they get the
+      smallest allowed count ``lower_b`` (0 without bounds, matching eq. 56; the proof's "choose
+      the smallest rollout arm"). Their term ``q_b * 0 / n_b`` counts as 0 even when ``n_b = 0``.
+      Only if every positive-variance bin is at its upper bound and budget remains (``price ==
+      0``) do the zero-variance bins absorb the rest, by a common level
+      ``n_b = clip(level, lower_b, upper_b)``.
+    * Zero-share bins (``q_b == 0``) are given the shadow-price best response
+      ``clip(sqrt(v_b / price), lower_b, upper_b)`` (the eq. 56 formula in the unbounded case),
+      what they would receive if they appeared at the current price; with ``price == 0`` they
+      get ``upper_b`` if ``v_b > 0`` (possibly ``inf``) and ``lower_b`` otherwise.
+
+    The result is certified after solving: budget feasibility, bounds, and the KKT conditions
+    (``v_b / n_b**2`` equal to ``price`` on interior bins, ``<= price`` at lower and ``>= price``
+    at upper bounds), each to a relative tolerance of 1e-8.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = sqrt_allocation(v=[1.0, 4.0], shares=[0.5, 0.5], mean_budget=3.0)
+    >>> res.n.tolist()                 # proportional to sqrt(v) = (1, 2), mean 3
+    [2.0, 4.0]
+    >>> round(res.objective, 12)       # (0.5 * 1 + 0.5 * 2)**2 / 3, eq. 57
+    0.75
+    """
+    v, shares, n_bar, lower, upper = _sqrt_allocation_iv(v, shares, mean_budget, lower, upper)
+    size = v.shape[0]
+    zero_share = shares == 0
+    active = ~zero_share
+    pos = active & (v > 0)
+    zero_var = active & (v == 0)
+    sqrt_v = np.sqrt(v)
+    n = np.empty(size)
+
+    # budget consumed by zero-variance active bins at their lower bounds
+    base = float(np.dot(shares[zero_var], lower[zero_var]))
+    idx = np.flatnonzero(pos)
+    t = _clip_level_kernel(
+        np.ascontiguousarray(shares[idx]),
+        np.ascontiguousarray(sqrt_v[idx]),
+        np.ascontiguousarray(lower[idx]),
+        np.ascontiguousarray(upper[idx]),
+        n_bar - base,
+    )
+    if np.isfinite(t):
+        # polish t with the free set (exact up to round-off), then form n
+        n_pos = np.clip(t * sqrt_v[idx], lower[idx], upper[idx])
+        free = (n_pos > lower[idx]) & (n_pos < upper[idx])
+        if free.any():
+            fixed = float(np.dot(shares[idx][~free], n_pos[~free]))
+            rate = float(np.dot(shares[idx][free], sqrt_v[idx][free]))
+            t_new = (n_bar - base - fixed) / rate
+            n_pos_new = np.clip(t_new * sqrt_v[idx], lower[idx], upper[idx])
+            if np.array_equal((n_pos_new > lower[idx]) & (n_pos_new < upper[idx]), free):
+                t, n_pos = t_new, n_pos_new
+        n[idx] = n_pos
+        n[zero_var] = lower[zero_var]
+        price = 1.0 / (t * t) if t > 0 else np.inf
+    else:
+        # every positive-variance bin at its upper bound; zero-variance bins absorb the rest
+        price = 0.0
+        n[idx] = upper[idx]
+        zidx = np.flatnonzero(zero_var)
+        rest = n_bar - float(np.dot(shares[idx], upper[idx]))
+        level = _clip_level_kernel(
+            np.ascontiguousarray(shares[zidx]),
+            np.ones(zidx.size),
+            np.ascontiguousarray(lower[zidx]),
+            np.ascontiguousarray(upper[zidx]),
+            rest,
+        )
+        n[zidx] = np.clip(level, lower[zidx], upper[zidx]) if np.isfinite(level) else upper[zidx]
+
+    # zero-share bins: shadow-price best response (reported, not part of the problem)
+    zs = np.flatnonzero(zero_share)
+    if zs.size:
+        if price > 0 and np.isfinite(price):
+            n[zs] = np.clip(sqrt_v[zs] / np.sqrt(price), lower[zs], upper[zs])
+        elif price == 0:
+            n[zs] = np.where(v[zs] > 0, upper[zs], lower[zs])
+        else:  # price inf: all active bins at t = 0 -> lower bounds
+            n[zs] = lower[zs]
+
+    objective = float(np.sum(shares[idx] * v[idx] / n[idx])) if idx.size else 0.0
+    ok, why = _certify(v, shares, n_bar, lower, upper, n, price, pos, active)
+    status = OPTIMAL if ok else CERTIFICATE_FAILED
+    return SqrtAllocationResult(
+        n=n,
+        objective=objective,
+        price=float(price),
+        zero_share=zero_share,
+        success=ok,
+        status=status,
+        message=MESSAGES[OPTIMAL] if ok else f"{MESSAGES[CERTIFICATE_FAILED]}: {why}",
+    )
+
+
+def _certify(v, shares, n_bar, lower, upper, n, price, pos, active):
+    """Feasibility and KKT check of a candidate allocation; returns (ok, reason)."""
+    scale = max(1.0, n_bar)
+    used = float(np.dot(shares[active], n[active]))
+    if not abs(used - n_bar) <= _CERT_TOL * scale:
+        return False, f"budget used {used!r} != mean_budget {n_bar!r}"
+    a = active
+    if np.any(n[a] < lower[a] * (1 - _CERT_TOL) - _CERT_TOL) or np.any(n[a] > upper[a] * (1 + _CERT_TOL)):
+        return False, "bounds violated"
+    if not np.any(pos):
+        return True, ""
+    marginal = v[pos] / n[pos] ** 2  # -(d/dn) of v/n, per unit share
+    at_lo = n[pos] <= lower[pos] * (1 + _CERT_TOL)
+    at_hi = n[pos] >= upper[pos] * (1 - _CERT_TOL)
+    interior = ~at_lo & ~at_hi
+    if np.isinf(price):
+        return bool(np.all(at_lo)), "infinite price with a bin above its lower bound"
+    rel = _CERT_TOL * max(price, np.max(marginal))
+    if np.any(np.abs(marginal[interior] - price) > 1e3 * rel):
+        return False, "unequal marginal variance reduction on interior bins"
+    if np.any(marginal[at_lo & ~at_hi] > price + 1e3 * rel):
+        return False, "a bin at its lower bound would gain from more rollouts"
+    if np.any(marginal[at_hi & ~at_lo] < price - 1e3 * rel):
+        return False, "a bin at its upper bound would gain from fewer rollouts"
+    return True, ""
