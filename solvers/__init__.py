@@ -8,8 +8,8 @@ __all__: list[str] = []
 
 # Each module below adds its public names; keep one import block per module.
 
-from .dro_duals import DROResult, entropic_worst_case
-__all__ += ["DROResult", "entropic_worst_case"]
+from .dro_duals import DROResult, chi2_worst_case, entropic_worst_case, kl_worst_case
+__all__ += ["DROResult", "entropic_worst_case", "kl_worst_case", "chi2_worst_case"]
 
 from .budget_matching import BudgetMatchResult, match_budget
 __all__ += ["BudgetMatchResult", "match_budget"]
