@@ -22,3 +22,11 @@ __all__ += ["ShapedRewards", "drro_rewards", "dro_rewards", "K3KL", "k3_kl", "dy
 
 from .sqrt_law import SqrtAllocationResult, sqrt_allocation
 __all__ += ["SqrtAllocationResult", "sqrt_allocation"]
+
+from .regret import WorstCaseRegretResult, worst_case_regret
+from .waterfill import WaterfillResult, waterfill
+from .dro_policy import DroPolicyResult, dro_policy
+from .soft_regret import SoftRegretGradResult, soft_regret_grad, soft_regret_objective
+__all__ += ["WorstCaseRegretResult", "worst_case_regret", "WaterfillResult", "waterfill",
+            "DroPolicyResult", "dro_policy", "SoftRegretGradResult", "soft_regret_objective",
+            "soft_regret_grad"]

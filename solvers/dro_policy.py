@@ -1,0 +1,210 @@
+"""Value-robust (DRO) promptwise optimum: uniform on the top m responses (DRRO Lemma H.1).
+
+Under the same l1 ambiguity ``||Delta||_1 <= delta`` used for DRRO, the promptwise DRO problem is
+(DRRO Section 6.1)
+
+    max_{pi in simplex}  min_{||Delta||_1 <= delta} <pi, r_hat + Delta>  =  max_pi <pi, r_hat> - delta ||pi||_inf.
+
+Lemma H.1: with rewards sorted decreasingly, ``A_k = (1/k) sum_{i<=k} r_hat_(i)``, an optimiser is
+``u^(m)`` (uniform on the top m) for ``m in argmax_k {A_k - delta/k}``.
+
+Choices (documented and tested)
+-------------------------------
+* **Which maximiser m**: the *largest* one.  If ``r_hat_(m) = r_hat_(m+1)`` and m is a maximiser then
+  ``v_{m+1} - v_m`` has the sign of ``v_m - v_{m-1} >= 0`` (``v_k = A_k - delta/k``), so m+1 is a
+  maximiser too; hence the largest maximiser never cuts through a group of tied rewards and the policy
+  is permutation-equivariant (equal rewards give the uniform policy; ``delta = 0`` gives the uniform
+  policy on the argmax set, the same convention as :func:`solvers.waterfill.waterfill`).  Values
+  ``v_k`` within ``4 eps`` (relative) of the best are treated as ties; the tie-group extension is
+  then applied exactly.
+* **Certificate**: LP duality.  The dual of ``max <pi,r> - delta s, pi_i <= s, pi in simplex`` is
+  ``min nu  s.t.  sum_i (r_hat_i - nu)_+ <= delta``, whose optimum is exactly the threshold ``t0`` of
+  eq. (3.5).  So the DRO value equals ``t0``; we compute ``t0`` independently and check the gap
+  against the value of the returned policy evaluated directly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+
+from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL
+from .waterfill import _GAP_RTOL, _sorted_desc_index, _waterfill_iv
+
+__all__ = ["dro_policy", "DroPolicyResult"]
+
+
+@dataclass(frozen=True)
+class DroPolicyResult:
+    """Full output of :func:`dro_policy` (``full_output=True``).
+
+    Attributes
+    ----------
+    policy : ndarray, shape (n,) or (P, n)
+        Uniform on the top ``support_size`` responses (Lemma H.1).
+    support_size : int or ndarray of int (P,)
+        ``m`` of Lemma H.1 (largest maximiser of ``A_k - delta/k``).
+    objective : float or ndarray (P,)
+        ``<pi, r_hat> - delta ||pi||_inf`` at the returned policy (the DRO value).
+    dual_value : float or ndarray (P,)
+        ``t0`` of eq. (3.5), the optimal value of the LP dual (equal to the DRO value).
+    duality_gap : float or ndarray (P,)
+    success, status, message
+        Certificate outcome (see :mod:`solvers._status`).
+    """
+
+    policy: np.ndarray
+    support_size: Any
+    objective: Any
+    dual_value: Any
+    duality_gap: Any
+    success: bool
+    status: int
+    message: str
+
+
+@numba.njit(cache=True)
+def _dro_row(r, delta, out, idx, d):
+    n = r.shape[0]
+    _sorted_desc_index(r, idx)
+    r1 = r[idx[0]]
+    for j in range(n):
+        d[j] = r1 - r[idx[j]]
+    # v_k = A_k - delta/k = r1 - (D_k + delta)/k; minimise c_k = (D_k + delta)/k, largest minimiser.
+    cum = 0.0
+    best = np.inf
+    m = 1
+    tol = 4.0 * 2.220446049250313e-16 * (delta + d[n - 1])
+    k0 = 1
+    d_k0 = 0.0
+    for k in range(1, n + 1):
+        cum += d[k - 1]
+        c = (cum + delta) / k
+        if c < best - tol:
+            best = c
+            m = k
+        elif c <= best + tol:
+            if c < best:
+                best = c
+            m = k
+        if k * d[k - 1] - cum < delta:
+            k0 = k
+            d_k0 = cum
+    while m < n and d[m] == d[m - 1]:
+        m += 1
+    for j in range(n):
+        out[j] = 0.0
+    for j in range(m):
+        out[idx[j]] = 1.0 / m
+    # certificate: primal value of the returned policy vs the dual value t0 (eq. 3.5).
+    lin = 0.0
+    pmax = 0.0
+    for j in range(n):
+        p = out[idx[j]]
+        lin += p * d[j]
+        if p > pmax:
+            pmax = p
+    primal_gap_form = -lin - delta * pmax  # value - r1
+    if delta == 0.0:
+        dual_gap_form = 0.0  # nu = max r_hat
+    else:
+        dual_gap_form = -(delta + d_k0) / k0
+    return m, r1 + primal_gap_form, r1 + dual_gap_form, dual_gap_form - primal_gap_form
+
+
+@numba.njit(cache=True)
+def _dro_kernel(r_hat, delta, policy, support, objective, dual, gap):
+    n_rows, n = r_hat.shape
+    idx = np.empty(n, dtype=np.int64)
+    d = np.empty(n, dtype=np.float64)
+    for b in range(n_rows):
+        res = _dro_row(r_hat[b], delta[b], policy[b], idx, d)
+        support[b] = res[0]
+        objective[b] = res[1]
+        dual[b] = res[2]
+        gap[b] = res[3]
+
+
+def dro_policy_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
+    """Pure-NumPy twin of the DRO kernel for one row (reference and benchmark peer); no validation."""
+    r = np.asarray(r_hat, dtype=np.float64)
+    n = r.size
+    order = np.argsort(-r, kind="stable")
+    d = r[order[0]] - r[order]
+    c = (np.cumsum(d) + delta) / np.arange(1, n + 1)
+    tol = 4.0 * np.finfo(float).eps * (delta + d[-1])
+    m = int(np.nonzero(c <= c.min() + tol)[0][-1]) + 1
+    while m < n and d[m] == d[m - 1]:
+        m += 1
+    pi = np.zeros(n)
+    pi[order[:m]] = 1.0 / m
+    return pi
+
+
+def dro_policy(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
+    """Value-robust (DRO) optimal policy: uniform on the top m responses (DRRO Lemma H.1).
+
+    Solves ``max_{pi in simplex} <pi, r_hat> - delta ||pi||_inf`` (DRRO Sec. 6.1), the l1-DRO
+    counterpart of :func:`solvers.waterfill.waterfill`, with the same array interface.
+
+    Parameters
+    ----------
+    r_hat : array_like, shape (n,) or (P, n)
+        Proxy rewards (any order, ties allowed); one row per prompt for 2-D input.
+    delta : float or array_like of shape (P,)
+        l1 ambiguity budget ``delta >= 0``.
+    full_output : bool, default False
+        Return a :class:`DroPolicyResult` instead of the policy array.
+
+    Returns
+    -------
+    policy : ndarray, same shape as ``r_hat``
+        ``u^(m)`` with ``m`` the largest maximiser of ``A_k - delta/k``; tied rewards are never split
+        (module docstring).  ``delta = 0``: uniform on the argmax set.
+
+    Examples
+    --------
+    >>> dro_policy([1.0, 0.5, 0.0], 0.2)
+    array([1., 0., 0.])
+    >>> dro_policy([1.0, 0.5, 0.0], 1.0)
+    array([0.5, 0.5, 0. ])
+    """
+    r2, dl, one_d = _waterfill_iv(r_hat, delta)
+    n_rows, n = r2.shape
+    policy = np.empty_like(r2)
+    support = np.empty(n_rows, dtype=np.int64)
+    obj = np.empty(n_rows)
+    dual = np.empty(n_rows)
+    gap = np.empty(n_rows)
+    if n_rows:
+        _dro_kernel(r2, dl, policy, support, obj, dual, gap)
+    scale = dl + (r2.max(axis=1) - r2.min(axis=1) if n_rows else 0.0)
+    bad = ~(np.abs(gap) <= _GAP_RTOL * scale + 1e-300)
+    ok = not bool(bad.any())
+    status = OPTIMAL if ok else CERTIFICATE_FAILED
+    message = MESSAGES[status]
+    if not ok:
+        rows = np.flatnonzero(bad)[:5].tolist()
+        message = f"{MESSAGES[status]}: duality gap above tolerance in rows {rows}"
+    if not full_output:
+        if not ok:
+            warnings.warn(f"dro_policy: {message}", RuntimeWarning, stacklevel=2)
+        return policy[0] if one_d else policy
+
+    def pick(a: np.ndarray, cast=float) -> Any:
+        return cast(a[0]) if one_d else a
+
+    return DroPolicyResult(
+        policy=policy[0] if one_d else policy,
+        support_size=pick(support, int),
+        objective=pick(obj),
+        dual_value=pick(dual),
+        duality_gap=pick(gap),
+        success=ok,
+        status=status,
+        message=message,
+    )
