@@ -30,3 +30,8 @@ from .soft_regret import SoftRegretGradResult, soft_regret_grad, soft_regret_obj
 __all__ += ["WorstCaseRegretResult", "worst_case_regret", "WaterfillResult", "waterfill",
             "DroPolicyResult", "dro_policy", "SoftRegretGradResult", "soft_regret_objective",
             "soft_regret_grad"]
+
+from .variance import (GRADIENT_ESTIMATORS, grad_variance, grad_variance_continuous, variance_proxy,
+                       weighted_standard_error)
+__all__ += ["GRADIENT_ESTIMATORS", "grad_variance", "grad_variance_continuous", "variance_proxy",
+            "weighted_standard_error"]
