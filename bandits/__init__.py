@@ -11,3 +11,7 @@ __all__: list[str] = []
 from .exp3 import Exp3, Exp3IX, Exp3P
 
 __all__ += ["Exp3", "Exp3P", "Exp3IX"]
+
+from .group_dro import GDROExp3P, GroupDRO
+
+__all__ += ["GroupDRO", "GDROExp3P"]
