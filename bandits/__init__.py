@@ -15,3 +15,15 @@ __all__ += ["Exp3", "Exp3P", "Exp3IX"]
 from .group_dro import GDROExp3P, GroupDRO
 
 __all__ += ["GroupDRO", "GDROExp3P"]
+
+from .gp_predictor import GPSuccessPredictor
+
+__all__ += ["GPSuccessPredictor"]
+
+from .baseline_predictors import BetaBinomialPredictor, MovingAveragePredictor, RidgePredictor
+
+__all__ += ["MovingAveragePredictor", "RidgePredictor", "BetaBinomialPredictor"]
+
+from .gp_hyperfit import GPHyperparameters, fit_gp_hyperparameters
+
+__all__ += ["GPHyperparameters", "fit_gp_hyperparameters"]

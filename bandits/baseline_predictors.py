@@ -1,0 +1,318 @@
+"""Baseline success-probability predictors with the interface of :class:`bandits.GPSuccessPredictor`.
+
+* :class:`MovingAveragePredictor` -- VIP Sec. 6 / Fig. 3 "Moving Average": the mean observed
+  success rate over the most recent ``window`` observations (per prompt when the prompt is in the
+  window, else over all of them).
+* :class:`RidgePredictor` -- VIP's ablation "Ridge Regression" (Sec. 6, Table 3; Fig. 3): ridge
+  regression of the clipped observed logit on the prompt embedding, refitted on the most recent
+  ``window`` observations.
+* :class:`BetaBinomialPredictor` -- a per-prompt conjugate Beta posterior (optionally with
+  exponential forgetting for non-stationary success rates).
+
+Common interface: ``predict(ids) -> p_hat`` (float64 in ``[eps, 1 - eps]``),
+``update(ids, successes, trials)``; ``predict_var(ids)`` where the model has a variance
+(moving average: binomial sampling variance of the averaged rate; beta-binomial: posterior
+variance; ridge: none). Ids are integers in ``[0, N)``; unseen ids get the prior (never NaN).
+VIP does not specify its baselines beyond their names; the choices above are ours and documented
+in each class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+from scipy import linalg
+
+from solvers._validation import as_float_array, check_finite_scalar, check_int_scalar
+
+from .gp_predictor import _clipped_rate, _logit, _sigmoid, _validate_counts, _validate_ids
+
+__all__ = ["MovingAveragePredictor", "RidgePredictor", "BetaBinomialPredictor"]
+
+
+def _check_n_prompts(n_prompts: Any) -> int:
+    return check_int_scalar(n_prompts, "n_prompts", lo=1)
+
+
+def _check_eps(eps: Any) -> float:
+    return check_finite_scalar(eps, "eps", lo=0.0, hi=0.5, lo_open=True, hi_open=True)
+
+
+def _check_prior_p(prior: Any, name: str = "prior") -> float:
+    return check_finite_scalar(prior, name, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+
+
+class MovingAveragePredictor:
+    """Moving average of observed success rates over the last ``window`` observations.
+
+    Each observation is one (prompt, successes, trials) entry of an ``update``; its rate is
+    ``s / n``. The prediction for prompt ``q`` is the mean rate of ``q``'s observations still
+    in the window, or, if ``q`` has none, the mean rate of all observations in the window, or
+    ``prior`` before any observation; clipped to ``[eps, 1 - eps]``. Every observation counts
+    equally (a moving average of rates, not of pooled counts).
+
+    Parameters
+    ----------
+    n_prompts : int
+        Number of prompts ``N``; ids are in ``[0, N)``.
+    window : int >= 1
+        Number of most recent observations kept (VIP Fig. 3 uses 1024).
+    prior : float in (0, 1)
+        Prediction before any observation.
+    eps : float in (0, 0.5)
+        Output clipping.
+
+    Notes
+    -----
+    ``predict_var`` returns ``p (1 - p) / n_eff`` with ``n_eff`` the total number of trials
+    behind the averaged rate (``p (1 - p)`` -- one Bernoulli variance -- before any observation).
+
+    Examples
+    --------
+    >>> from bandits import MovingAveragePredictor
+    >>> ma = MovingAveragePredictor(10, window=2)
+    >>> ma.update([0, 1], [2, 0], [4, 4])
+    >>> ma.predict([0, 5])   # prompt 0 own mean; prompt 5 global mean (0.5 + 0) / 2
+    array([0.5 , 0.25])
+    """
+
+    def __init__(self, n_prompts: int, *, window: int = 1024, prior: float = 0.5, eps: float = 0.01):
+        self.n_prompts = _check_n_prompts(n_prompts)
+        self.window = check_int_scalar(window, "window", lo=1)
+        self.prior = _check_prior_p(prior)
+        self.eps = _check_eps(eps)
+        self._buf: deque[tuple[int, float, int]] = deque()
+        self._rate_sum = np.zeros(self.n_prompts)
+        self._count = np.zeros(self.n_prompts, dtype=np.int64)
+        self._trials = np.zeros(self.n_prompts, dtype=np.int64)
+        self._g_rate = 0.0
+        self._g_count = 0
+        self._g_trials = 0
+        self.step = 0
+
+    def update(self, ids: Any, successes: Any, trials: Any) -> None:
+        """Append the batch's observations (in order) and drop those older than ``window``."""
+        idx, s, n = _validate_counts(ids, successes, trials, self.n_prompts)
+        rates = s / n
+        for q, r, k in zip(idx.tolist(), rates.tolist(), n.tolist()):
+            self._buf.append((q, r, k))
+            self._rate_sum[q] += r
+            self._count[q] += 1
+            self._trials[q] += k
+            self._g_rate += r
+            self._g_count += 1
+            self._g_trials += k
+            if len(self._buf) > self.window:
+                q0, r0, k0 = self._buf.popleft()
+                self._rate_sum[q0] -= r0
+                self._count[q0] -= 1
+                self._trials[q0] -= k0
+                self._g_rate -= r0
+                self._g_count -= 1
+                self._g_trials -= k0
+                if self._count[q0] == 0:
+                    self._rate_sum[q0] = 0.0  # no round-off residue once a prompt leaves
+        # exact global sum (O(window)); the running sums above would accumulate round-off
+        self._g_rate = math.fsum(r for _, r, _ in self._buf)
+        self.step += 1
+
+    def _mean_and_trials(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cnt = self._count[idx]
+        own = cnt > 0
+        p = np.empty(idx.size)
+        n_eff = np.empty(idx.size)
+        p[own] = self._rate_sum[idx[own]] / cnt[own]
+        n_eff[own] = self._trials[idx[own]]
+        if self._g_count > 0:
+            p[~own] = self._g_rate / self._g_count
+            n_eff[~own] = self._g_trials
+        else:
+            p[~own] = self.prior
+            n_eff[~own] = 1.0
+        return p, n_eff
+
+    def predict(self, ids: Any) -> np.ndarray:
+        """Moving-average success probabilities, clipped to ``[eps, 1 - eps]``, shape (B,)."""
+        idx = _validate_ids(ids, self.n_prompts)
+        p, _ = self._mean_and_trials(idx)
+        return np.clip(p, self.eps, 1.0 - self.eps)
+
+    def predict_var(self, ids: Any) -> np.ndarray:
+        """Binomial sampling variance ``p (1 - p) / n_eff`` of the averaged rate, shape (B,)."""
+        idx = _validate_ids(ids, self.n_prompts)
+        p, n_eff = self._mean_and_trials(idx)
+        p = np.clip(p, self.eps, 1.0 - self.eps)
+        return p * (1.0 - p) / n_eff
+
+
+class RidgePredictor:
+    """Ridge regression of the observed logit on the prompt embedding (VIP's ablation baseline).
+
+    After each update the model is refitted on the most recent ``window`` observations
+    ``(x_q, y_q)`` with ``y_q = logit(clip(s_q / n_q, eps, 1 - eps))`` (the GP's observation):
+
+        (w, b) = argmin sum_q (y_q - x_q.w - b)^2 + alpha ||w||^2     (intercept not penalised)
+
+    and predicts ``clip(sigmoid(x.w + b), eps, 1 - eps)``; ``sigmoid(prior_logit)`` before any
+    observation. Regressing the logit (rather than the rate) is our choice: it keeps predictions
+    in (0, 1) and uses the same observation as the GP.
+
+    Parameters
+    ----------
+    embeddings : array_like, shape (N, d)
+    alpha : float > 0
+        Ridge penalty.
+    window : int >= 1
+        Number of most recent observations used for the fit (VIP Fig. 3 uses 1024).
+    prior_logit : float
+    eps : float in (0, 0.5)
+
+    Attributes
+    ----------
+    coef_ : ndarray, shape (d,)
+    intercept_ : float
+    """
+
+    def __init__(
+        self,
+        embeddings: Any,
+        *,
+        alpha: float = 1.0,
+        window: int = 1024,
+        prior_logit: float = 0.0,
+        eps: float = 0.01,
+    ):
+        x = as_float_array(embeddings, "embeddings", ndim=2, min_size=1)
+        self._x = x
+        self.n_prompts, self.dim = int(x.shape[0]), int(x.shape[1])
+        self.alpha = check_finite_scalar(alpha, "alpha", lo=0.0, lo_open=True)
+        self.window = check_int_scalar(window, "window", lo=1)
+        self.prior_logit = check_finite_scalar(prior_logit, "prior_logit")
+        self.eps = _check_eps(eps)
+        self._ids: deque[int] = deque(maxlen=self.window)
+        self._y: deque[float] = deque(maxlen=self.window)
+        self.coef_ = np.zeros(self.dim)
+        self.intercept_ = self.prior_logit
+        self.step = 0
+
+    def update(self, ids: Any, successes: Any, trials: Any) -> None:
+        """Append the batch (in order), keep the last ``window`` observations and refit."""
+        idx, s, n = _validate_counts(ids, successes, trials, self.n_prompts)
+        y = _logit(_clipped_rate(s, n, self.eps))
+        self._ids.extend(idx.tolist())
+        self._y.extend(y.tolist())
+        xw = self._x[np.fromiter(self._ids, dtype=np.int64, count=len(self._ids))]
+        yw = np.fromiter(self._y, dtype=np.float64, count=len(self._y))
+        x_mean = xw.mean(axis=0)
+        y_mean = yw.mean()
+        xc = xw - x_mean
+        m, d = xc.shape
+        if m >= d:  # primal: (Xc'Xc + alpha I) w = Xc'y
+            gram = xc.T @ xc
+            gram[np.diag_indices_from(gram)] += self.alpha
+            coef = linalg.solve(gram, xc.T @ (yw - y_mean), assume_a="pos")
+        else:  # dual: w = Xc' (Xc Xc' + alpha I)^{-1} y
+            gram = xc @ xc.T
+            gram[np.diag_indices_from(gram)] += self.alpha
+            coef = xc.T @ linalg.solve(gram, yw - y_mean, assume_a="pos")
+        self.coef_ = coef
+        self.intercept_ = float(y_mean - x_mean @ coef)
+        self.step += 1
+
+    def predict_logit(self, ids: Any) -> np.ndarray:
+        """Fitted logit ``x.w + b`` (unclipped), shape (B,)."""
+        idx = _validate_ids(ids, self.n_prompts)
+        return self._x[idx] @ self.coef_ + self.intercept_
+
+    def predict(self, ids: Any) -> np.ndarray:
+        """``clip(sigmoid(x.w + b), eps, 1 - eps)``, shape (B,)."""
+        return np.clip(_sigmoid(self.predict_logit(ids)), self.eps, 1.0 - self.eps)
+
+
+class BetaBinomialPredictor:
+    """Per-prompt Beta posterior of the success probability (optionally forgetting old counts).
+
+    Prompt ``q`` has posterior ``Beta(a0 + S_q, b0 + F_q)`` where ``S_q, F_q`` are its
+    (discounted) success and failure counts. With ``discount = gamma < 1`` every count is
+    multiplied by ``gamma`` per ``update`` call that follows it (applied lazily, so an update costs
+    ``O(batch)``): ``S_q = sum_t gamma^(T - t) s_{q,t}`` after ``T`` updates.
+
+    Parameters
+    ----------
+    n_prompts : int
+    a0, b0 : float > 0
+        Beta prior (default uniform ``Beta(1, 1)``).
+    discount : float in (0, 1]
+        Forgetting factor (``1``: plain conjugate updating).
+    eps : float in (0, 0.5)
+        Output clipping.
+
+    Notes
+    -----
+    ``predict`` is the posterior mean ``a / (a + b)``; ``predict_var`` the posterior variance
+    ``a b / ((a + b)^2 (a + b + 1))``.
+
+    Examples
+    --------
+    >>> from bandits import BetaBinomialPredictor
+    >>> bb = BetaBinomialPredictor(3)
+    >>> bb.update([0], [3], [4])
+    >>> bb.predict([0, 1])    # (1 + 3) / (2 + 4), and the prior mean 1/2
+    array([0.66666667, 0.5       ])
+    """
+
+    def __init__(
+        self,
+        n_prompts: int,
+        *,
+        a0: float = 1.0,
+        b0: float = 1.0,
+        discount: float = 1.0,
+        eps: float = 0.01,
+    ):
+        self.n_prompts = _check_n_prompts(n_prompts)
+        self.a0 = check_finite_scalar(a0, "a0", lo=0.0, lo_open=True)
+        self.b0 = check_finite_scalar(b0, "b0", lo=0.0, lo_open=True)
+        self.discount = check_finite_scalar(discount, "discount", lo=0.0, hi=1.0, lo_open=True)
+        self.eps = _check_eps(eps)
+        self._s = np.zeros(self.n_prompts)
+        self._f = np.zeros(self.n_prompts)
+        self._last = np.zeros(self.n_prompts, dtype=np.int64)  # step at which counts were last decayed
+        self.step = 0
+
+    def _counts(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.discount == 1.0:
+            return self._s[idx], self._f[idx]
+        decay = self.discount ** (self.step - self._last[idx]).astype(np.float64)
+        return self._s[idx] * decay, self._f[idx] * decay
+
+    def update(self, ids: Any, successes: Any, trials: Any) -> None:
+        """Discount all counts by one step, then add the batch's successes and failures."""
+        idx, s, n = _validate_counts(ids, successes, trials, self.n_prompts)
+        self.step += 1
+        uniq = np.unique(idx)
+        cs, cf = self._counts(uniq)
+        self._s[uniq], self._f[uniq] = cs, cf
+        self._last[uniq] = self.step
+        np.add.at(self._s, idx, s.astype(np.float64))
+        np.add.at(self._f, idx, (n - s).astype(np.float64))
+
+    def posterior(self, ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior Beta parameters ``(a, b)`` for ``ids``, each shape (B,)."""
+        idx = _validate_ids(ids, self.n_prompts)
+        cs, cf = self._counts(idx)
+        return self.a0 + cs, self.b0 + cf
+
+    def predict(self, ids: Any) -> np.ndarray:
+        """Posterior mean ``a / (a + b)`` clipped to ``[eps, 1 - eps]``, shape (B,)."""
+        a, b = self.posterior(ids)
+        return np.clip(a / (a + b), self.eps, 1.0 - self.eps)
+
+    def predict_var(self, ids: Any) -> np.ndarray:
+        """Posterior variance ``a b / ((a + b)^2 (a + b + 1))``, shape (B,)."""
+        a, b = self.posterior(ids)
+        t = a + b
+        return a * b / (t * t * (t + 1.0))
