@@ -12,10 +12,6 @@ from .exp3 import Exp3, Exp3IX, Exp3P
 
 __all__ += ["Exp3", "Exp3P", "Exp3IX"]
 
-from .group_dro import GDROExp3P, GroupDRO
-
-__all__ += ["GroupDRO", "GDROExp3P"]
-
 from .gp_predictor import GPSuccessPredictor
 
 __all__ += ["GPSuccessPredictor"]
@@ -27,3 +23,11 @@ __all__ += ["MovingAveragePredictor", "RidgePredictor", "BetaBinomialPredictor"]
 from .gp_hyperfit import GPHyperparameters, fit_gp_hyperparameters
 
 __all__ += ["GPHyperparameters", "fit_gp_hyperparameters"]
+
+from .group_dro import GDROExp3P, GroupDRO
+
+__all__ += ["GroupDRO", "GDROExp3P"]
+
+from .prompt_gdro import PromptGDRO
+from .rollout_gdro import PrimalDualRolloutGDRO, RolloutAllocation, RolloutGDRO
+__all__ += ["PromptGDRO", "RolloutGDRO", "RolloutAllocation", "PrimalDualRolloutGDRO"]

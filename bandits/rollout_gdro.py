@@ -1,0 +1,572 @@
+"""Rollout-GDRO: the compute adversary of GDRO (Sec. 3.3, eq. 18-21; App. C.2.2; App. F.2.3-F.2.4).
+
+Two controllers choose a rollout count ("arm") ``n`` in a discrete set ``N = {n_min, ..., n_max}``
+for every difficulty bin under the mean-rollout budget ``sum_b qhat_b n_b = n_bar`` (eq. 36):
+
+* :class:`RolloutGDRO` -- the implemented, bandit-feedback controller: per-bin exponential weights
+  over arms driven by the augmented arm loss ``L_b(n) = -J_b(n) + mu (n - n_bar)`` (eq. 37), dual
+  ascent on the shadow price ``mu`` (eq. 38), and every step an *exact* selection that meets the
+  mean budget over the realised batch (App. C.2.2 "budget matching", :func:`solvers.match_budget`).
+* :class:`PrimalDualRolloutGDRO` -- the full-information primal-dual dynamics of eq. 64-65 (entropic
+  mirror descent per bin + projected dual ascent) with the averaged iterates of Thm. F.22, plus the
+  saddle gap (eq. 66) and its bounds (eq. 66-68), for the idealised fixed-cost-landscape analysis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from solvers import BudgetMatchResult, match_budget
+from solvers._validation import (
+    as_float_array,
+    as_int_array,
+    check_finite_scalar,
+    check_int_scalar,
+    check_rng,
+    check_same_shape,
+)
+
+from .prompt_gdro import (
+    _bin_ids_iv,
+    _normalise_log_weights,
+    _share_debiased_ema,
+    _values_iv,
+)
+
+__all__ = ["RolloutAllocation", "RolloutGDRO", "PrimalDualRolloutGDRO"]
+
+
+def _arms_iv(arms: Any) -> np.ndarray:
+    if isinstance(arms, range):
+        arms = np.arange(arms.start, arms.stop, arms.step)
+    a = as_int_array(arms, "arms", ndim=1, min_size=1)
+    bad = a <= 0
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"arms must be positive integers, got {int(a[i])} at index {i}")
+    if np.unique(a).size != a.size:
+        values, cnt = np.unique(a, return_counts=True)
+        raise ValueError(f"arms must be distinct, got {int(values[cnt > 1][0])} more than once")
+    return np.sort(a)
+
+
+def _mean_budget_iv(mean_budget: Any, arms: np.ndarray) -> float:
+    return check_finite_scalar(mean_budget, "mean_budget", lo=float(arms[0]), hi=float(arms[-1]))
+
+
+def _arm_probabilities(log_weights: np.ndarray, exploration: float) -> np.ndarray:
+    z = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
+    z /= z.sum(axis=1, keepdims=True)
+    k = log_weights.shape[1]
+    return (1.0 - exploration) * z + exploration / k
+
+
+@dataclass(frozen=True)
+class RolloutAllocation:
+    """What :meth:`RolloutGDRO.allocate` did on its last call (exposed as ``last_allocation``).
+
+    Attributes
+    ----------
+    requested_total : float
+        ``mean_budget * M`` for the batch of ``M`` prompts.
+    total : int
+        Rollouts actually allocated, ``sum_i n_i``.
+    exact : bool
+        ``total == requested_total`` (the mean budget is met exactly).
+    match : BudgetMatchResult
+        The budget-matching result (per-bin arms, objective, status). ``match.status ==
+        ADJUSTED`` when the integer target ``round(requested_total)`` was not reachable and the
+        nearest reachable total was used.
+    """
+
+    requested_total: float
+    total: int
+    exact: bool
+    match: BudgetMatchResult
+
+
+class RolloutGDRO:
+    r"""Rollout-GDRO: per-bin EXP3P-style arm selection under an exact mean budget (GDRO Sec. 3.3).
+
+    **Per step.** :meth:`allocate` receives the bins of the batch and returns a rollout count per
+    prompt (int64) whose mean is exactly ``mean_budget`` whenever that is reachable; after the
+    rollouts, :meth:`update` receives the counts used and a per-prompt utility ``J`` (GDRO eq. 35:
+    the negative prompt-level GRPO loss, or any utility the caller chooses -- e.g. minus a
+    variance proxy, Remark F.25; larger is better).
+
+    **Arm distributions** (App. C.2.2: arm step 0.65, exploration 0.01, arm-score EMA 0.4). Bin
+    ``b`` keeps log weights over the ``K`` arms; its distribution is ``p_b = (1 - gamma)
+    softmax(log w_b) + gamma / K`` (``arm_probabilities()``, shape ``[n_bins, K]``).
+
+    **Selection (allocate).** With realised counts ``c_b``, the arms are chosen by the exact DP of
+    :func:`solvers.match_budget`, minimising ``sum_b c_b cost[b, k_b]`` subject to ``sum_b c_b
+    n_{k_b} = mean_budget * M``. The paper only says "exact constrained selection via dynamic
+    programming"; we take ``cost[b, k] = -(log p_b(k) + G_bk)`` with i.i.d. standard Gumbel
+    ``G_bk`` (``selection="gumbel"``, default). Without the budget constraint the per-bin minimiser
+    is then an exact draw from ``p_b`` (Gumbel-max trick), i.e. plain EXP3P sampling; with it the DP
+    returns the most likely perturbed joint choice that meets the budget (a "sample projected onto
+    the budget"), so exploration is kept and the budget is exact. ``selection="mode"`` drops the
+    noise (the most probable budget-feasible joint allocation; deterministic). Bins absent from the
+    batch are not allocated anything. The per-prompt counts are ``n_b`` of each prompt's bin.
+
+    **Unreachable budgets.** If ``mean_budget * M`` is not an integer, or the integer is not a
+    reachable total ``sum_b c_b n_b``, the DP is solved for the nearest reachable total
+    (``match_budget(..., nearest=True)``: nearest to ``round(mean_budget * M)``, ties to the
+    smaller); ``last_allocation.exact`` is then False and ``last_allocation.match.status`` says
+    ``ADJUSTED`` where the integer target was adjusted. With an integer ``mean_budget`` that is one
+    of the arms, every batch is reachable (all bins at ``mean_budget``).
+
+    **Learning (update).** For every (bin, arm) pair the utility loss ``-J`` is averaged over the
+    prompts that used it (eq. 35), and an EMA with weight ``ema`` on the new value, debiased by the
+    realised share of the arm within its bin exactly as in :class:`bandits.PromptGDRO` (the first
+    observation sets the score; unplayed arms keep theirs), gives ``arm_scores[b, k]`` -- the
+    estimate of ``-J_b(n_k)``. Each bin present in the batch then takes one exponentiated-gradient
+    step on the *augmented arm loss* of eq. 37 (in the form of Remark F.25),
+    ``L_b(n) = arm_scores[b, n] + mu (n - n_bar)``, ``log w_b <- log w_b - eta L_b``, where arms of
+    the bin never played yet are imputed the mean score of its played arms (neutral). Bins absent
+    from the batch keep their weights and scores (eq. 64 with ``qhat_b = 0`` leaves them unchanged
+    too).
+
+    *Why not Auer's EXP3P update* (:class:`bandits.Exp3P`): the paper's constants (step 0.65,
+    exploration 0.01) are meant for this practical rule. The importance-weighted estimate
+    ``x / p`` would, with ``p`` as small as ``gamma / K``, move a log weight by up to ``0.65 * K /
+    0.01`` per step, and it needs rewards in [0, 1] while ``J`` and the price term are unbounded.
+    The EMA score plays the role of the estimator (the price part of eq. 37 is known exactly for
+    every arm, so it is full information).
+
+    **Shadow price** (eq. 38, projected as in eq. 65): ``mu <- clip(mu + dual_step * g, 0,
+    price_cap)`` with ``g = sum_b qhat_b E_{n ~ p_b}[n] - n_bar``, the budget violation of the
+    controller's *proposal distribution* on the realised batch. The realised allocation always
+    meets the budget exactly (by construction), so using its mean in eq. 38 would freeze ``mu``;
+    eq. 65's expected allocation is what keeps the proposals (and hence the DP's corrections)
+    near the budget. The primal step uses the price before the dual step (``mu_t`` in eq. 64).
+    ``price_cap`` is the truncation ``mu_max`` of the Lagrangian game of Sec. F.2.4.
+
+    Parameters
+    ----------
+    n_bins : int, default 10
+    arms : iterable of int, default range(2, 13)
+        Distinct positive rollout counts (stored sorted).
+    mean_budget : float, default 4
+        Mean rollouts per prompt ``n_bar``, within ``[min(arms), max(arms)]``.
+    dual_step : float, default 0.05
+        Dual step ``alpha_mu`` (eq. 38), ``>= 0``.
+    step_size : float, default 0.65
+        Arm step ``eta``, in ``(0, 1e6]``.
+    exploration : float, default 0.01
+        Uniform mixing ``gamma`` in ``[0, 1]``.
+    ema : float, default 0.4
+        Arm-score EMA weight of the new observation, in ``(0, 1]``.
+    price_cap : float, default 10.0
+        Upper end ``mu_max`` of the shadow-price interval ``[0, mu_max]``.
+    selection : {"gumbel", "mode"}, default "gumbel"
+    seed : None, int or numpy.random.Generator
+        Source of the Gumbel noise; same seed and inputs, same trajectory.
+
+    Attributes
+    ----------
+    arms : ndarray of int64, shape (K,)
+    log_weights : ndarray, shape (n_bins, K)
+        Per-bin log-probabilities before exploration mixing.
+    arm_scores, arm_share_ema : ndarray, shape (n_bins, K)
+        Debiased EMA of the arm losses ``-J`` and the EMA of the arm shares within the bin.
+    arm_seen : ndarray of bool, shape (n_bins, K)
+    shadow_price : float
+        Current ``mu``.
+    step : int
+        Number of completed updates.
+    last_allocation : RolloutAllocation or None
+
+    Examples
+    --------
+    >>> ctrl = RolloutGDRO(n_bins=3, arms=range(2, 7), mean_budget=4, seed=0)
+    >>> bins = [0, 0, 1, 2, 2, 2]
+    >>> n = ctrl.allocate(bins)
+    >>> float(n.mean()), bool(ctrl.last_allocation.exact)
+    (4.0, True)
+    >>> ctrl.update(bins, n, utilities=[0.1, 0.3, -0.2, 0.0, 0.5, 0.1])
+    >>> ctrl.arm_probabilities().shape
+    (3, 5)
+    """
+
+    def __init__(
+        self,
+        n_bins: Any = 10,
+        arms: Any = range(2, 13),
+        mean_budget: Any = 4,
+        dual_step: Any = 0.05,
+        step_size: Any = 0.65,
+        exploration: Any = 0.01,
+        ema: Any = 0.4,
+        *,
+        price_cap: Any = 10.0,
+        selection: str = "gumbel",
+        seed: Any = None,
+    ) -> None:
+        self.n_bins = check_int_scalar(n_bins, "n_bins", lo=1)
+        self.arms = _arms_iv(arms)
+        self.mean_budget = _mean_budget_iv(mean_budget, self.arms)
+        self.dual_step = check_finite_scalar(dual_step, "dual_step", lo=0.0)
+        self.step_size = check_finite_scalar(step_size, "step_size", lo=0.0, hi=1e6, lo_open=True)
+        self.exploration = check_finite_scalar(exploration, "exploration", lo=0.0, hi=1.0)
+        self.ema = check_finite_scalar(ema, "ema", lo=0.0, hi=1.0, lo_open=True)
+        self.price_cap = check_finite_scalar(price_cap, "price_cap", lo=0.0, hi=1e6)
+        if selection not in ("gumbel", "mode"):
+            raise ValueError(f"selection must be 'gumbel' or 'mode', got {selection!r}")
+        self.selection = selection
+        self._rng = check_rng(seed)
+        shape = (self.n_bins, self.arms.size)
+        self.log_weights = np.full(shape, -math.log(self.arms.size))
+        self.arm_scores = np.zeros(shape)
+        self.arm_share_ema = np.zeros(shape)
+        self.arm_seen = np.zeros(shape, dtype=bool)
+        self.shadow_price = 0.0
+        self.step = 0
+        self.last_allocation: RolloutAllocation | None = None
+
+    @property
+    def n_arms(self) -> int:
+        return int(self.arms.size)
+
+    def arm_probabilities(self) -> np.ndarray:
+        """Per-bin arm distributions ``p_b`` (with exploration), float64 ``[n_bins, n_arms]``."""
+        return _arm_probabilities(self.log_weights, self.exploration)
+
+    def expected_allocation(self) -> np.ndarray:
+        """``E_{n ~ p_b}[n]`` per bin, float64 ``[n_bins]`` (the proposal's mean arm)."""
+        return self.arm_probabilities() @ self.arms.astype(np.float64)
+
+    # -- selection -------------------------------------------------------------------------
+    def allocate(self, bin_ids: Any) -> np.ndarray:
+        """Rollout count per prompt meeting the mean budget exactly when reachable.
+
+        Parameters
+        ----------
+        bin_ids : array_like of int, shape (M,)
+            Bin of every prompt, in ``[0, n_bins)``.
+
+        Returns
+        -------
+        ndarray of int64, shape (M,)
+            ``n_i`` in ``arms``; prompts of one bin share one arm. ``sum(n) == mean_budget * M``
+            whenever reachable (else the nearest reachable total; see ``last_allocation``).
+            Consumes Gumbel noise from the controller's Generator (``selection="gumbel"``); the
+            learning state is unchanged.
+        """
+        ids = _bin_ids_iv(bin_ids, self.n_bins)
+        counts = np.bincount(ids, minlength=self.n_bins)
+        p = self.arm_probabilities()
+        cost = -np.log(np.maximum(p, 1e-300))
+        if self.selection == "gumbel":
+            cost = cost - self._rng.gumbel(size=p.shape)
+        requested = self.mean_budget * ids.size
+        target = int(round(requested))
+        match = match_budget(cost, counts, self.arms, target, nearest=True)
+        n = match.n[ids]
+        total = int(n.sum())
+        self.last_allocation = RolloutAllocation(
+            requested_total=float(requested),
+            total=total,
+            exact=bool(total == requested),
+            match=match,
+        )
+        return n
+
+    # -- learning --------------------------------------------------------------------------
+    def update(self, bin_ids: Any, n: Any, utilities: Any) -> None:
+        """Feed back the utilities of the rollouts taken: arm scores, arm weights, shadow price.
+
+        Parameters
+        ----------
+        bin_ids : array_like of int, shape (M,)
+            Bin of every prompt.
+        n : array_like of int, shape (M,)
+            Rollouts used for every prompt; each value must be one of ``arms`` (normally the
+            output of :meth:`allocate`; prompts of one bin may use different arms).
+        utilities : array_like of float, shape (M,)
+            Per-prompt utility ``J`` (larger is better), finite, magnitude <= 1e100.
+
+        Raises
+        ------
+        ValueError, TypeError
+            On invalid input; the state is then left unchanged.
+        """
+        ids = _bin_ids_iv(bin_ids, self.n_bins)
+        counts_used = as_int_array(n, "n", ndim=1)
+        check_same_shape(ids, "bin_ids", counts_used, "n")
+        k_idx = np.searchsorted(self.arms, counts_used)
+        k_clip = np.minimum(k_idx, self.n_arms - 1)
+        bad = self.arms[k_clip] != counts_used
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"n must contain only arms {self.arms.tolist()}, got {int(counts_used[i])} at index {i}"
+            )
+        util = _values_iv(utilities, "utilities", ids)
+
+        b, k = self.n_bins, self.n_arms
+        m = ids.size
+        bin_counts = np.bincount(ids, minlength=b).astype(np.float64)
+        present = bin_counts > 0
+        pair = ids * k + k_clip
+        pair_counts = np.bincount(pair, minlength=b * k).astype(np.float64)
+        pair_means = np.bincount(pair, weights=-util / pair_counts[pair], minlength=b * k)
+        within_share = np.zeros((b, k))
+        within_share[present] = pair_counts.reshape(b, k)[present] / bin_counts[present, None]
+        scores, share_ema = _share_debiased_ema(
+            self.arm_scores, self.arm_share_ema, pair_means.reshape(b, k), within_share, self.ema
+        )
+        seen = self.arm_seen | (within_share > 0)
+
+        # dual gradient on the proposal distribution p_t (eq. 65 / 38)
+        p = self.arm_probabilities()
+        shares = bin_counts / m
+        violation = float(shares @ (p @ self.arms.astype(np.float64))) - self.mean_budget
+
+        # primal step on the augmented arm loss of eq. 37 for bins present in the batch
+        seen_count = seen.sum(axis=1)
+        bin_mean = np.where(seen, scores, 0.0).sum(axis=1) / np.maximum(seen_count, 1)
+        estimate = np.where(seen, scores, bin_mean[:, None])
+        centred = estimate - bin_mean[:, None]
+        price_term = self.shadow_price * (self.arms.astype(np.float64) - self.mean_budget)
+        loss = centred + price_term[None, :]
+        log_w = self.log_weights.copy()
+        log_w[present] = _normalise_log_weights(
+            self.log_weights[present] - self.step_size * loss[present]
+        )
+        price = min(max(self.shadow_price + self.dual_step * violation, 0.0), self.price_cap)
+
+        self.arm_scores, self.arm_share_ema, self.arm_seen = scores, share_ema, seen
+        self.log_weights = log_w
+        self.shadow_price = price
+        self.step += 1
+
+    def __repr__(self) -> str:
+        return (
+            f"RolloutGDRO(n_bins={self.n_bins}, arms={self.arms.tolist()}, "
+            f"mean_budget={self.mean_budget}, step={self.step}, shadow_price={self.shadow_price:.4g})"
+        )
+
+
+class PrimalDualRolloutGDRO:
+    r"""Full-information primal-dual rollout controller of GDRO eq. 64-65 (Thm. F.22).
+
+    For the truncated Lagrangian (eq. 63)
+
+    ``L_roll(p, mu) = sum_b q_b E_{n~p_b}[V_b(n)] + mu (sum_b q_b E_{n~p_b}[n] - n_bar)``,
+    ``mu in [0, mu_max]``,
+
+    each :meth:`update` with the arm costs ``V`` (``[n_bins, K]``, e.g. ``v_b / n``) and the bin
+    fractions ``q`` performs, from ``p_1`` uniform and ``mu_1 = 0``,
+
+    * eq. 64 (entropic mirror descent per bin): ``p_{t+1,b}(n) ∝ p_{t,b}(n) exp(-eta_p q_b (V_b(n) +
+      mu_t n))``;
+    * eq. 65 (projected dual ascent): ``mu_{t+1} = clip(mu_t + eta_mu g_t, 0, mu_max)``,
+      ``g_t = sum_b q_b E_{p_{t,b}}[n] - n_bar``;
+
+    and accumulates the averaged iterates ``pbar = (1/T) sum_{t<=T} p_t`` and ``mubar = (1/T)
+    sum_{t<=T} mu_t`` (the iterates *played* at steps 1..T, as in Thm. F.22). Log weights are kept
+    in log space and floored at -700 relative to the best arm (probabilities below ~1e-304 are
+    stored as such; this never matters at double precision). No exploration mixing: this is the
+    idealised dynamics the theorem analyses (the bandit controller is :class:`RolloutGDRO`).
+
+    Parameters
+    ----------
+    n_bins : int
+    arms : iterable of int, default range(2, 13)
+        Arm values; the compute cost is ``a(n) = n``.
+    mean_budget : float, default 4
+    primal_step, dual_step : float
+        ``eta_p > 0`` and ``eta_mu >= 0``; :meth:`theorem_step_sizes` gives eq. 67.
+    price_cap : float, default 10.0
+        ``mu_max``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> arms = np.arange(2, 13)
+    >>> v = np.array([1.0, 4.0, 16.0]); q = np.array([0.5, 0.3, 0.2])
+    >>> eta_p, eta_mu = PrimalDualRolloutGDRO.theorem_step_sizes(2000, 3, 11, cost_max=8.0,
+    ...                                                           price_cap=2.0, arm_max=12)
+    >>> ctrl = PrimalDualRolloutGDRO(3, arms, 4, primal_step=eta_p, dual_step=eta_mu, price_cap=2.0)
+    >>> for _ in range(2000):
+    ...     ctrl.update(v[:, None] / arms[None, :], q)
+    >>> bool(ctrl.saddle_gap(v[:, None] / arms[None, :], q) <= ctrl.gap_bound(cost_max=8.0))
+    True
+    """
+
+    def __init__(
+        self,
+        n_bins: Any,
+        arms: Any = range(2, 13),
+        mean_budget: Any = 4,
+        *,
+        primal_step: Any = 0.65,
+        dual_step: Any = 0.05,
+        price_cap: Any = 10.0,
+    ) -> None:
+        self.n_bins = check_int_scalar(n_bins, "n_bins", lo=1)
+        self.arms = _arms_iv(arms)
+        self.mean_budget = _mean_budget_iv(mean_budget, self.arms)
+        self.primal_step = check_finite_scalar(primal_step, "primal_step", lo=0.0, hi=1e6, lo_open=True)
+        self.dual_step = check_finite_scalar(dual_step, "dual_step", lo=0.0)
+        self.price_cap = check_finite_scalar(price_cap, "price_cap", lo=0.0, hi=1e6)
+        shape = (self.n_bins, self.arms.size)
+        self.log_weights = np.full(shape, -math.log(self.arms.size))
+        self.shadow_price = 0.0
+        self.step = 0
+        self._sum_p = np.zeros(shape)
+        self._sum_price = 0.0
+
+    @property
+    def n_arms(self) -> int:
+        return int(self.arms.size)
+
+    # -- validation ------------------------------------------------------------------------
+    def _costs_shares_iv(self, arm_costs: Any, shares: Any) -> tuple[np.ndarray, np.ndarray]:
+        costs = as_float_array(arm_costs, "arm_costs", ndim=2)
+        if costs.shape != (self.n_bins, self.n_arms):
+            raise ValueError(
+                f"arm_costs must have shape (n_bins, n_arms) = ({self.n_bins}, {self.n_arms}), "
+                f"got {costs.shape}"
+            )
+        big = np.abs(costs) > 1e100
+        if big.any():
+            idx = tuple(int(i) for i in np.argwhere(big)[0])
+            raise ValueError(f"arm_costs must have magnitude <= 1e+100, got {costs[idx]!r} at index {idx}")
+        q = as_float_array(shares, "shares", ndim=1, nonneg=True)
+        if q.shape[0] != self.n_bins:
+            raise ValueError(f"shares must have length n_bins = {self.n_bins}, got {q.shape[0]}")
+        if abs(q.sum() - 1.0) > 1e-8:
+            raise ValueError(f"shares must sum to 1, got sum {q.sum()!r}")
+        return costs, q
+
+    # -- state -----------------------------------------------------------------------------
+    def arm_probabilities(self) -> np.ndarray:
+        """Current iterate ``p_t``, float64 ``[n_bins, n_arms]``."""
+        return _arm_probabilities(self.log_weights, 0.0)
+
+    def average_arm_probabilities(self) -> np.ndarray:
+        """Averaged iterate ``pbar = (1/T) sum_{t=1}^T p_t`` (uniform before any update)."""
+        if self.step == 0:
+            return self.arm_probabilities()
+        return self._sum_p / self.step
+
+    @property
+    def average_shadow_price(self) -> float:
+        """``mubar = (1/T) sum_{t=1}^T mu_t`` (0 before any update)."""
+        return self._sum_price / self.step if self.step else 0.0
+
+    def expected_allocation(self, p: Any = None) -> np.ndarray:
+        """``E_{n ~ p_b}[n]`` per bin for ``p`` (default: the averaged iterate ``pbar``)."""
+        p = self.average_arm_probabilities() if p is None else as_float_array(p, "p", ndim=2)
+        return p @ self.arms.astype(np.float64)
+
+    # -- dynamics --------------------------------------------------------------------------
+    def update(self, arm_costs: Any, shares: Any) -> None:
+        """One round of eq. 64-65 with costs ``V`` ``[n_bins, n_arms]`` and fractions ``q`` ``[n_bins]``.
+
+        ``shares`` must be non-negative and sum to 1 (within 1e-8). Invalid input raises
+        ``ValueError`` and leaves the state unchanged.
+        """
+        costs, q = self._costs_shares_iv(arm_costs, shares)
+        a = self.arms.astype(np.float64)
+        p = self.arm_probabilities()
+        mu = self.shadow_price
+        g = float(q @ (p @ a)) - self.mean_budget
+        loss = q[:, None] * (costs + mu * a[None, :])
+        log_w = _normalise_log_weights(self.log_weights - self.primal_step * loss)
+        new_mu = min(max(mu + self.dual_step * g, 0.0), self.price_cap)
+        self._sum_p = self._sum_p + p
+        self._sum_price += mu
+        self.log_weights = log_w
+        self.shadow_price = new_mu
+        self.step += 1
+
+    # -- analysis (Thm. F.22) --------------------------------------------------------------
+    def lagrangian(self, p: Any, price: Any, arm_costs: Any, shares: Any) -> float:
+        """``L_roll(p, mu)`` of eq. 63 for a given ``p`` ``[n_bins, n_arms]`` and price ``mu``."""
+        costs, q = self._costs_shares_iv(arm_costs, shares)
+        p = as_float_array(p, "p", ndim=2, nonneg=True)
+        check_same_shape(p, "p", costs, "arm_costs")
+        mu = check_finite_scalar(price, "price")
+        a = self.arms.astype(np.float64)
+        return float(q @ (p * costs).sum(axis=1) + mu * (q @ (p @ a) - self.mean_budget))
+
+    def saddle_gap(self, arm_costs: Any, shares: Any) -> float:
+        """Saddle gap of the averaged iterates (left side of eq. 66), in closed form.
+
+        ``max_{mu in [0, mu_max]} L(pbar, mu) - min_p L(p, mubar)``, where the max is
+        ``L(pbar, 0) + mu_max [sum_b q_b E_pbar[n] - n_bar]_+`` and the min picks, per bin, the arm
+        minimising ``V_b(n) + mubar n``.
+        """
+        costs, q = self._costs_shares_iv(arm_costs, shares)
+        a = self.arms.astype(np.float64)
+        pbar = self.average_arm_probabilities()
+        mubar = self.average_shadow_price
+        objective = float(q @ (pbar * costs).sum(axis=1))
+        violation = float(q @ (pbar @ a)) - self.mean_budget
+        upper = objective + self.price_cap * max(violation, 0.0)
+        lower = float(q @ (costs + mubar * a[None, :]).min(axis=1)) - mubar * self.mean_budget
+        return upper - lower
+
+    def gap_bound(self, cost_max: Any) -> float:
+        """Right-hand side of eq. 66 for this controller's steps and ``T = step`` rounds.
+
+        ``B log K / (eta_p T) + eta_p/8 (V_max + mu_max a_max)^2 + mu_max^2 / (2 eta_mu T) +
+        eta_mu/2 a_max^2``, valid when ``0 <= V_b(n) <= cost_max`` for all rounds. ``inf`` before
+        any update or with ``dual_step == 0`` and ``price_cap > 0``.
+        """
+        v_max = check_finite_scalar(cost_max, "cost_max", lo=0.0)
+        t = self.step
+        if t == 0:
+            return math.inf
+        a_max = float(self.arms[-1])
+        eta_p, eta_mu, mu_max = self.primal_step, self.dual_step, self.price_cap
+        primal = self.n_bins * math.log(self.n_arms) / (eta_p * t) + eta_p / 8.0 * (
+            v_max + mu_max * a_max
+        ) ** 2
+        if eta_mu == 0.0:
+            dual = 0.0 if mu_max == 0.0 else math.inf
+        else:
+            dual = mu_max**2 / (2.0 * eta_mu * t) + eta_mu / 2.0 * a_max**2
+        return primal + dual
+
+    @staticmethod
+    def theorem_step_sizes(
+        horizon: Any, n_bins: Any, n_arms: Any, cost_max: Any, price_cap: Any, arm_max: Any
+    ) -> tuple[float, float]:
+        """Step sizes of eq. 67: ``eta_p = sqrt(8 B log K) / ((V_max + mu_max a_max) sqrt(T))``,
+        ``eta_mu = mu_max / (a_max sqrt(T))``."""
+        t = check_int_scalar(horizon, "horizon", lo=1)
+        b = check_int_scalar(n_bins, "n_bins", lo=1)
+        k = check_int_scalar(n_arms, "n_arms", lo=2)
+        v_max = check_finite_scalar(cost_max, "cost_max", lo=0.0)
+        mu_max = check_finite_scalar(price_cap, "price_cap", lo=0.0, lo_open=True)
+        a_max = check_finite_scalar(arm_max, "arm_max", lo=0.0, lo_open=True)
+        eta_p = math.sqrt(8.0 * b * math.log(k)) / ((v_max + mu_max * a_max) * math.sqrt(t))
+        eta_mu = mu_max / (a_max * math.sqrt(t))
+        return eta_p, eta_mu
+
+    @staticmethod
+    def theorem_gap_bound(
+        horizon: Any, n_bins: Any, n_arms: Any, cost_max: Any, price_cap: Any, arm_max: Any
+    ) -> float:
+        """Eq. 68: ``(V_max + mu_max a_max) sqrt(B log K / (2T)) + mu_max a_max / sqrt(T)``."""
+        t = check_int_scalar(horizon, "horizon", lo=1)
+        b = check_int_scalar(n_bins, "n_bins", lo=1)
+        k = check_int_scalar(n_arms, "n_arms", lo=1)
+        v_max = check_finite_scalar(cost_max, "cost_max", lo=0.0)
+        mu_max = check_finite_scalar(price_cap, "price_cap", lo=0.0)
+        a_max = check_finite_scalar(arm_max, "arm_max", lo=0.0)
+        return (v_max + mu_max * a_max) * math.sqrt(b * math.log(k) / (2.0 * t)) + mu_max * a_max / math.sqrt(t)
+
+    def __repr__(self) -> str:
+        return (
+            f"PrimalDualRolloutGDRO(n_bins={self.n_bins}, arms={self.arms.tolist()}, "
+            f"mean_budget={self.mean_budget}, step={self.step})"
+        )
