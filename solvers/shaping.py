@@ -173,7 +173,10 @@ def _shaping_iv(rewards: Any, seq_logprobs: Any, delta: Any, tau: Any):
     check_same_shape(r, "rewards", lp, "seq_logprobs")
     if r.shape[1] < 1:
         raise ValueError(f"rewards must have at least one rollout per prompt, got shape {r.shape}")
-    d = broadcast_to_size(delta, "delta", r.shape[0], nonneg=True)
+    if np.ndim(delta) == 0:
+        d = np.full(r.shape[0], check_finite_scalar(delta, "delta", lo=0.0))
+    else:
+        d = broadcast_to_size(delta, "delta", r.shape[0], nonneg=True)
     t = None if tau is None else check_finite_scalar(tau, "tau", lo=0.0, lo_open=True)
     return r, lp, d, t
 
