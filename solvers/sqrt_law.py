@@ -69,55 +69,84 @@ class SqrtAllocationResult:
 
 
 @numba.njit(cache=True)
+def _level_sum(weight, slope, lower, upper, t):  # pragma: no cover - compiled
+    total = 0.0
+    for i in range(weight.shape[0]):
+        x = t * slope[i]
+        if x < lower[i]:
+            x = lower[i]
+        elif x > upper[i]:
+            x = upper[i]
+        total += weight[i] * x
+    return total
+
+
+@numba.njit(cache=True)
 def _clip_level_kernel(weight, slope, lower, upper, target):  # pragma: no cover - compiled
     """Solve ``sum_i weight_i * clip(t * slope_i, lower_i, upper_i) = target`` for ``t >= 0``.
 
     ``weight > 0``, ``slope > 0``, ``0 <= lower <= upper <= inf``. The left side ``h(t)`` is
-    continuous, piecewise linear and non-decreasing; breakpoints are ``lower_i / slope_i`` and
-    ``upper_i / slope_i``. Returns the smallest ``t`` with ``h(t) = target``, or ``inf`` when
-    ``target > h(inf)`` (the caller handles that case). ``target >= h(0)`` is assumed.
+    continuous, piecewise linear and non-decreasing with breakpoints ``lower_i / slope_i`` and
+    ``upper_i / slope_i``. A binary search over the sorted breakpoints (``h`` evaluated directly,
+    so no round-off accumulates) finds the linear piece holding the root, which is then solved
+    from that piece's free set. If ``target <= h(first breakpoint)`` every coordinate is at its
+    lower bound and the first breakpoint is returned (the largest ``t``, i.e. the smallest price,
+    consistent with the KKT conditions). Returns ``inf`` when ``target > h(inf)``.
     """
     m = weight.shape[0]
     if m == 0:
         return np.inf
-    value = 0.0
-    for i in range(m):
-        value += weight[i] * lower[i]
-    # events: (t, +/- weight*slope); lower events switch a coordinate on, upper events off
     times = np.empty(2 * m)
-    delta = np.empty(2 * m)
     n_ev = 0
+    has_inf_upper = False
     for i in range(m):
         times[n_ev] = lower[i] / slope[i]
-        delta[n_ev] = weight[i] * slope[i]
         n_ev += 1
         if upper[i] < np.inf:
             times[n_ev] = upper[i] / slope[i]
-            delta[n_ev] = -weight[i] * slope[i]
             n_ev += 1
-    order = np.argsort(times[:n_ev], kind="mergesort")
-    t_cur = 0.0
+        else:
+            has_inf_upper = True
+    times = np.sort(times[:n_ev])
+    if _level_sum(weight, slope, lower, upper, times[0]) >= target:
+        return times[0]
+    last = n_ev - 1
+    if _level_sum(weight, slope, lower, upper, times[last]) < target:
+        if not has_inf_upper:
+            return np.inf
+        t_left = times[last]
+        t_right = np.inf
+    else:
+        # smallest index hi with h(times[hi]) >= target; h(times[lo]) < target
+        lo = 0
+        hi = last
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if _level_sum(weight, slope, lower, upper, times[mid]) >= target:
+                hi = mid
+            else:
+                lo = mid
+        t_left = times[lo]
+        t_right = times[hi]
+    probe = 2.0 * t_left + 1.0 if t_right == np.inf else 0.5 * (t_left + t_right)
+    fixed = 0.0
     rate = 0.0
-    n_free = 0  # coordinates strictly between their bounds; rate is reset exactly when none
-    for j in range(n_ev):
-        e = order[j]
-        t_e = times[e]
-        v_e = value + rate * (t_e - t_cur)
-        if rate > 0.0 and v_e >= target:
-            step = (target - value) / rate
-            return t_cur + (step if step > 0.0 else 0.0)
-        value = v_e
-        t_cur = t_e
-        rate += delta[e]
-        n_free += 1 if delta[e] > 0.0 else -1
-        if n_free == 0:  # all coordinates at a bound: remove accumulated round-off
-            rate = 0.0
-    if rate > 0.0:
-        step = (target - value) / rate
-        return t_cur + (step if step > 0.0 else 0.0)
-    if value >= target:
-        return t_cur
-    return np.inf
+    for i in range(m):
+        x = probe * slope[i]
+        if x <= lower[i]:
+            fixed += weight[i] * lower[i]
+        elif x >= upper[i]:
+            fixed += weight[i] * upper[i]
+        else:
+            rate += weight[i] * slope[i]
+    if rate <= 0.0:  # pragma: no cover - impossible for a piece that crosses the target
+        return t_right
+    t = (target - fixed) / rate
+    if t < t_left:
+        t = t_left
+    if t > t_right:
+        t = t_right
+    return t
 
 
 def _clip_level_python(weight, slope, lower, upper, target):
