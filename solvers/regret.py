@@ -85,7 +85,7 @@ def _policy_iv(pi: Any, r_hat: Any) -> tuple[np.ndarray, np.ndarray, bool]:
         b, j = (int(x) for x in np.argwhere(neg)[0])
         where = f"index {j}" if one_d else f"index ({b}, {j})"
         raise ValueError(
-            f"pi must lie on the probability simplex (entries >= 0), got {p2[b, j]!r} at {where}"
+            f"pi must lie on the probability simplex (entries >= 0), got {float(p2[b, j])!r} at {where}"
         )
     sums = p2.sum(axis=1)
     off = np.abs(sums - 1.0) > SIMPLEX_ATOL
@@ -94,7 +94,7 @@ def _policy_iv(pi: Any, r_hat: Any) -> tuple[np.ndarray, np.ndarray, bool]:
         where = "" if one_d else f" (row {b})"
         raise ValueError(
             f"pi must lie on the probability simplex (entries summing to 1 within {SIMPLEX_ATOL:g}), "
-            f"got sum {sums[b]!r}{where}"
+            f"got sum {float(sums[b])!r}{where}"
         )
     return p2, r2, one_d
 
