@@ -31,3 +31,7 @@ __all__ += ["GroupDRO", "GDROExp3P"]
 from .prompt_gdro import PromptGDRO
 from .rollout_gdro import PrimalDualRolloutGDRO, RolloutAllocation, RolloutGDRO
 __all__ += ["PromptGDRO", "RolloutGDRO", "RolloutAllocation", "PrimalDualRolloutGDRO"]
+
+from .binning import PassAtKBinner
+
+__all__ += ["PassAtKBinner"]
