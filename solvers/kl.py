@@ -105,7 +105,7 @@ def k3_kl(logp_ref: Any, logp: Any) -> K3KL:
         idx = np.argwhere(too_big)[0]
         where = tuple(int(i) for i in idx) if z.ndim > 1 else int(idx[0])
         raise ValueError(
-            f"k3 overflows float64: z = logp_ref - logp = {z[tuple(idx)]!r} > {_Z_MAX:.2f} at index {where}"
+            f"k3 overflows float64: z = logp_ref - logp = {float(z[tuple(idx)])!r} > {_Z_MAX:.2f} at index {where}"
         )
     per_sample = _k3(z)
     mean = per_sample.mean(axis=-1)
@@ -154,8 +154,10 @@ def dynamic_budget(delta0: float, alpha: float, kl: Any, *, window: int | None =
     d0 = check_finite_scalar(delta0, "delta0", lo=0.0)
     a = check_finite_scalar(alpha, "alpha", lo=0.0)
     if window is None:
-        k = as_float_array(kl, "kl", nonneg=True)
-        smoothed = k
+        if np.ndim(kl) == 0:
+            smoothed = check_finite_scalar(kl, "kl", lo=0.0)
+        else:
+            smoothed = as_float_array(kl, "kl", nonneg=True)
     else:
         w = check_int_scalar(window, "window", lo=1)
         k = as_float_array(kl, "kl", ndim=(1, 2), nonneg=True)

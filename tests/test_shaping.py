@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import mpmath
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -52,6 +51,7 @@ def reference_row(r, lp, delta, tau, value_robust):
 
 def reference_row_mp(r, lp, delta, tau, value_robust, dps=60):
     """High-precision (mpmath) version of :func:`reference_row` for extreme log-probs (-1e4)."""
+    mpmath = pytest.importorskip("mpmath")
     with mpmath.workdps(dps):
         G = len(r)
         pi_raw = [mpmath.exp(mpmath.mpf(x)) for x in lp]
