@@ -37,6 +37,15 @@ GRADIENT_ESTIMATORS = {"drgrpo": 1.0, "rloo": 2.0}
 """Valid ``estimator`` names, mapped to the smallest group size ``n`` each needs."""
 
 
+def _as_float(x, name, **kwargs) -> np.ndarray:
+    """``as_float_array`` for scalars or arrays of any shape (validated as 1-D, shape restored)."""
+    if isinstance(x, (str, bytes)) or x is None:
+        return as_float_array(x, name, **kwargs)  # raises the TypeError
+    shape = np.shape(x)
+    arr = as_float_array(np.reshape(np.asarray(x), -1) if shape != () else np.atleast_1d(x), name, **kwargs)
+    return arr.reshape(shape)
+
+
 def _check_estimator(estimator) -> float:
     if not isinstance(estimator, str):
         raise TypeError(f"estimator must be a str, got {type(estimator).__name__}")
@@ -47,7 +56,7 @@ def _check_estimator(estimator) -> float:
 
 def _grad_variance_iv(reward_var, n, estimator, sigma2, reward_name):
     n_min = _check_estimator(estimator)
-    n = as_float_array(n, "n", finite=True)
+    n = _as_float(n, "n")
     bad = n < n_min
     if bad.any():
         idx = np.argwhere(bad)[0]
@@ -55,7 +64,7 @@ def _grad_variance_iv(reward_var, n, estimator, sigma2, reward_name):
             f"n must be >= {int(n_min)} for estimator {estimator!r}, got {n[tuple(idx)].item()!r}"
             + (" (RLOO needs at least two rollouts for a leave-one-out baseline)" if estimator == "rloo" else "")
         )
-    sigma2 = as_float_array(sigma2, "sigma2", nonneg=True)
+    sigma2 = _as_float(sigma2, "sigma2", nonneg=True)
     try:
         reward_var, n, sigma2 = np.broadcast_arrays(reward_var, n, sigma2)
     except ValueError as exc:
@@ -112,7 +121,7 @@ def grad_variance(p, n, *, estimator, sigma2=1.0):
     >>> grad_variance(0.5, 4, estimator="rloo")     # 4 * 0.25 / 3
     0.3333333333333333
     """
-    p = as_float_array(p, "p")
+    p = _as_float(p, "p")
     bad = (p < 0) | (p > 1)
     if bad.any():
         idx = np.argwhere(bad)[0]
@@ -151,7 +160,7 @@ def grad_variance_continuous(reward_var, n, *, estimator, sigma2=1.0):
     >>> grad_variance_continuous(2.0, 3, estimator="rloo", sigma2=0.5)   # 0.5 * 2 / 2
     0.5
     """
-    reward_var = as_float_array(reward_var, "reward_var", nonneg=True)
+    reward_var = _as_float(reward_var, "reward_var", nonneg=True)
     reward_var, n, sigma2 = _grad_variance_iv(reward_var, n, estimator, sigma2, "reward_var")
     return _variance_of_estimator(reward_var, n, sigma2, estimator)
 
