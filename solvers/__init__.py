@@ -35,3 +35,8 @@ from .variance import (GRADIENT_ESTIMATORS, grad_variance, grad_variance_continu
                        weighted_standard_error)
 __all__ += ["GRADIENT_ESTIMATORS", "grad_variance", "grad_variance_continuous", "variance_proxy",
             "weighted_standard_error"]
+
+from .allocation import COST_FAMILIES, AllocationResult, CostFamily, allocate, get_cost
+from .rounding import RoundingResult, round_greedy
+__all__ += ["allocate", "AllocationResult", "COST_FAMILIES", "CostFamily", "get_cost", "round_greedy",
+            "RoundingResult"]

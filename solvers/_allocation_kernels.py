@@ -1,0 +1,518 @@
+"""Numba kernels behind :func:`solvers.allocate` and :func:`solvers.round_greedy`.
+
+Everything here assumes validated, contiguous float64 input (see ``solvers/allocation.py``).
+Cost families are passed as small integer codes (:data:`RLOO`, :data:`DRGRPO`, :data:`INVERSE`).
+
+Conventions used throughout (``a >= 0``, ``n`` the rollout count):
+
+* value ``f(n)``: ``a/(n-1)`` (rloo), ``a(n-1)/n^2`` (drgrpo), ``a/n`` (inverse);
+* marginal decrease ``-f'(n)`` ("marginal"), the quantity the budget price ``lambda`` is compared with:
+  ``a/(n-1)^2``, ``a(n-2)/n^3``, ``a/n^2``;
+* integer gain ``f(n) - f(n+1)``, computed in a cancellation-free closed form:
+  ``a/((n-1)n)``, ``a(n^2-n-1)/(n^2(n+1)^2)``, ``a/(n(n+1))``.
+
+The pure-Python twin of every kernel is its ``.py_func`` (Numba keeps the undecorated function);
+``tests/test_allocation.py`` runs both on the same inputs, next to independent references.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+RLOO = 0
+DRGRPO = 1
+INVERSE = 2
+
+# detail codes returned by the certificate checks (mapped to messages in allocation.py)
+CERT_OK = 0
+CERT_NONFINITE = 1
+CERT_BOUNDS = 2
+CERT_SUM = 3
+CERT_MARGINAL = 4
+CERT_EXCHANGE = 5
+CERT_ITERATIONS = 6
+
+_SUM_RTOL = 1e-9
+_MARGINAL_RTOL = 1e-7
+_EXCHANGE_RTOL = 1e-12
+
+
+@numba.njit(cache=True)
+def cost_value(code, a, n):
+    """f(n) for one prompt (0 when a == 0, whatever n is)."""
+    if a == 0.0:
+        return 0.0
+    if code == RLOO:
+        return a / (n - 1.0)
+    if code == DRGRPO:
+        return a * (n - 1.0) / (n * n)
+    return a / n
+
+
+@numba.njit(cache=True)
+def cost_marginal(code, a, n):
+    """-f'(n): the marginal decrease of the cost per extra rollout (0 when a == 0 or n == inf)."""
+    if a == 0.0 or n == np.inf:
+        return 0.0
+    if code == RLOO:
+        return a / ((n - 1.0) * (n - 1.0))
+    if code == DRGRPO:
+        return a * (n - 2.0) / (n * n * n)
+    return a / (n * n)
+
+
+@numba.njit(cache=True)
+def cost_gain(code, a, n):
+    """f(n) - f(n+1) in closed form (no cancellation)."""
+    if a == 0.0:
+        return 0.0
+    if code == RLOO:
+        return a / ((n - 1.0) * n)
+    if code == DRGRPO:
+        return a * (n * n - n - 1.0) / (n * n * (n + 1.0) * (n + 1.0))
+    return a / (n * (n + 1.0))
+
+
+@numba.njit(cache=True)
+def drgrpo_inverse(y):
+    """The root n >= 3 of (n - 2)/n^3 = y for 0 < y <= 1/27 (inf for y <= 0).
+
+    Closed form of the cubic y n^3 - n + 2 = 0 (three real roots; the largest is the one >= 3):
+    n = 2/sqrt(3y) * cos(arccos(-3 sqrt(3y)) / 3), then polished by guarded Newton steps.
+    """
+    if y <= 0.0:
+        return np.inf
+    if y >= 1.0 / 27.0:
+        return 3.0
+    r = math.sqrt(3.0 * y)
+    t = -3.0 * r
+    if t < -1.0:
+        t = -1.0
+    n = 2.0 / r * math.cos(math.acos(t) / 3.0)
+    if n < 3.0:
+        n = 3.0
+    for _ in range(3):
+        g = (n - 2.0) / (n * n * n) - y
+        dg = (6.0 - 2.0 * n) / (n * n * n * n)
+        if dg == 0.0:
+            break
+        step = g / dg
+        nn = n - step
+        if not (nn >= 3.0) or abs(step) <= 1e-16 * n:
+            if nn >= 3.0:
+                n = nn
+            break
+        n = nn
+    return n
+
+
+@numba.njit(cache=True)
+def inverse_marginal(code, a, lam, lo, hi):
+    """The n in [lo, hi] with -f'(n) = lam, clipped to the bounds (a > 0 assumed)."""
+    if lam <= 0.0:
+        return hi
+    if code == RLOO:
+        n = 1.0 + math.sqrt(a / lam)
+    elif code == INVERSE:
+        n = math.sqrt(a / lam)
+    else:
+        n = drgrpo_inverse(lam / a)
+    if n < lo:
+        return lo
+    if n > hi:
+        return hi
+    return n
+
+
+@numba.njit(cache=True)
+def _count_at(code, a, root, s, lo, hi):
+    """(n_q, dn_q/ds, interior?) at the level s = lambda**-0.5 for one prompt with a > 0."""
+    if code == DRGRPO:
+        if s <= 0.0:
+            n = 3.0
+        else:
+            n = drgrpo_inverse(1.0 / (a * s * s))
+    elif code == RLOO:
+        n = 1.0 + s * root
+    else:
+        n = s * root
+    if n <= lo:
+        return lo, 0.0, False
+    if n >= hi:
+        return hi, 0.0, False
+    if code == DRGRPO:
+        dg = (6.0 - 2.0 * n) / (n * n * n * n)
+        if dg >= 0.0:
+            return n, np.inf, True
+        return n, -2.0 / (a * s * s * s * dg), True
+    return n, root, True
+
+
+@numba.njit(cache=True)
+def price_search(code, a, lower, upper, target):
+    """Level s* = lambda*^(-1/2) with sum_q n_q(s*) = target, all a_q > 0 (contiguous subset).
+
+    In the variable s = 1/sqrt(lambda) the KKT counts of Thm 5.2 are piecewise linear,
+    n_q(s) = clip(c + s sqrt(a_q), L_q, U_q) (c = 1 for rloo, 0 for inverse), and those of
+    Thm 5.1 (drgrpo, n solving a (n-2)/n^3 = 1/s^2) are close to linear; the total S(s) is
+    continuous and non-decreasing. Safeguarded Newton on S(s) = target inside a shrinking bracket
+    (midpoint/doubling fallback): on a linear piece Newton lands on the exact root, so a handful of
+    O(B) passes reach machine precision. Returns (s, converged, n_interior).
+    """
+    m = a.size
+    if m == 0:
+        return np.inf, True, 0
+    c = 1.0 if code == RLOO else 0.0
+    root = np.sqrt(a)
+    lo = 0.0
+    hi = np.inf
+    rsum = 0.0
+    for k in range(m):
+        rsum += root[k]
+    s = (target - c * m) / rsum
+    if not (s > 0.0):
+        s = 1.0
+    tol = 1e-13 * max(1.0, abs(target))
+    ni = 0
+    for _ in range(300):
+        total = 0.0
+        slope = 0.0
+        ni = 0
+        for k in range(m):
+            n, d, inside = _count_at(code, a[k], root[k], s, lower[k], upper[k])
+            total += n
+            if inside:
+                slope += d
+                ni += 1
+        err = total - target
+        if abs(err) <= tol:
+            return s, True, ni
+        if err < 0.0:
+            lo = s
+        else:
+            hi = s
+        if hi < np.inf and hi - lo <= 2e-16 * hi:
+            return s, True, ni
+        nxt = s - err / slope if slope > 0.0 else -1.0
+        if not (nxt > lo and nxt < hi):
+            nxt = 0.5 * (lo + hi) if hi < np.inf else 2.0 * s
+        s = nxt
+    return s, False, ni
+
+
+@numba.njit(cache=True)
+def solve_continuous(code, a, lower, upper, budget):
+    """Exact minimiser of sum f(n_q) s.t. sum n = budget, lower <= n <= upper (feasible input).
+
+    Returns (n, price, converged). Prompts with a == 0 sit at their lower bound when the price is
+    positive. The price is 0 only when every a > 0 prompt is at its (finite) upper bound; then the
+    leftover budget goes to the a == 0 prompts as evenly as possible (a common water level
+    n = clip(w, lower, upper), i.e. the "inverse" solve with a = 1 on those prompts).
+    """
+    size = a.size
+    n = np.empty(size, dtype=np.float64)
+    n_pos = 0
+    top = 0.0
+    zero_lower = 0.0
+    pos_upper = 0.0
+    for q in range(size):
+        if a[q] > 0.0:
+            n_pos += 1
+            top += upper[q]
+            pos_upper += upper[q]
+        else:
+            top += lower[q]
+            zero_lower += lower[q]
+    pos = np.empty(n_pos, dtype=np.int64)
+    zero = np.empty(size - n_pos, dtype=np.int64)
+    ip = 0
+    iz = 0
+    for q in range(size):
+        if a[q] > 0.0:
+            pos[ip] = q
+            ip += 1
+        else:
+            zero[iz] = q
+            iz += 1
+    if budget >= top:
+        # price 0: every a > 0 prompt at its upper bound, a == 0 prompts share the rest evenly
+        for k in range(n_pos):
+            n[pos[k]] = upper[pos[k]]
+        ones = np.ones(zero.size, dtype=np.float64)
+        zl = lower[zero]
+        zu = upper[zero]
+        level, ok, _ = price_search(INVERSE, ones, zl, zu, budget - pos_upper)
+        for k in range(zero.size):
+            n[zero[k]], _, _ = _count_at(INVERSE, 1.0, 1.0, level, zl[k], zu[k])
+        return n, 0.0, ok
+    for k in range(zero.size):
+        n[zero[k]] = lower[zero[k]]
+    pa = a[pos]
+    pl = lower[pos]
+    pu = upper[pos]
+    s, converged, ni = price_search(code, pa, pl, pu, budget - zero_lower)
+    for k in range(n_pos):
+        n[pos[k]], _, _ = _count_at(code, pa[k], math.sqrt(pa[k]), s, pl[k], pu[k])
+    if ni > 0:
+        lam = 1.0 / (s * s)
+    else:
+        # flat case: report the smallest multiplier that the KKT conditions allow
+        lam = 0.0
+        for k in range(n_pos):
+            if n[pos[k]] == pl[k] and pl[k] < pu[k]:
+                bl = cost_marginal(code, pa[k], pl[k])
+                if bl > lam:
+                    lam = bl
+    return n, lam, converged
+
+
+@numba.njit(cache=True)
+def certify_continuous(code, a, lower, upper, budget, n, lam):
+    """Post-solve certificate: finite, bounds, sum == budget, and the KKT marginal conditions
+    (-f'(n_q) == lam on interior prompts, <= lam at the lower bound, >= lam at the upper bound).
+    Returns (detail code, index of the first offending prompt or -1)."""
+    s = 0.0
+    for q in range(n.size):
+        if not math.isfinite(n[q]):
+            return CERT_NONFINITE, q
+        if n[q] < lower[q] or n[q] > upper[q]:
+            return CERT_BOUNDS, q
+        s += n[q]
+    if abs(s - budget) > _SUM_RTOL * max(1.0, abs(budget)):
+        return CERT_SUM, -1
+    if not (lam >= 0.0) or not math.isfinite(lam):
+        return CERT_MARGINAL, -1
+    for q in range(n.size):
+        if lower[q] == upper[q]:
+            continue
+        g = cost_marginal(code, a[q], n[q])
+        tol = _MARGINAL_RTOL * max(lam, g) + 1e-300
+        if n[q] == lower[q]:
+            if g > lam + tol:
+                return CERT_MARGINAL, q
+        elif n[q] == upper[q]:
+            if g < lam - tol:
+                return CERT_MARGINAL, q
+        elif abs(g - lam) > tol:
+            return CERT_MARGINAL, q
+    return CERT_OK, -1
+
+
+@numba.njit(cache=True)
+def objective(code, a, n):
+    """sum_q f_q(n_q)."""
+    total = 0.0
+    for q in range(n.size):
+        total += cost_value(code, a[q], n[q])
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# integer allocation: greedy fill by largest gain with a binary max-heap
+# ---------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _before(gain, x, i, j, tie_by_count):
+    """Heap order: larger gain first; ties by fewer rollouts (if tie_by_count), then lower index."""
+    if gain[i] != gain[j]:
+        return gain[i] > gain[j]
+    if tie_by_count and x[i] != x[j]:
+        return x[i] < x[j]
+    return i < j
+
+
+@numba.njit(cache=True)
+def _sift_down(heap, size, pos, gain, x, tie_by_count):
+    item = heap[pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        right = child + 1
+        if right < size and _before(gain, x, heap[right], heap[child], tie_by_count):
+            child = right
+        if _before(gain, x, heap[child], item, tie_by_count):
+            heap[pos] = heap[child]
+            pos = child
+        else:
+            break
+    heap[pos] = item
+
+
+@numba.njit(cache=True)
+def greedy_fill(code, a, x, upper, remaining, literal_difference, tie_by_count):
+    """Add ``remaining`` unit rollouts one at a time to the prompt with the largest gain
+    f(x_q) - f(x_q + 1) among prompts with x_q < upper_q (in place on int64 ``x``).
+
+    ``literal_difference`` computes the gain as the plain difference f(x) - f(x+1) (as VIP's
+    Algorithm 2 writes it) instead of the closed form. Returns the number of units not placed
+    (0 unless every prompt reached its upper bound).
+    """
+    size = x.size
+    gain = np.empty(size, dtype=np.float64)
+    heap = np.empty(size, dtype=np.int64)
+    hs = 0
+    for q in range(size):
+        if x[q] < upper[q]:
+            xf = float(x[q])
+            if literal_difference:
+                gain[q] = cost_value(code, a[q], xf) - cost_value(code, a[q], xf + 1.0)
+            else:
+                gain[q] = cost_gain(code, a[q], xf)
+            heap[hs] = q
+            hs += 1
+    for pos in range(hs // 2 - 1, -1, -1):
+        _sift_down(heap, hs, pos, gain, x, tie_by_count)
+    while remaining > 0 and hs > 0:
+        q = heap[0]
+        x[q] += 1
+        remaining -= 1
+        if x[q] < upper[q]:
+            xf = float(x[q])
+            if literal_difference:
+                gain[q] = cost_value(code, a[q], xf) - cost_value(code, a[q], xf + 1.0)
+            else:
+                gain[q] = cost_gain(code, a[q], xf)
+        else:
+            hs -= 1
+            heap[0] = heap[hs]
+        if hs > 0:
+            _sift_down(heap, hs, 0, gain, x, tie_by_count)
+    return remaining
+
+
+@numba.njit(cache=True)
+def certify_integer(code, a, lower, upper, budget, x):
+    """Exact optimality certificate for the separable convex integer problem (VIP eq. 5):
+    x is optimal iff it is feasible and no single-unit exchange helps, i.e.
+    max_{x_q < U_q} [f_q(x_q) - f_q(x_q+1)] <= min_{x_r > L_r} [f_r(x_r - 1) - f_r(x_r)].
+    Returns (detail code, offending index or -1)."""
+    total = 0
+    best_gain = -np.inf
+    least_loss = np.inf
+    for q in range(x.size):
+        xf = float(x[q])
+        if xf < lower[q] or xf > upper[q]:
+            return CERT_BOUNDS, q
+        total += x[q]
+        if xf < upper[q]:
+            g = cost_gain(code, a[q], xf)
+            if g > best_gain:
+                best_gain = g
+        if xf > lower[q]:
+            g = cost_gain(code, a[q], xf - 1.0)
+            if g < least_loss:
+                least_loss = g
+    if total != budget:
+        return CERT_SUM, -1
+    if best_gain > least_loss + _EXCHANGE_RTOL * max(abs(best_gain), abs(least_loss)):
+        return CERT_EXCHANGE, -1
+    return CERT_OK, -1
+
+
+@numba.njit(cache=True)
+def _one_each(code, a, upper, x, remaining):
+    """Give one unit to each of the ``remaining`` prompts with the largest gain (ties: fewer
+    rollouts, then lower index), by O(B) selection. Returns False if fewer prompts can take one."""
+    size = x.size
+    gain = np.empty(size, dtype=np.float64)
+    for q in range(size):
+        gain[q] = cost_gain(code, a[q], float(x[q])) if x[q] < upper[q] else -np.inf
+    kth = size - remaining
+    tau = np.partition(gain, kth)[kth]
+    if tau == -np.inf:
+        return False
+    above = 0
+    ties = 0
+    for q in range(size):
+        if gain[q] > tau:
+            above += 1
+        elif gain[q] == tau:
+            ties += 1
+    need = remaining - above
+    tie_idx = np.empty(ties, dtype=np.int64)
+    tie_x = np.empty(ties, dtype=np.int64)
+    t = 0
+    for q in range(size):
+        if gain[q] == tau:
+            tie_idx[t] = q
+            tie_x[t] = x[q]
+            t += 1
+    for q in range(size):
+        if gain[q] > tau:
+            x[q] += 1
+    if need < ties:
+        order = np.argsort(tie_x, kind="mergesort")  # stable: equal counts keep index order
+        for t in range(need):
+            x[tie_idx[order[t]]] += 1
+    else:
+        for t in range(ties):
+            x[tie_idx[t]] += 1
+    return True
+
+
+@numba.njit(cache=True)
+def solve_integer(code, a, lower, upper, budget, n_cont):
+    """Exact integer optimum of VIP eq. (5) from the continuous optimum ``n_cont``.
+
+    Start: y = floor(n_cont) (shaved by 1e-9 relative so that rounding noise can only lower it),
+    clipped to [lower, upper]. Fast path: one extra unit to each of the C - sum(y) prompts with
+    the largest gain f(y_q) - f(y_q + 1) (O(B) selection; ties: fewer rollouts, then lower index).
+    The exchange certificate (necessary and sufficient for separable discretely convex costs) is
+    checked; if it fails, a heap greedy by largest gain fills from y, and failing that from the
+    lower bounds (greedy from the lower bounds is exact for these costs).
+    Returns (x, detail code, path) with path 0 = fast, 1 = heap from y, 2 = heap from lower.
+    """
+    size = a.size
+    y = np.empty(size, dtype=np.int64)
+    total = 0
+    for q in range(size):
+        v = math.floor(n_cont[q] - 1e-9 * max(1.0, abs(n_cont[q])))
+        if v < lower[q]:
+            v = lower[q]
+        if v > upper[q]:
+            v = upper[q]
+        y[q] = np.int64(v)
+        total += y[q]
+    if total > budget:
+        total = 0
+        for q in range(size):
+            y[q] = np.int64(lower[q])
+            total += y[q]
+    remaining = budget - total
+    x = y.copy()
+    if remaining == 0 or (remaining <= size and _one_each(code, a, upper, x, remaining)):
+        detail, _ = certify_integer(code, a, lower, upper, budget, x)
+        if detail == CERT_OK:
+            return x, detail, 0
+    x = y.copy()
+    greedy_fill(code, a, x, upper, remaining, False, True)
+    detail, _ = certify_integer(code, a, lower, upper, budget, x)
+    if detail == CERT_OK:
+        return x, detail, 1
+    total = 0
+    for q in range(size):
+        x[q] = np.int64(lower[q])
+        total += x[q]
+    greedy_fill(code, a, x, upper, budget - total, False, True)
+    detail, _ = certify_integer(code, a, lower, upper, budget, x)
+    return x, detail, 2
+
+
+@numba.njit(cache=True)
+def round_greedy_kernel(code, a, n_cont, upper, budget):
+    """VIP Algorithm 2 (Appendix D) literally: floor, then give the remaining units one by one to
+    argmax_q [f_q(n_q) - f_q(n_q + 1)] over prompts below U (first index on ties).
+    Returns (x, units left unplaced)."""
+    size = a.size
+    x = np.empty(size, dtype=np.int64)
+    total = 0
+    for q in range(size):
+        x[q] = np.int64(math.floor(n_cont[q]))
+        total += x[q]
+    left = greedy_fill(code, a, x, upper, budget - total, True, False)
+    return x, left
