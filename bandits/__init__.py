@@ -35,3 +35,7 @@ __all__ += ["PromptGDRO", "RolloutGDRO", "RolloutAllocation", "PrimalDualRollout
 from .binning import PassAtKBinner
 
 __all__ += ["PassAtKBinner"]
+
+from .diagnostics import allocation_entropy, high_bin_mass, lead_lag_gap, weight_entropy
+
+__all__ += ["lead_lag_gap", "weight_entropy", "allocation_entropy", "high_bin_mass"]
