@@ -1,0 +1,146 @@
+"""Tests of bandits.baseline_predictors against hand computations and numpy.linalg references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bandits import BetaBinomialPredictor, GPSuccessPredictor, MovingAveragePredictor, RidgePredictor
+
+
+# ----------------------------------------------------------------------------- moving average
+def test_moving_average_hand_computation_with_eviction():
+    ma = MovingAveragePredictor(5, window=3, prior=0.3, eps=0.01)
+    np.testing.assert_allclose(ma.predict([0, 4]), [0.3, 0.3])  # prior before any data
+    ma.update([0, 1], [2, 0], [4, 2])  # rates 0.5, 0.0
+    np.testing.assert_allclose(ma.predict([0, 1, 2]), [0.5, 0.01, 0.25])  # own, own (clipped), global
+    ma.update([0, 2], [4, 1], [4, 4])  # buffer -> (1, 0.0), (0, 1.0), (2, 0.25); (0, 0.5) evicted
+    np.testing.assert_allclose(ma.predict([0, 1, 2, 3]), [0.99, 0.01, 0.25, (0 + 1 + 0.25) / 3])
+    # variance: p (1 - p) / trials behind the averaged rate
+    np.testing.assert_allclose(ma.predict_var([2, 3]), [0.25 * 0.75 / 4, (1.25 / 3) * (1 - 1.25 / 3) / 10])
+    ma.update([3, 3, 3], [1, 1, 1], [2, 2, 2])  # window now only prompt 3's three entries
+    np.testing.assert_allclose(ma.predict([0, 3]), [0.5, 0.5])
+
+
+def test_moving_average_matches_brute_force_on_random_stream():
+    rng = np.random.default_rng(0)
+    ma = MovingAveragePredictor(20, window=37)
+    log = []
+    for _ in range(30):
+        ids = rng.integers(0, 20, size=7)
+        n = rng.integers(1, 9, size=7)
+        s = rng.binomial(n, 0.4)
+        ma.update(ids, s, n)
+        log.extend(zip(ids.tolist(), (s / n).tolist()))
+        win = log[-37:]
+        glob = np.mean([r for _, r in win])
+        for q in range(20):
+            own = [r for i, r in win if i == q]
+            want = np.mean(own) if own else glob
+            assert ma.predict([q])[0] == pytest.approx(np.clip(want, 0.01, 0.99), abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- ridge
+def ridge_reference(x, y, alpha):
+    """Ridge with unpenalised intercept via an augmented least-squares problem (numpy lstsq)."""
+    m, d = x.shape
+    a = np.vstack([np.hstack([x, np.ones((m, 1))]), np.hstack([np.sqrt(alpha) * np.eye(d), np.zeros((d, 1))])])
+    b = np.concatenate([y, np.zeros(d)])
+    sol = np.linalg.lstsq(a, b, rcond=None)[0]
+    return sol[:d], sol[d]
+
+
+@pytest.mark.parametrize("dim", [3, 50])  # primal (m >= d) and dual (m < d) solves
+def test_ridge_matches_lstsq_reference_on_the_window(dim):
+    rng = np.random.default_rng(dim)
+    x = rng.normal(size=(100, dim))
+    rp = RidgePredictor(x, alpha=0.7, window=25, eps=0.02)
+    np.testing.assert_allclose(rp.predict([0, 1]), [0.5, 0.5])  # prior before any fit
+    hist_ids, hist_y = [], []
+    for _ in range(3):
+        ids = rng.integers(0, 100, size=12)
+        n = rng.integers(1, 9, size=12)
+        s = rng.binomial(n, 0.6)
+        rp.update(ids, s, n)
+        p = np.clip(s / n, 0.02, 0.98)
+        hist_ids += ids.tolist()
+        hist_y += np.log(p / (1 - p)).tolist()
+    w, b = ridge_reference(x[hist_ids[-25:]], np.array(hist_y[-25:]), 0.7)
+    np.testing.assert_allclose(rp.coef_, w, rtol=1e-8, atol=1e-10)
+    assert rp.intercept_ == pytest.approx(b, rel=1e-8, abs=1e-10)
+    z = x @ w + b
+    np.testing.assert_allclose(rp.predict(np.arange(100)), np.clip(1 / (1 + np.exp(-z)), 0.02, 0.98))
+
+
+# ----------------------------------------------------------------------------- beta-binomial
+def test_beta_binomial_hand_computation():
+    bb = BetaBinomialPredictor(4, a0=2.0, b0=1.0)
+    np.testing.assert_allclose(bb.predict([0]), [2 / 3])
+    bb.update([0, 1, 0], [3, 0, 1], [4, 5, 1])  # prompt 0: 4 successes, 1 failure (pooled)
+    a, b = bb.posterior([0, 1, 2])
+    np.testing.assert_allclose(a, [6, 2, 2])
+    np.testing.assert_allclose(b, [2, 6, 1])
+    np.testing.assert_allclose(bb.predict([0, 1, 2]), [6 / 8, 2 / 8, 2 / 3])
+    np.testing.assert_allclose(bb.predict_var([0]), [6 * 2 / (64 * 9)])
+
+
+def test_beta_binomial_discount_hand_computation():
+    """S_q = sum_t gamma^(T - t) s_{q,t}: with gamma = 0.5, s = 4 at t = 1, 2 at t = 3, T = 3:
+    S = 4 * 0.25 + 2 = 3; failures F = 0 * 0.25 + 2 = 2."""
+    bb = BetaBinomialPredictor(3, discount=0.5)
+    bb.update([0], [4], [4])
+    bb.update([1], [1], [1])
+    bb.update([0], [2], [4])
+    a, b = bb.posterior([0, 1])
+    np.testing.assert_allclose(a, [1 + 3.0, 1 + 0.5])
+    np.testing.assert_allclose(b, [1 + 2.0, 1 + 0.0])
+
+
+# ----------------------------------------------------------------------------- common interface
+def all_predictors(x):
+    n = x.shape[0]
+    return [
+        GPSuccessPredictor(x, seed=0),
+        GPSuccessPredictor(x, seed=0, noise="binomial"),
+        MovingAveragePredictor(n),
+        RidgePredictor(x),
+        BetaBinomialPredictor(n, discount=0.9),
+    ]
+
+
+@pytest.mark.parametrize("outcome", ["success", "failure", "mixed"])
+def test_common_interface_never_nan_and_in_range(outcome):
+    x = np.random.default_rng(0).normal(size=(40, 5))
+    ids = np.arange(0, 40, 3)
+    n = np.full(ids.size, 6)
+    s = {"success": n, "failure": np.zeros_like(n), "mixed": np.arange(ids.size) % 7}[outcome]
+    for pred in all_predictors(x):
+        before = pred.predict(np.arange(40))
+        assert before.dtype == np.float64 and np.all(np.isfinite(before))
+        pred.update(ids, s, n)
+        pred.update(ids, s, n)
+        p = pred.predict(np.arange(40))
+        assert p.dtype == np.float64 and p.shape == (40,)
+        assert np.all(np.isfinite(p)) and np.all((p >= pred.eps) & (p <= 1 - pred.eps)), type(pred)
+        if hasattr(pred, "predict_var"):
+            v = pred.predict_var(np.arange(40))
+            assert np.all(np.isfinite(v)) and np.all(v >= 0)
+
+
+def test_baseline_validation_errors():
+    x = np.ones((5, 2))
+    for pred in (MovingAveragePredictor(5), RidgePredictor(x), BetaBinomialPredictor(5)):
+        with pytest.raises(ValueError, match=r"ids must be prompt indices in \[0, 5\), got 5"):
+            pred.predict([5])
+        with pytest.raises(ValueError, match="successes must be <= trials"):
+            pred.update([0], [2], [1])
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        MovingAveragePredictor(5, window=0)
+    with pytest.raises(ValueError, match="prior must be < 1"):
+        MovingAveragePredictor(5, prior=1.0)
+    with pytest.raises(ValueError, match="n_prompts must be >= 1"):
+        BetaBinomialPredictor(0)
+    with pytest.raises(ValueError, match="discount must be > 0"):
+        BetaBinomialPredictor(5, discount=0.0)
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        RidgePredictor(x, alpha=0.0)
