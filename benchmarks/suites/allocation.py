@@ -1,0 +1,181 @@
+"""Perf suite "allocation": exact per-prompt rollout allocation (VIP Thm 5.1/5.2, eq. 5) vs peers.
+
+Ours: :func:`solvers.allocate` (validation, Numba solve and post-solve certificate all inside the
+timed call), continuous and ``integer=True``, for the ``rloo`` and ``drgrpo`` costs.
+
+Problem (one shared generator, seeded by ``cfg.seed``): B prompts with success probabilities
+p ~ Beta(0.5, 0.5), 10 % of them exactly solved or hopeless (p in {0, 1}, so a = 0),
+a_q = 4 p_q (1 - p_q), bounds 3 <= n_q <= 32, budget C = 8 B (VIP's setting: eight rollouts per
+prompt on average).
+
+Peers, measured in the same run on the same problem:
+
+* ``cvxpy-clarabel``: the continuous relaxation written in DCP form,
+  ``sum(multiply(a, inv_pos(n - 1)))`` with ``sum(n) == C`` and the bounds, solved by CLARABEL
+  (problem construction included, as a training loop would rebuild it each step). rloo only: the
+  Dr.GRPO cost ``a (n-1)/n^2`` is not DCP-representable as written.
+* ``scipy-slsqp``: ``scipy.optimize.minimize(method="SLSQP")`` on the same objective with the
+  equality constraint and the box bounds, analytic gradient, start at the uniform allocation. The
+  public VIP reference code is said (``shared/DESIGN.md``) to call SLSQP with extra ``log p * n``
+  terms; that code could not be located for this suite, so SLSQP is set up on the paper's objective
+  itself (which can only help the peer: same problem, no extra terms). Small B only (dense QP
+  subproblems, O(B^3) per iteration).
+* Integer cases: the peers' continuous solution followed by VIP Algorithm 2
+  (:func:`solvers.round_greedy`), i.e. the paper's pipeline.
+
+Slow peers are skipped at larger sizes through :class:`~benchmarks.harness.PeerGate`. JIT compile
+time is measured in a fresh interpreter with an empty Numba cache (``compile_s`` on our rows).
+Each row's ``note`` records the objective relative to ours (a peer must not be faster by being
+wrong).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from ..harness import Measurement, PeerGate, PerfConfig, measure
+
+NAME = "allocation"
+DESCRIPTION = "exact rollout allocation (VIP Thm 5.1/5.2, eq. 5) vs cvxpy/CLARABEL and SLSQP (+ Alg. 2)"
+
+LOWER, UPPER, PER_PROMPT = 3, 32, 8
+
+_COMPILE_SNIPPET = r"""
+import json, time
+import numpy as np
+from solvers import allocate
+a = np.random.default_rng(0).random(64)
+out = {}
+for cost in ("rloo", "drgrpo"):
+    for integer in (False, True):
+        t = time.perf_counter(); allocate(a, 8 * 64, 3, 32, cost=cost, integer=integer)
+        out[f"{cost}-{'integer' if integer else 'continuous'}"] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+
+def make_problem(size: int, seed: int) -> tuple[np.ndarray, int]:
+    """The suite's shared instance: (a, budget) for B = ``size`` prompts."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.5, 0.5, size)
+    flip = rng.random(size) < 0.1
+    p[flip] = rng.integers(0, 2, int(flip.sum()))
+    return 4.0 * p * (1.0 - p), PER_PROMPT * size
+
+
+def _compile_times(cfg: PerfConfig) -> dict[str, float | None]:
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", _COMPILE_SNIPPET], env=env, capture_output=True, text=True, timeout=600
+            )
+            return json.loads(out.stdout.strip().splitlines()[-1])
+        except Exception as exc:  # pragma: no cover - reported, not fatal
+            cfg.log(f"  [allocation] compile-time measurement failed: {exc!r}")
+            return {}
+
+
+def cvxpy_rloo(a: np.ndarray, budget: float) -> np.ndarray:
+    import cvxpy as cp
+
+    n = cp.Variable(a.size)
+    prob = cp.Problem(
+        cp.Minimize(cp.sum(cp.multiply(a, cp.inv_pos(n - 1)))), [cp.sum(n) == budget, n >= LOWER, n <= UPPER]
+    )
+    prob.solve(solver=cp.CLARABEL)
+    return np.clip(np.asarray(n.value, dtype=float), LOWER, UPPER)
+
+
+def slsqp(a: np.ndarray, budget: float, cost: str) -> np.ndarray:
+    from scipy.optimize import minimize
+
+    if cost == "rloo":
+        fun = lambda n: float(np.sum(a / (n - 1)))
+        jac = lambda n: -a / (n - 1) ** 2
+    else:
+        fun = lambda n: float(np.sum(a * (n - 1) / n**2))
+        jac = lambda n: -a * (n - 2) / n**3
+    res = minimize(
+        fun,
+        np.full(a.size, budget / a.size),
+        jac=jac,
+        method="SLSQP",
+        bounds=[(LOWER, UPPER)] * a.size,
+        constraints=[{"type": "eq", "fun": lambda n: np.sum(n) - budget, "jac": lambda n: np.ones_like(n)}],
+        options={"maxiter": 500, "ftol": 1e-12},
+    )
+    return np.clip(res.x, LOWER, UPPER)
+
+
+def _objective(cost: str, a: np.ndarray, n: np.ndarray) -> float:
+    n = np.asarray(n, dtype=float)
+    return float(np.sum(a / (n - 1))) if cost == "rloo" else float(np.sum(a * (n - 1) / n**2))
+
+
+def _rel(peer: float, ours: float) -> str:
+    return f"objective {peer / ours - 1:+.1e} vs ours" if ours > 0 else ""
+
+
+def run(cfg: PerfConfig) -> list[Measurement]:
+    from solvers import allocate, round_greedy
+
+    sizes = [512, 4096] if cfg.quick else [512, 4096, 65536, 1_000_000]
+    drgrpo_max = 4096 if cfg.quick else 65536
+    slsqp_max = 512
+    compile_s = _compile_times(cfg)
+    rows: list[Measurement] = []
+    gate = PeerGate(cfg)
+    for size in sizes:
+        a, budget = make_problem(size, cfg.seed + size)
+        for cost in ("rloo", "drgrpo"):
+            if cost == "drgrpo" and size > drgrpo_max:
+                continue
+            for integer in (False, True):
+                mode = "integer" if integer else "continuous"
+                case = f"{cost}-{mode}"
+                ours = allocate(a, budget, LOWER, UPPER, cost=cost, integer=integer)
+                if not ours.success:
+                    raise RuntimeError(f"allocate failed on {case} B={size}: {ours.message}")
+                rows.append(
+                    measure(
+                        cfg, suite=NAME, case=case, size=size, impl="allocate", role="ours",
+                        fn=lambda: allocate(a, budget, LOWER, UPPER, cost=cost, integer=integer),
+                        compile_s=compile_s.get(case),
+                        note="certified" + ("; lower_bound gap %.1e" % (ours.objective / ours.lower_bound - 1)
+                                            if integer else ""),
+                    )
+                )
+
+                def then_round(n_cont: np.ndarray) -> np.ndarray:
+                    return round_greedy(n_cont, a, budget, LOWER, UPPER, cost=cost).n
+
+                peers = []
+                if cost == "rloo":
+                    peers.append(("cvxpy-clarabel", lambda: cvxpy_rloo(a, budget)))
+                if size <= slsqp_max:
+                    peers.append(("scipy-slsqp", lambda: slsqp(a, budget, cost)))
+                for name, solve in peers:
+                    impl = name + ("+alg2" if integer else "")
+                    fn = (lambda solve=solve: then_round(solve())) if integer else solve
+                    last: dict[str, np.ndarray] = {}
+
+                    def timed(fn=fn, last=last) -> None:
+                        last["n"] = fn()
+
+                    try:
+                        row = measure(cfg, suite=NAME, case=case, size=size, impl=impl, role="peer",
+                                      fn=timed, gate=gate)
+                    except Exception as exc:  # a peer failing is a result, not a crash
+                        rows.append(Measurement(NAME, case, size, impl, "peer", None, note=f"failed: {exc!r}"))
+                        continue
+                    if "n" in last:
+                        row.note = _rel(_objective(cost, a, last["n"]), ours.objective)
+                    rows.append(row)
+    return rows

@@ -1,0 +1,456 @@
+"""Tests of solvers.allocate (VIP eq. 5-9, Thm 5.1/5.2; GDRO eq. 19-21) against independent
+references: cvxpy (rloo, inverse), a slow pure-Python KKT bisection (drgrpo), brute force and a
+heapq greedy (integer), and the kernels' pure-Python twins."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solvers import COST_FAMILIES, allocate, get_cost, round_greedy
+from solvers import _allocation_kernels as K
+from solvers._status import OPTIMAL
+
+COSTS = ["rloo", "drgrpo", "inverse"]
+
+
+def f_value(cost, a, n):
+    a = np.asarray(a, float)
+    n = np.asarray(n, float)
+    if cost == "rloo":
+        v = a / (n - 1)
+    elif cost == "drgrpo":
+        v = a * (n - 1) / n**2
+    else:
+        v = a / n
+    return float(np.where(a == 0, 0.0, v).sum())
+
+
+def f_marginal(cost, a, n):
+    """-f'(n), independent numpy formula."""
+    if cost == "rloo":
+        return a / (n - 1) ** 2
+    if cost == "drgrpo":
+        return a * (n - 2) / n**3
+    return a / n**2
+
+
+def random_instance(rng, cost, size, *, zeros=False, inf_upper=False, integer=False):
+    a = rng.gamma(0.7, 1.0, size) * rng.choice([1e-3, 1.0, 50.0], size)
+    if zeros:
+        a[rng.random(size) < 0.3] = 0.0
+    base = 3 if cost == "drgrpo" else 2
+    lower = base + rng.integers(0, 4, size).astype(float)
+    upper = lower + rng.integers(0, 30, size).astype(float)
+    if not integer:
+        lower = lower + rng.random(size) * 0.5
+        upper = np.maximum(lower, upper + rng.random(size) * 0.5)
+    if inf_upper:
+        upper[rng.random(size) < 0.5] = np.inf
+    hi = upper.sum() if np.isfinite(upper.sum()) else lower.sum() + 40 * size
+    t = rng.random()
+    budget = lower.sum() + t * (hi - lower.sum())
+    if integer:
+        budget = int(math.floor(budget))
+    return a, float(budget) if not integer else budget, lower, upper
+
+
+def check_certificate(res, cost, a, budget, lower, upper, rtol=1e-6):
+    """Feasibility and the KKT conditions of Thm 5.1/5.2, checked with independent formulas."""
+    n = np.asarray(res.n, float)
+    assert res.success and res.status == OPTIMAL, res.message
+    assert np.all(np.isfinite(n))
+    assert np.all(n >= lower) and np.all(n <= upper)
+    assert abs(n.sum() - budget) <= 1e-8 * max(1.0, budget)
+    lam = res.price
+    assert lam >= 0
+    g = f_marginal(cost, a, n)
+    free = lower < upper
+    inner = free & (n > lower) & (n < upper)
+    tol = rtol * max(lam, 1e-300) + 1e-14 * max(1.0, g.max(initial=0.0))
+    assert np.all(np.abs(g[inner] - lam) <= tol + rtol * g[inner])
+    at_lo = free & (n == lower)
+    at_hi = free & (n == upper)
+    assert np.all(g[at_lo] <= lam + tol + rtol * g[at_lo])
+    assert np.all(g[at_hi] >= lam - tol - rtol * g[at_hi])
+
+
+# ----------------------------------------------------------------------------------------------
+# references
+# ----------------------------------------------------------------------------------------------
+
+
+def cvxpy_solve(cost, a, budget, lower, upper):
+    cp = pytest.importorskip("cvxpy")
+    n = cp.Variable(a.size)
+    shift = 1.0 if cost == "rloo" else 0.0
+    obj = cp.sum(cp.multiply(a, cp.inv_pos(n - shift)))
+    cons = [cp.sum(n) == budget, n >= lower]
+    fin = np.isfinite(upper)
+    if fin.any():
+        cons.append(n[np.flatnonzero(fin)] <= upper[fin])
+    prob = cp.Problem(cp.Minimize(obj), cons)
+    prob.solve(solver=cp.CLARABEL)
+    assert prob.status == "optimal"
+    return np.asarray(n.value), float(prob.value)
+
+
+def slow_drgrpo(a, budget, lower, upper):
+    """Pure-Python KKT solve of VIP Thm 5.1: bisection on lambda, scalar bisection per prompt."""
+
+    def n_of(aq, lam, lo, hi):
+        if aq == 0.0:
+            return lo
+        g = lambda x: aq * (x - 2) / x**3 - lam  # decreasing on [3, inf)
+        if g(lo) <= 0:
+            return lo
+        top = hi if np.isfinite(hi) else max(lo, 1.0) * 2
+        while not np.isfinite(hi) and g(top) > 0:
+            top *= 2
+        if g(top) >= 0:
+            return hi
+        left, right = lo, top
+        for _ in range(200):
+            mid = 0.5 * (left + right)
+            if g(mid) > 0:
+                left = mid
+            else:
+                right = mid
+        return 0.5 * (left + right)
+
+    total = lambda lam: sum(n_of(a[q], lam, lower[q], upper[q]) for q in range(a.size))
+    lam_lo, lam_hi = 0.0, float(np.max(a * (lower - 2) / lower**3)) + 1.0
+    for _ in range(200):
+        mid = 0.5 * (lam_lo + lam_hi)
+        if total(mid) > budget:
+            lam_lo = mid
+        else:
+            lam_hi = mid
+    lam = 0.5 * (lam_lo + lam_hi)
+    return np.array([n_of(a[q], lam, lower[q], upper[q]) for q in range(a.size)]), lam
+
+
+def brute_force_integer(cost, a, budget, lower, upper):
+    ranges = [range(int(lo), int(hi) + 1) for lo, hi in zip(lower, upper)]
+    best = np.inf
+    for combo in itertools.product(*ranges):
+        if sum(combo) == budget:
+            best = min(best, f_value(cost, a, combo))
+    return best
+
+
+def heapq_greedy(cost, a, budget, lower, upper):
+    """Independent integer greedy from the lower bounds (exact for separable convex costs)."""
+    x = [int(v) for v in lower]
+    f = lambda q, n: f_value(cost, a[q : q + 1], [n])
+    heap = [(-(f(q, x[q]) - f(q, x[q] + 1)), q) for q in range(len(x)) if x[q] < upper[q]]
+    heapq.heapify(heap)
+    for _ in range(budget - sum(x)):
+        _, q = heapq.heappop(heap)
+        x[q] += 1
+        if x[q] < upper[q]:
+            heapq.heappush(heap, (-(f(q, x[q]) - f(q, x[q] + 1)), q))
+    return np.array(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# continuous
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cost", ["rloo", "inverse"])
+def test_continuous_matches_cvxpy(cost):
+    rng = np.random.default_rng(1)
+    for trial in range(12):
+        a, budget, lower, upper = random_instance(
+            rng, cost, int(rng.integers(1, 25)), zeros=trial % 3 == 0, inf_upper=trial % 4 == 1
+        )
+        if np.all(a == 0):
+            a[0] = 1.0
+        res = allocate(a, budget, lower, upper, cost=cost)
+        check_certificate(res, cost, a, budget, lower, upper)
+        n_ref, v_ref = cvxpy_solve(cost, a, budget, lower, upper)
+        assert res.objective <= v_ref * (1 + 1e-7) + 1e-9
+        assert res.objective == pytest.approx(v_ref, rel=1e-5, abs=1e-8)
+        pos = a > 0
+        np.testing.assert_allclose(res.n[pos], n_ref[pos], rtol=2e-3, atol=2e-3)
+
+
+def test_drgrpo_matches_slow_kkt():
+    rng = np.random.default_rng(2)
+    for trial in range(10):
+        a, budget, lower, upper = random_instance(
+            rng, "drgrpo", int(rng.integers(1, 12)), zeros=trial % 3 == 0, inf_upper=trial % 4 == 1
+        )
+        if np.all(a == 0):
+            a[0] = 1.0
+        res = allocate(a, budget, lower, upper, cost="drgrpo")
+        check_certificate(res, "drgrpo", a, budget, lower, upper)
+        n_ref, _ = slow_drgrpo(a, budget, lower, upper)
+        pos = a > 0
+        np.testing.assert_allclose(res.n[pos], n_ref[pos], rtol=1e-6, atol=1e-6)
+        assert res.objective == pytest.approx(f_value("drgrpo", a, n_ref), rel=1e-9)
+
+
+def test_closed_form_rloo_unbounded():
+    """VIP Thm 5.2 with inactive bounds: n_q = 1 + sqrt(a_q / lambda), so n_q - 1 ∝ sqrt(a_q)."""
+    a = np.array([1.0, 4.0, 9.0])
+    res = allocate(a, 3 + 60, 1.5, np.inf, cost="rloo")
+    np.testing.assert_allclose(res.n - 1, 60 * np.sqrt(a) / np.sqrt(a).sum(), rtol=1e-12)
+    assert res.price == pytest.approx((np.sqrt(a).sum() / 60) ** 2, rel=1e-12)
+
+
+def test_price_is_shadow_price():
+    """lambda* = -dV/dC: compare with a central finite difference of the optimal value."""
+    rng = np.random.default_rng(3)
+    for cost in COSTS:
+        a, budget, lower, upper = random_instance(rng, cost, 10)
+        upper = upper + 5
+        h = 1e-4
+        vp = allocate(a, budget + h, lower, upper, cost=cost).objective
+        vm = allocate(a, budget - h, lower, upper, cost=cost).objective
+        res = allocate(a, budget, lower, upper, cost=cost)
+        assert res.price == pytest.approx(-(vp - vm) / (2 * h), rel=1e-4, abs=1e-10)
+
+
+def test_zero_a_prompts_no_nan():
+    lower, upper = np.full(4, 3.0), np.full(4, 10.0)
+    # price > 0: a == 0 prompts stay at their lower bound
+    res = allocate([0.0, 1.0, 0.0, 2.0], 20, lower, upper, cost="rloo")
+    assert res.n[0] == 3 and res.n[2] == 3 and res.price > 0 and res.success
+    # every a > 0 prompt at its upper bound: leftover spread evenly over a == 0 prompts, price 0
+    res = allocate([0.0, 1.0, 0.0, 2.0], 31, lower, upper, cost="rloo")
+    np.testing.assert_allclose(res.n, [5.5, 10, 5.5, 10])
+    assert res.price == 0.0 and res.success
+    # all zero: any feasible point is optimal; the documented choice is the common level
+    res = allocate(np.zeros(3), 20, [3, 5, 9], [12, 6, 12], cost="drgrpo")
+    np.testing.assert_allclose(res.n, [5.5, 5.5, 9])
+    assert res.objective == 0.0 and res.success
+    res = allocate(np.zeros(3), 20, [3, 5, 9], [12, 6, 12], cost="drgrpo", integer=True)
+    assert res.n.tolist() == [6, 5, 9]  # floor of the level, then fewest rollouts, lowest index
+    assert res.success
+
+
+def test_budget_at_the_ends():
+    a = np.array([1.0, 2.0, 0.5])
+    res = allocate(a, 9, 3, 8, cost="drgrpo")
+    np.testing.assert_array_equal(res.n, [3, 3, 3])
+    assert res.price == pytest.approx(2.0 * 1 / 27)  # smallest multiplier the KKT conditions allow
+    res = allocate(a, 24, 3, 8, cost="drgrpo", integer=True)
+    np.testing.assert_array_equal(res.n, [8, 8, 8])
+    assert res.success and res.price == 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# integer
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_integer_matches_brute_force(cost):
+    rng = np.random.default_rng(4)
+    for trial in range(15):
+        size = int(rng.integers(1, 5))
+        a, budget, lower, upper = random_instance(rng, cost, size, zeros=trial % 4 == 0, integer=True)
+        upper = np.minimum(upper, lower + 7)
+        budget = int(rng.integers(lower.sum(), upper.sum() + 1))
+        res = allocate(a, budget, lower, upper, cost=cost, integer=True)
+        assert res.success, res.message
+        assert res.n.dtype == np.int64 and res.n.sum() == budget
+        assert np.all(res.n >= lower) and np.all(res.n <= upper)
+        best = brute_force_integer(cost, a, budget, lower, upper)
+        assert res.objective == pytest.approx(best, rel=1e-12, abs=1e-15)
+        assert res.objective >= res.lower_bound - 1e-12 * max(1, abs(res.lower_bound))
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_integer_matches_heapq_greedy(cost):
+    rng = np.random.default_rng(5)
+    for trial in range(10):
+        a, budget, lower, upper = random_instance(rng, cost, int(rng.integers(5, 60)), integer=True)
+        res = allocate(a, budget, lower, upper, cost=cost, integer=True)
+        ref = heapq_greedy(cost, a, budget, lower, upper)
+        assert res.success
+        assert res.objective == pytest.approx(f_value(cost, a, ref), rel=1e-12)
+
+
+def test_integer_fallback_paths_are_exact():
+    """The heap fallbacks of solve_integer (used only if the fast path fails its certificate)."""
+    rng = np.random.default_rng(6)
+    a, budget, lower, upper = random_instance(rng, "rloo", 30, integer=True)
+    best = allocate(a, budget, lower, upper, cost="rloo", integer=True).objective
+    # a continuous point far from optimal (all mass on the lower bounds) forces the heap path
+    x, detail, path = K.solve_integer(K.RLOO, a, lower, upper, budget, lower.copy())
+    assert detail == K.CERT_OK and path in (1, 2)
+    assert f_value("rloo", a, x) == pytest.approx(best, rel=1e-12)
+    # a start above the optimum (sum > budget) falls back to the lower bounds
+    x, detail, path = K.solve_integer(K.RLOO, a, lower, upper, budget, upper.copy())
+    assert detail == K.CERT_OK
+    assert f_value("rloo", a, x) == pytest.approx(best, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# kernels == pure-Python twins
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_kernels_equal_python_twins(cost):
+    code = get_cost(cost).code
+    rng = np.random.default_rng(7)
+    for trial in range(4):
+        a, budget, lower, upper = random_instance(rng, cost, 12, zeros=trial == 1, integer=True)
+        n1, p1, ok1 = K.solve_continuous(code, a, lower, upper, float(budget))
+        n2, p2, ok2 = K.solve_continuous.py_func(code, a, lower, upper, float(budget))
+        np.testing.assert_allclose(n1, n2, rtol=1e-13)
+        assert p1 == pytest.approx(p2, rel=1e-12) and ok1 == ok2
+        pos = a > 0
+        s1 = K.price_search(code, a[pos], lower[pos], upper[pos], budget - lower[~pos].sum())
+        s2 = K.price_search.py_func(code, a[pos], lower[pos], upper[pos], budget - lower[~pos].sum())
+        assert s1[0] == pytest.approx(s2[0], rel=1e-12) and s1[1:] == s2[1:]
+        x1 = K.solve_integer(code, a, lower, upper, budget, n1)
+        x2 = K.solve_integer.py_func(code, a, lower, upper, budget, n1)
+        np.testing.assert_array_equal(x1[0], x2[0])
+        assert x1[1:] == x2[1:]
+        assert K.certify_continuous(code, a, lower, upper, float(budget), n1, p1) == (
+            K.certify_continuous.py_func(code, a, lower, upper, float(budget), n1, p1)
+        )
+        r1 = K.round_greedy_kernel(code, a, n1, upper, budget)
+        r2 = K.round_greedy_kernel.py_func(code, a, n1, upper, budget)
+        np.testing.assert_array_equal(r1[0], r2[0])
+
+
+def test_drgrpo_inverse_roots():
+    for y in [1e-12, 1e-6, 1e-3, 0.02, 1 / 27 - 1e-9, 1 / 27]:
+        n = K.drgrpo_inverse(y)
+        assert n >= 3
+        assert (n - 2) / n**3 == pytest.approx(y, rel=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------
+# properties
+# ----------------------------------------------------------------------------------------------
+
+
+@st.composite
+def instances(draw, integer=False):
+    cost = draw(st.sampled_from(COSTS))
+    size = draw(st.integers(1, 12))
+    a = np.array(draw(st.lists(st.one_of(st.just(0.0), st.floats(1e-4, 1e3)), min_size=size, max_size=size)))
+    base = 3 if cost == "drgrpo" else 2
+    lower = np.array(draw(st.lists(st.integers(base, base + 5), min_size=size, max_size=size)), float)
+    width = np.array(draw(st.lists(st.integers(0, 40), min_size=size, max_size=size)), float)
+    upper = lower + width
+    if not integer and draw(st.booleans()):
+        upper[0] = np.inf
+    hi = upper.sum() if np.isfinite(upper.sum()) else lower.sum() + 50
+    t = draw(st.floats(0, 1))
+    budget = lower.sum() + t * (hi - lower.sum())
+    if integer:
+        budget = int(math.floor(budget))
+    return cost, a, budget, lower, upper
+
+
+@settings(max_examples=60)
+@given(instances())
+def test_property_feasible_and_certified(inst):
+    """VIP Thm 5.1/5.2 (and GDRO eq. 21): the returned point is feasible and satisfies the KKT
+    conditions (equal marginal cost = price on interior prompts, one-sided at the bounds)."""
+    cost, a, budget, lower, upper = inst
+    res = allocate(a, budget, lower, upper, cost=cost)
+    check_certificate(res, cost, a, budget, lower, upper)
+    assert res.objective == res.lower_bound
+
+
+@settings(max_examples=60)
+@given(instances(integer=True))
+def test_property_integer_between_relaxation_and_roundings(inst):
+    """VIP eq. (5) vs the relaxation (6)/(8) and Algorithm 2: continuous optimum <= integer
+    optimum <= VIP greedy rounding and <= naive largest-remainder rounding."""
+    cost, a, budget, lower, upper = inst
+    res = allocate(a, budget, lower, upper, cost=cost, integer=True)
+    assert res.success, res.message
+    assert res.n.sum() == budget and np.all(res.n >= lower) and np.all(res.n <= upper)
+    tol = 1e-12 * max(1.0, abs(res.objective))
+    assert res.objective >= res.lower_bound - tol
+    cont = allocate(a, budget, lower, upper, cost=cost)
+    assert res.lower_bound == pytest.approx(cont.objective, rel=1e-12)
+    n_c = np.clip(cont.n, lower, upper)
+    if np.floor(n_c).sum() <= budget:
+        rg = round_greedy(n_c, a, budget, lower, upper, cost=cost)
+        assert res.objective <= rg.objective + tol
+    # naive rounding: floor, then the leftover to the largest fractional parts (capacity permitting)
+    naive = np.floor(n_c).astype(np.int64)
+    order = np.argsort(-(n_c - naive), kind="stable")
+    left = budget - naive.sum()
+    for q in itertools.cycle(order):
+        if left <= 0:
+            break
+        if naive[q] < upper[q]:
+            naive[q] += 1
+            left -= 1
+    assert res.objective <= f_value(cost, a, naive) + tol
+
+
+@settings(max_examples=40)
+@given(instances(), st.integers(0, 11), st.floats(1.01, 10.0))
+def test_property_monotone_in_a(inst, which, factor):
+    """VIP Thm 5.1/5.2 structure: n_q*(lambda) increases with a_q, so raising one prompt's a_q
+    (others fixed) never gives it fewer rollouts."""
+    cost, a, budget, lower, upper = inst
+    q = which % a.size
+    a2 = a.copy()
+    a2[q] = a[q] * factor if a[q] > 0 else 1.0
+    n1 = allocate(a, budget, lower, upper, cost=cost).n[q]
+    n2 = allocate(a2, budget, lower, upper, cost=cost).n[q]
+    assert n2 >= n1 - 1e-9 * max(1.0, n1)
+
+
+# ----------------------------------------------------------------------------------------------
+# errors
+# ----------------------------------------------------------------------------------------------
+
+
+def test_errors():
+    a = np.ones(16)
+    with pytest.raises(ValueError, match=r"budget 37 is infeasible: need sum\(lower\)=48 <= budget <= sum\(upper\)=384"):
+        allocate(a, 37, 3, 24)
+    with pytest.raises(ValueError, match=r"budget 400 is infeasible"):
+        allocate(a, 400, 3, 24, integer=True)
+    with pytest.raises(ValueError, match="a must be non-negative"):
+        allocate([1.0, -1.0], 10, 3, 10)
+    with pytest.raises(ValueError, match="a must be finite"):
+        allocate([1.0, np.nan], 10, 3, 10)
+    with pytest.raises(ValueError, match="a must be finite"):
+        allocate([1.0, np.inf], 10, 3, 10)
+    with pytest.raises(ValueError, match="lower must be <= upper"):
+        allocate([1.0, 1.0], 10, [3, 5], [4, 4])
+    with pytest.raises(ValueError, match=r"cost 'drgrpo' .* needs lower >= 3"):
+        allocate([1.0, 1.0], 10, 2, 10, cost="drgrpo")
+    with pytest.raises(ValueError, match=r"cost 'rloo' .* needs lower > 1"):
+        allocate([1.0, 1.0], 10, 1, 10, cost="rloo")
+    with pytest.raises(ValueError, match=r"cost 'inverse' .* needs lower > 0"):
+        allocate([1.0, 1.0], 10, 0, 10, cost="inverse")
+    with pytest.raises(ValueError, match=r"unknown cost 'grpo'; valid costs: \['drgrpo', 'inverse', 'rloo'\]"):
+        allocate([1.0], 5, 3, 10, cost="grpo")
+    with pytest.raises(ValueError, match="lower must be a scalar or have length 2"):
+        allocate([1.0, 1.0], 10, [3, 3, 3], 10)
+    with pytest.raises(ValueError, match="a must be 1-D"):
+        allocate([[1.0, 1.0]], 10, 3, 10)
+    with pytest.raises(ValueError, match="integer=True needs integer lower bounds"):
+        allocate([1.0, 1.0], 10, 3.5, 10, integer=True)
+    with pytest.raises(ValueError, match="budget must be an integer"):
+        allocate([1.0, 1.0], 10.5, 3, 10, integer=True)
+    with pytest.raises(ValueError, match="upper must not contain NaN"):
+        allocate([1.0, 1.0], 10, 3, [10, np.nan])
+    with pytest.raises(TypeError, match="integer must be a bool"):
+        allocate([1.0, 1.0], 10, 3, 10, integer=1)
+    with pytest.raises(TypeError, match="cost must be a string"):
+        allocate([1.0, 1.0], 10, 3, 10, cost=None)
+    assert set(COST_FAMILIES) == {"rloo", "drgrpo", "inverse"}
