@@ -11,7 +11,12 @@ from types import ModuleType
 
 SUITES: dict[str, str] = {
     # name: module path -- each suite adds its own line
+    "predictor": "benchmarks.suites.predictor",
+    "gdro": "benchmarks.suites.gdro",
+    "shaping": "benchmarks.suites.shaping",
+    "regret": "benchmarks.suites.regret",
     "allocation": "benchmarks.suites.allocation",
+    "budget": "benchmarks.suites.budget",
 }
 
 
