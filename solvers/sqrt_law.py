@@ -282,6 +282,95 @@ def sqrt_allocation(v, shares, mean_budget, *, lower=None, upper=None) -> SqrtAl
     0.75
     """
     v, shares, n_bar, lower, upper = _sqrt_allocation_iv(v, shares, mean_budget, lower, upper)
+    n, price = _sqrt_solve_kernel(v, shares, n_bar, lower, upper)
+    objective, code = _certify_kernel(v, shares, n_bar, lower, upper, n, price, _CERT_TOL)
+    ok = code == 0
+    return SqrtAllocationResult(
+        n=n,
+        objective=float(objective),
+        price=float(price),
+        zero_share=shares == 0,
+        success=ok,
+        status=OPTIMAL if ok else CERTIFICATE_FAILED,
+        message=MESSAGES[OPTIMAL] if ok else f"{MESSAGES[CERTIFICATE_FAILED]}: {_CERT_REASONS[code]}",
+    )
+
+
+@numba.njit(cache=True)
+def _sqrt_solve_kernel(v, shares, n_bar, lower, upper):  # pragma: no cover - compiled
+    """Compiled solve of the bounded square-root law; returns ``(n, price)`` (see module doc)."""
+    size = v.shape[0]
+    n = np.empty(size)
+    m_pos = 0
+    m_zero = 0
+    base = 0.0
+    for b in range(size):
+        if shares[b] > 0:
+            if v[b] > 0:
+                m_pos += 1
+            else:
+                m_zero += 1
+                base += shares[b] * lower[b]
+    w = np.empty(m_pos)
+    s = np.empty(m_pos)
+    lo = np.empty(m_pos)
+    hi = np.empty(m_pos)
+    j = 0
+    for b in range(size):
+        if shares[b] > 0 and v[b] > 0:
+            w[j] = shares[b]
+            s[j] = np.sqrt(v[b])
+            lo[j] = lower[b]
+            hi[j] = upper[b]
+            j += 1
+    t = _clip_level_kernel(w, s, lo, hi, n_bar - base)
+    if t < np.inf:
+        price = 1.0 / (t * t) if t > 0 else np.inf
+        for b in range(size):
+            if shares[b] > 0:
+                if v[b] > 0:
+                    x = t * np.sqrt(v[b])
+                    n[b] = min(max(x, lower[b]), upper[b])
+                else:
+                    n[b] = lower[b]
+    else:
+        price = 0.0
+        rest = n_bar
+        zw = np.empty(m_zero)
+        zlo = np.empty(m_zero)
+        zhi = np.empty(m_zero)
+        k = 0
+        for b in range(size):
+            if shares[b] > 0:
+                if v[b] > 0:
+                    n[b] = upper[b]
+                    rest -= shares[b] * upper[b]
+                else:
+                    zw[k] = shares[b]
+                    zlo[k] = lower[b]
+                    zhi[k] = upper[b]
+                    k += 1
+        level = _clip_level_kernel(zw, np.ones(m_zero), zlo, zhi, rest)
+        for b in range(size):
+            if shares[b] > 0 and v[b] == 0:
+                if level < np.inf:
+                    n[b] = min(max(level, lower[b]), upper[b])
+                else:
+                    n[b] = upper[b]
+    for b in range(size):
+        if shares[b] == 0:
+            if price == 0.0:
+                n[b] = upper[b] if v[b] > 0 else lower[b]
+            elif price == np.inf:
+                n[b] = lower[b]
+            else:
+                n[b] = min(max(np.sqrt(v[b] / price), lower[b]), upper[b])
+    return n, price
+
+
+def _sqrt_solve_python(v, shares, n_bar, lower, upper):
+    """NumPy twin of :func:`_sqrt_solve_kernel`, built on the bisection twin
+    :func:`_clip_level_python`; used by the tests. Returns ``(n, price)``."""
     size = v.shape[0]
     zero_share = shares == 0
     active = ~zero_share
@@ -289,92 +378,75 @@ def sqrt_allocation(v, shares, mean_budget, *, lower=None, upper=None) -> SqrtAl
     zero_var = active & (v == 0)
     sqrt_v = np.sqrt(v)
     n = np.empty(size)
-
-    # budget consumed by zero-variance active bins at their lower bounds
     base = float(np.dot(shares[zero_var], lower[zero_var]))
     idx = np.flatnonzero(pos)
-    t = _clip_level_kernel(
-        np.ascontiguousarray(shares[idx]),
-        np.ascontiguousarray(sqrt_v[idx]),
-        np.ascontiguousarray(lower[idx]),
-        np.ascontiguousarray(upper[idx]),
-        n_bar - base,
-    )
+    t = _clip_level_python(shares[idx], sqrt_v[idx], lower[idx], upper[idx], n_bar - base)
     if np.isfinite(t):
-        # polish t with the free set (exact up to round-off), then form n
-        n_pos = np.clip(t * sqrt_v[idx], lower[idx], upper[idx])
-        free = (n_pos > lower[idx]) & (n_pos < upper[idx])
-        if free.any():
-            fixed = float(np.dot(shares[idx][~free], n_pos[~free]))
-            rate = float(np.dot(shares[idx][free], sqrt_v[idx][free]))
-            t_new = (n_bar - base - fixed) / rate
-            n_pos_new = np.clip(t_new * sqrt_v[idx], lower[idx], upper[idx])
-            if np.array_equal((n_pos_new > lower[idx]) & (n_pos_new < upper[idx]), free):
-                t, n_pos = t_new, n_pos_new
-        n[idx] = n_pos
+        n[idx] = np.clip(t * sqrt_v[idx], lower[idx], upper[idx])
         n[zero_var] = lower[zero_var]
         price = 1.0 / (t * t) if t > 0 else np.inf
     else:
-        # every positive-variance bin at its upper bound; zero-variance bins absorb the rest
         price = 0.0
         n[idx] = upper[idx]
         zidx = np.flatnonzero(zero_var)
         rest = n_bar - float(np.dot(shares[idx], upper[idx]))
-        level = _clip_level_kernel(
-            np.ascontiguousarray(shares[zidx]),
-            np.ones(zidx.size),
-            np.ascontiguousarray(lower[zidx]),
-            np.ascontiguousarray(upper[zidx]),
-            rest,
-        )
+        level = _clip_level_python(shares[zidx], np.ones(zidx.size), lower[zidx], upper[zidx], rest)
         n[zidx] = np.clip(level, lower[zidx], upper[zidx]) if np.isfinite(level) else upper[zidx]
-
-    # zero-share bins: shadow-price best response (reported, not part of the problem)
     zs = np.flatnonzero(zero_share)
     if zs.size:
-        if price > 0 and np.isfinite(price):
-            n[zs] = np.clip(sqrt_v[zs] / np.sqrt(price), lower[zs], upper[zs])
-        elif price == 0:
+        if price == 0:
             n[zs] = np.where(v[zs] > 0, upper[zs], lower[zs])
-        else:  # price inf: all active bins at t = 0 -> lower bounds
+        elif np.isinf(price):
             n[zs] = lower[zs]
-
-    objective = float(np.sum(shares[idx] * v[idx] / n[idx])) if idx.size else 0.0
-    ok, why = _certify(v, shares, n_bar, lower, upper, n, price, pos, active)
-    status = OPTIMAL if ok else CERTIFICATE_FAILED
-    return SqrtAllocationResult(
-        n=n,
-        objective=objective,
-        price=float(price),
-        zero_share=zero_share,
-        success=ok,
-        status=status,
-        message=MESSAGES[OPTIMAL] if ok else f"{MESSAGES[CERTIFICATE_FAILED]}: {why}",
-    )
+        else:
+            n[zs] = np.clip(sqrt_v[zs] / np.sqrt(price), lower[zs], upper[zs])
+    return n, price
 
 
-def _certify(v, shares, n_bar, lower, upper, n, price, pos, active):
-    """Feasibility and KKT check of a candidate allocation; returns (ok, reason)."""
-    scale = max(1.0, n_bar)
-    used = float(np.dot(shares[active], n[active]))
-    if not abs(used - n_bar) <= _CERT_TOL * scale:
-        return False, f"budget used {used!r} != mean_budget {n_bar!r}"
-    a = active
-    if np.any(n[a] < lower[a] * (1 - _CERT_TOL) - _CERT_TOL) or np.any(n[a] > upper[a] * (1 + _CERT_TOL)):
-        return False, "bounds violated"
-    if not np.any(pos):
-        return True, ""
-    marginal = v[pos] / n[pos] ** 2  # -(d/dn) of v/n, per unit share
-    at_lo = n[pos] <= lower[pos] * (1 + _CERT_TOL)
-    at_hi = n[pos] >= upper[pos] * (1 - _CERT_TOL)
-    interior = ~at_lo & ~at_hi
-    if np.isinf(price):
-        return bool(np.all(at_lo)), "infinite price with a bin above its lower bound"
-    rel = _CERT_TOL * max(price, np.max(marginal))
-    if np.any(np.abs(marginal[interior] - price) > 1e3 * rel):
-        return False, "unequal marginal variance reduction on interior bins"
-    if np.any(marginal[at_lo & ~at_hi] > price + 1e3 * rel):
-        return False, "a bin at its lower bound would gain from more rollouts"
-    if np.any(marginal[at_hi & ~at_lo] < price - 1e3 * rel):
-        return False, "a bin at its upper bound would gain from fewer rollouts"
-    return True, ""
+_CERT_REASONS = {
+    1: "budget constraint sum_b q_b n_b = mean_budget violated",
+    2: "bounds violated",
+    3: "unequal marginal variance reduction v_b / n_b**2 on interior bins",
+    4: "a bin at its lower bound would gain from more rollouts",
+    5: "a bin at its upper bound would gain from fewer rollouts",
+    6: "infinite price with a bin above its lower bound",
+}
+
+
+@numba.njit(cache=True)
+def _certify_kernel(v, shares, n_bar, lower, upper, n, price, tol):  # pragma: no cover - compiled
+    """Objective and certificate code (0 = feasible and KKT; see ``_CERT_REASONS``)."""
+    size = v.shape[0]
+    used = 0.0
+    objective = 0.0
+    max_marg = 0.0
+    for b in range(size):
+        if shares[b] > 0:
+            used += shares[b] * n[b]
+            if v[b] > 0:
+                objective += shares[b] * v[b] / n[b]
+                marg = v[b] / (n[b] * n[b])
+                if marg > max_marg:
+                    max_marg = marg
+    if not abs(used - n_bar) <= tol * max(1.0, n_bar):
+        return objective, 1
+    for b in range(size):
+        if shares[b] > 0 and (n[b] < lower[b] * (1 - tol) - tol or n[b] > upper[b] * (1 + tol)):
+            return objective, 2
+    rel = 1e3 * tol * max(price, max_marg) if price < np.inf else 0.0
+    for b in range(size):
+        if shares[b] > 0 and v[b] > 0:
+            at_lo = n[b] <= lower[b] * (1 + tol)
+            at_hi = n[b] >= upper[b] * (1 - tol)
+            if price == np.inf:
+                if not at_lo:
+                    return objective, 6
+                continue
+            marg = v[b] / (n[b] * n[b])
+            if not at_lo and not at_hi and abs(marg - price) > rel:
+                return objective, 3
+            if at_lo and not at_hi and marg > price + rel:
+                return objective, 4
+            if at_hi and not at_lo and marg < price - rel:
+                return objective, 5
+    return objective, 0

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from solvers import sqrt_allocation, variance_proxy
 from solvers._status import OPTIMAL
-from solvers.sqrt_law import _clip_level_kernel, _clip_level_python
+from solvers.sqrt_law import _clip_level_kernel, _clip_level_python, _sqrt_solve_kernel, _sqrt_solve_python
 
 # ------------------------------------------------------------------------------------------
 # strategies
@@ -220,6 +220,33 @@ def test_clip_level_kernel_equals_python_twin():
         ns = np.clip(slow * slope, lower, upper)
         np.testing.assert_allclose(nf, ns, rtol=1e-9, atol=1e-9)
         assert float(np.dot(weight, nf)) == pytest.approx(target, rel=1e-12)
+
+
+def test_solve_kernel_equals_numpy_twin():
+    rng = np.random.default_rng(8)
+    checked = 0
+    for trial in range(300):
+        B = int(rng.integers(1, 9))
+        v = rng.uniform(0.0, 5.0, B) * (rng.random(B) > 0.25)
+        shares = rng.random(B) * (rng.random(B) > 0.25)
+        shares[0] += 0.05
+        shares /= shares.sum()
+        lower = rng.uniform(0.0, 3.0, B) * (rng.random(B) > 0.3)
+        upper = lower + rng.uniform(0.0, 8.0, B)
+        if trial % 3 == 0:
+            upper[rng.random(B) < 0.5] = np.inf
+        a = shares > 0
+        lo_sum, up_sum = float(np.dot(shares[a], lower[a])), float(np.dot(shares[a], upper[a]))
+        n_bar = lo_sum + float(rng.uniform(0.05, 1.0)) * (min(up_sum, lo_sum + 20.0) - lo_sum)
+        if not lo_sum < n_bar <= up_sum:
+            continue
+        n_fast, price_fast = _sqrt_solve_kernel(v, shares, n_bar, lower, upper)
+        n_slow, price_slow = _sqrt_solve_python(v, shares, n_bar, lower, upper)
+        np.testing.assert_allclose(n_fast, n_slow, rtol=1e-9, atol=1e-9)
+        assert price_fast == pytest.approx(price_slow, rel=1e-8, abs=1e-300)
+        assert sqrt_allocation(v, shares, n_bar, lower=lower, upper=upper).success
+        checked += 1
+    assert checked > 200
 
 
 # ------------------------------------------------------------------------------------------
