@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL
-from .waterfill import _GAP_RTOL, _sorted_desc_index, _waterfill_iv
+from .waterfill import _GAP_RTOL, _SMALL_N, _presort_desc, _sort_desc_small, _waterfill_iv
 
 __all__ = ["dro_policy", "DroPolicyResult"]
 
@@ -68,21 +68,20 @@ class DroPolicyResult:
 
 
 @numba.njit(cache=True)
-def _dro_row(r, delta, out, idx, d):
+def _dro_row(r, rs, delta, out):
+    """One row of Lemma H.1 (``rs`` = values of ``r`` sorted decreasingly)."""
     n = r.shape[0]
-    _sorted_desc_index(r, idx)
-    r1 = r[idx[0]]
-    for j in range(n):
-        d[j] = r1 - r[idx[j]]
+    r1 = rs[0]
     # v_k = A_k - delta/k = r1 - (D_k + delta)/k; minimise c_k = (D_k + delta)/k, largest minimiser.
     cum = 0.0
     best = np.inf
     m = 1
-    tol = 4.0 * 2.220446049250313e-16 * (delta + d[n - 1])
+    tol = 4.0 * 2.220446049250313e-16 * (delta + (r1 - rs[n - 1]))
     k0 = 1
     d_k0 = 0.0
     for k in range(1, n + 1):
-        cum += d[k - 1]
+        dk = r1 - rs[k - 1]
+        cum += dk
         c = (cum + delta) / k
         if c < best - tol:
             best = c
@@ -91,21 +90,19 @@ def _dro_row(r, delta, out, idx, d):
             if c < best:
                 best = c
             m = k
-        if k * d[k - 1] - cum < delta:
+        if k * dk - cum < delta:
             k0 = k
             d_k0 = cum
-    while m < n and d[m] == d[m - 1]:
+    while m < n and rs[m] == rs[m - 1]:
         m += 1
-    for j in range(n):
-        out[j] = 0.0
-    for j in range(m):
-        out[idx[j]] = 1.0 / m
+    cut = rs[m - 1]
     # certificate: primal value of the returned policy vs the dual value t0 (eq. 3.5).
     lin = 0.0
     pmax = 0.0
-    for j in range(n):
-        p = out[idx[j]]
-        lin += p * d[j]
+    for i in range(n):
+        p = 1.0 / m if r[i] >= cut else 0.0
+        out[i] = p
+        lin += p * (r1 - r[i])
         if p > pmax:
             pmax = p
     primal_gap_form = -lin - delta * pmax  # value - r1
@@ -113,20 +110,27 @@ def _dro_row(r, delta, out, idx, d):
         dual_gap_form = 0.0  # nu = max r_hat
     else:
         dual_gap_form = -(delta + d_k0) / k0
-    return m, r1 + primal_gap_form, r1 + dual_gap_form, dual_gap_form - primal_gap_form
+    gap = dual_gap_form - primal_gap_form
+    ok = abs(gap) <= _GAP_RTOL * (delta + (r1 - rs[n - 1]))
+    return m, r1 + primal_gap_form, r1 + dual_gap_form, gap, ok
 
 
 @numba.njit(cache=True)
-def _dro_kernel(r_hat, delta, policy, support, objective, dual, gap):
+def _dro_kernel(r_hat, presorted, delta, policy, support, objective, dual, gap, certified):
     n_rows, n = r_hat.shape
-    idx = np.empty(n, dtype=np.int64)
-    d = np.empty(n, dtype=np.float64)
+    buf = np.empty(n, dtype=np.float64)
+    small = n <= _SMALL_N
     for b in range(n_rows):
-        res = _dro_row(r_hat[b], delta[b], policy[b], idx, d)
+        if small:
+            _sort_desc_small(r_hat[b], buf)
+            res = _dro_row(r_hat[b], buf, delta[b], policy[b])
+        else:
+            res = _dro_row(r_hat[b], presorted[b], delta[b], policy[b])
         support[b] = res[0]
         objective[b] = res[1]
         dual[b] = res[2]
         gap[b] = res[3]
+        certified[b] = res[4]
 
 
 def dro_policy_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
@@ -140,9 +144,7 @@ def dro_policy_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
     m = int(np.nonzero(c <= c.min() + tol)[0][-1]) + 1
     while m < n and d[m] == d[m - 1]:
         m += 1
-    pi = np.zeros(n)
-    pi[order[:m]] = 1.0 / m
-    return pi
+    return np.where(r >= r[order[m - 1]], 1.0 / m, 0.0)
 
 
 def dro_policy(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
@@ -180,15 +182,14 @@ def dro_policy(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
     obj = np.empty(n_rows)
     dual = np.empty(n_rows)
     gap = np.empty(n_rows)
+    certified = np.empty(n_rows, dtype=np.bool_)
     if n_rows:
-        _dro_kernel(r2, dl, policy, support, obj, dual, gap)
-    scale = dl + (r2.max(axis=1) - r2.min(axis=1) if n_rows else 0.0)
-    bad = ~(np.abs(gap) <= _GAP_RTOL * scale + 1e-300)
-    ok = not bool(bad.any())
+        _dro_kernel(r2, _presort_desc(r2), dl, policy, support, obj, dual, gap, certified)
+    ok = bool(certified.all())
     status = OPTIMAL if ok else CERTIFICATE_FAILED
     message = MESSAGES[status]
     if not ok:
-        rows = np.flatnonzero(bad)[:5].tolist()
+        rows = np.flatnonzero(~certified)[:5].tolist()
         message = f"{MESSAGES[status]}: duality gap above tolerance in rows {rows}"
     if not full_output:
         if not ok:

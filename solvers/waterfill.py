@@ -19,7 +19,9 @@ Implementation notes
   ``u0 = (delta + D_k0) / k0`` with ``D_k`` the sum of the k smallest gaps and
   ``k0 = max{k : k d_(k) - D_k < delta}``; ``K = max{k : D_k <= delta}``; ``u* = min(u0, d_(K+1))``;
   ``pi_i = (u* - d_i)_+ / delta``.  Differences of rewards are formed once, so small ``delta`` does
-  not lose precision to cancellation against large rewards.  O(n log n) per row (one sort).
+  not lose precision to cancellation against large rewards.  O(n log n) per row: one sort of the
+  values (insertion sort inside the kernel for n <= 32, a NumPy row sort before it otherwise), then
+  O(n) passes in the original order (no argsort needed).
 * **Ties at the top** (our choice; the theorem numbers responses so that one is "response 1"): the
   leftover mass ``1 - sum_i (r_hat_i - t*)_+ / delta`` is split *equally* among all responses whose
   reward equals the maximum.  Every such split is optimal for the LP (3.7); the equal split makes the
@@ -95,122 +97,139 @@ class WaterfillResult:
 
 
 @numba.njit(cache=True)
-def _sorted_desc_index(r, idx):
-    """Indices sorting ``r`` in decreasing order (stable); insertion sort for small n."""
+def _sort_desc_small(r, out):
+    """Insertion sort of the values of ``r`` into ``out`` in decreasing order (fast for small n)."""
     n = r.shape[0]
-    if n <= _SMALL_N:
-        for j in range(n):
-            idx[j] = j
-        for j in range(1, n):
-            cur = idx[j]
-            v = r[cur]
-            k = j - 1
-            while k >= 0 and r[idx[k]] < v:
-                idx[k + 1] = idx[k]
-                k -= 1
-            idx[k + 1] = cur
-    else:
-        order = np.argsort(-r, kind="mergesort")
-        for j in range(n):
-            idx[j] = order[j]
+    for j in range(n):
+        v = r[j]
+        k = j - 1
+        while k >= 0 and out[k] < v:
+            out[k + 1] = out[k]
+            k -= 1
+        out[k + 1] = v
+
+
+def _presort_desc(r2: np.ndarray) -> np.ndarray:
+    """Row-wise decreasing sort with NumPy (used for n > _SMALL_N: faster than a Numba sort)."""
+    if r2.shape[1] <= _SMALL_N:
+        return np.empty((1, r2.shape[1]))
+    return np.ascontiguousarray(np.sort(r2, axis=1)[:, ::-1])
 
 
 @numba.njit(cache=True)
-def _waterfill_row(r, delta, out, idx, d):
-    """One row of Theorem 3.4; writes ``out`` and returns (t*, t0, F, duality_gap)."""
+def _waterfill_row(r, rs, delta, out):
+    """One row of Theorem 3.4 (``rs`` = values of ``r`` sorted decreasingly); writes ``out`` and
+    returns (t*, t0, F, duality_gap)."""
     n = r.shape[0]
-    _sorted_desc_index(r, idx)
-    r1 = r[idx[0]]
-    for j in range(n):
-        d[j] = r1 - r[idx[j]]
+    r1 = rs[0]
     m_top = 0
     for j in range(n):
-        if d[j] == 0.0:
+        if rs[j] == r1:
             m_top += 1
         else:
             break
     if delta == 0.0:
-        for j in range(n):
-            out[j] = 0.0
-        for j in range(m_top):
-            out[idx[j]] = 1.0 / m_top
-        return r1, r1, 0.0, 0.0
+        for i in range(n):
+            out[i] = 1.0 / m_top if r[i] == r1 else 0.0
+        return r1, r1, 0.0, 0.0, True
     # k0 = max{k : k d_(k) - D_k < delta} (eq. 3.5 in gap form); K = max{k : D_k <= delta}.
     cum = 0.0
     k0 = 1
     d_k0 = 0.0
     big_k = 1
     for k in range(1, n + 1):
-        cum += d[k - 1]
-        if k * d[k - 1] - cum < delta:
+        dk = r1 - rs[k - 1]
+        cum += dk
+        if k * dk - cum < delta:
             k0 = k
             d_k0 = cum
         if cum <= delta:
             big_k = k
     u0 = (delta + d_k0) / k0
     ustar = u0
-    if big_k < n and d[big_k] < ustar:
-        ustar = d[big_k]
+    if big_k < n and r1 - rs[big_k] < ustar:
+        ustar = r1 - rs[big_k]
+    inv_delta = 1.0 / delta
     total = 0.0
-    for j in range(n):
-        gap = ustar - d[j]
-        p = gap / delta if gap > 0.0 else 0.0
-        out[idx[j]] = p
+    for i in range(n):
+        gap = ustar - (r1 - r[i])
+        if gap > 0.0:
+            p = gap * inv_delta if inv_delta < np.inf else gap / delta  # subnormal delta
+        else:
+            p = 0.0
+        out[i] = p
         total += p
     leftover = (1.0 - total) / m_top
-    for j in range(m_top):
-        out[idx[j]] += leftover
     # --- certificate: primal value from the policy, dual value from the adversary's mixed strategy.
     min_cov = np.inf
     lin = 0.0
-    for j in range(n):
-        p = out[idx[j]]
-        c = d[j] + delta * p
+    for i in range(n):
+        d = r1 - r[i]
+        if d == 0.0:
+            out[i] += leftover
+        p = out[i]
+        c = d + delta * p
         if c < min_cov:
             min_cov = c
-        lin += p * d[j]
+        lin += p * d
     primal = min_cov - lin  # F_delta(pi) = <pi, r> - max_i(r_i - delta pi_i), in gap form
-    best_dual = np.inf
-    for cand in range(2):
-        if cand == 0:
-            w = 0.0
-        else:
-            w = (delta - d_k0) / k0
-            if w < 0.0:
-                continue
+    tol = _GAP_RTOL * (delta + (r1 - rs[n - 1]))
+    # Dual point from complementary slackness: w = nu - max(r) = 0 when mass is left over
+    # (t* > t0), else w = (delta - D_k0)/k0; the other candidate is tried if the first fails.
+    w_alt = (delta - d_k0) / k0
+    first = 0 if ustar < u0 else 1
+    best_gap = np.inf
+    for attempt in range(2):
+        cand = first if attempt == 0 else 1 - first
+        w = 0.0 if cand == 0 else w_alt
+        if w < 0.0:
+            continue
         rem = 1.0
         top = -np.inf
         lin = 0.0
         for j in range(n):
-            cap = (w + d[j]) / delta
+            d = r1 - rs[j]
+            cap = (w + d) * inv_delta if inv_delta < np.inf else (w + d) / delta
             lam = cap if cap < rem else rem
             if lam < 0.0:
                 lam = 0.0
             rem -= lam
-            v = delta * lam - d[j]
+            v = delta * lam - d
             if v > top:
                 top = v
-            lin += lam * d[j]
+            lin += lam * d
+            if rem <= 0.0:
+                # remaining lambdas are 0: their terms -d_j <= 0 <= top (j = 0 has d = 0), lin unchanged
+                break
         if rem > 1e-12:
             continue
-        dual = top + lin
-        if dual < best_dual:
-            best_dual = dual
-    return r1 - ustar, r1 - u0, primal, best_dual - primal
+        g = top + lin - primal
+        if g < best_gap:
+            best_gap = g
+        if abs(best_gap) <= tol:
+            break
+    return r1 - ustar, r1 - u0, primal, best_gap, abs(best_gap) <= tol
 
 
 @numba.njit(cache=True)
-def _waterfill_kernel(r_hat, delta, policy, tstar, t0, objective, gap):
-    """Batched water-filling: ``r_hat`` (P, n) C-contiguous float64, ``delta`` (P,)."""
+def _waterfill_kernel(r_hat, presorted, delta, policy, tstar, t0, objective, gap, certified):
+    """Batched water-filling: ``r_hat`` (P, n) C-contiguous float64, ``delta`` (P,).
+
+    ``presorted`` is the row-wise decreasing sort of ``r_hat`` when n > _SMALL_N (else a dummy)."""
     n_rows, n = r_hat.shape
-    idx = np.empty(n, dtype=np.int64)
-    d = np.empty(n, dtype=np.float64)
+    buf = np.empty(n, dtype=np.float64)
+    small = n <= _SMALL_N
     for b in range(n_rows):
-        res = _waterfill_row(r_hat[b], delta[b], policy[b], idx, d)
+        if small:
+            _sort_desc_small(r_hat[b], buf)
+            res = _waterfill_row(r_hat[b], buf, delta[b], policy[b])
+        else:
+            res = _waterfill_row(r_hat[b], presorted[b], delta[b], policy[b])
         tstar[b] = res[0]
         t0[b] = res[1]
         objective[b] = res[2]
         gap[b] = res[3]
+        certified[b] = res[4]
 
 
 def _waterfill_iv(r_hat: Any, delta: Any) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -247,9 +266,11 @@ def waterfill_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
     big_k = int(np.nonzero(cum <= delta)[0][-1]) + 1
     u0 = (delta + cum[k0 - 1]) / k0
     ustar = min(u0, d[big_k]) if big_k < n else u0
-    p_sorted = np.maximum(ustar - d, 0.0) / delta
-    p_sorted[:m_top] += (1.0 - p_sorted.sum()) / m_top
-    pi[order] = p_sorted
+    d_orig = r[order[0]] - r
+    inv_delta = 1.0 / delta
+    gap = np.maximum(ustar - d_orig, 0.0)
+    pi = gap * inv_delta if np.isfinite(inv_delta) else gap / delta
+    pi[d_orig == 0.0] += (1.0 - pi.sum()) / m_top
     return pi
 
 
@@ -297,15 +318,14 @@ def waterfill(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
     t0 = np.empty(n_rows)
     obj = np.empty(n_rows)
     gap = np.empty(n_rows)
+    certified = np.empty(n_rows, dtype=np.bool_)
     if n_rows:
-        _waterfill_kernel(r2, dl, policy, tstar, t0, obj, gap)
-    scale = dl + (r2.max(axis=1) - r2.min(axis=1) if n_rows else 0.0)
-    bad = ~(np.abs(gap) <= _GAP_RTOL * scale + 1e-300)
-    ok = not bool(bad.any())
+        _waterfill_kernel(r2, _presort_desc(r2), dl, policy, tstar, t0, obj, gap, certified)
+    ok = bool(certified.all())
     status = OPTIMAL if ok else CERTIFICATE_FAILED
     message = MESSAGES[status]
     if not ok:
-        rows = np.flatnonzero(bad)[:5].tolist()
+        rows = np.flatnonzero(~certified)[:5].tolist()
         message = f"{MESSAGES[status]}: duality gap above tolerance in rows {rows}"
     if not full_output:
         if not ok:
