@@ -148,6 +148,10 @@ class PromptGDRO:
     With ``normalization="uniform"`` ``omega_b = B q_b`` (1 for every bin when ``q`` is uniform,
     independent of the batch). In both cases the returned multiplier is ``min(omega_b,
     weight_cap)`` (eq. 17); the cap is applied last, so with clipping the batch mean is <= 1.
+    Note that with ``"share"`` even the initial, uniform ``q`` reweights the batch towards
+    group balance (every present bin gets the same total weight, rare bins are up-weighted up to
+    the cap) -- that is the GDRO objective over bins; ``"uniform"`` starts from plain GRPO
+    weighting (all multipliers 1).
 
     Parameters
     ----------

@@ -115,7 +115,8 @@ class RolloutGDRO:
 
     **Unreachable budgets.** If ``mean_budget * M`` is not an integer, or the integer is not a
     reachable total ``sum_b c_b n_b``, the DP is solved for the nearest reachable total
-    (``match_budget(..., nearest=True)``: nearest to ``round(mean_budget * M)``, ties to the
+    (``match_budget(..., nearest=True)``: the integer target is ``round(mean_budget * M)``,
+    Python rounding, i.e. half to even; then the reachable total nearest to it, ties to the
     smaller); ``last_allocation.exact`` is then False and ``last_allocation.match.status`` says
     ``ADJUSTED`` where the integer target was adjusted. With an integer ``mean_budget`` that is one
     of the arms, every batch is reachable (all bins at ``mean_budget``).

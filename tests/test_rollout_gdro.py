@@ -95,6 +95,34 @@ def test_unreachable_budget_gives_the_nearest_reachable_total(bins, n_bar, seed)
     assert info.requested_total == n_bar * len(bins)
 
 
+@settings(max_examples=40)
+@given(
+    st.sets(st.integers(1, 9), min_size=1, max_size=4),
+    st.lists(st.integers(0, 2), min_size=1, max_size=7),
+    st.integers(0, 100),
+    st.data(),
+)
+def test_exact_iff_reachable_for_any_arm_set(arm_set, bins, seed, data):
+    """Eq. 36 for arbitrary arm sets (unsorted input) and integer budgets that need not be arms:
+    the mean budget is met exactly iff some per-bin arm choice reaches it (brute force), and the
+    allocation only uses the given arms."""
+    arms = sorted(arm_set, reverse=True)
+    n_bar = data.draw(st.integers(min(arms), max(arms)))
+    ctrl = RolloutGDRO(n_bins=3, arms=arms, mean_budget=n_bar, seed=seed)
+    n = ctrl.allocate(bins)
+    counts = np.bincount(bins, minlength=3)
+    present = np.flatnonzero(counts)
+    totals = {
+        int(sum(counts[b] * a for b, a in zip(present, combo)))
+        for combo in itertools.product(arms, repeat=present.size)
+    }
+    reachable = n_bar * len(bins) in totals
+    assert ctrl.last_allocation.exact == reachable
+    assert (int(n.sum()) == n_bar * len(bins)) == reachable
+    assert set(n.tolist()) <= set(arms)
+    np.testing.assert_array_equal(ctrl.arms, sorted(arms))
+
+
 @settings(max_examples=30)
 @given(
     st.lists(st.integers(0, 2), min_size=1, max_size=12),
