@@ -69,8 +69,9 @@ class PassAtKBinner:
     * Several occurrences of one prompt in a batch are separate observations, processed in batch
       order.
     * Prompt ids are arbitrary non-negative integers (up to ``2**63 - 1``); storage grows with
-      the number of distinct prompts (``window`` bytes each), lookups are vectorised (sorted ids
-      + ``searchsorted``).
+      the number of distinct prompts (``window`` bytes each). Lookups are vectorised: a dense
+      id -> slot table while ids stay below ``max(2**22, 16 * n_prompts)`` (dataset indices),
+      otherwise sorted ids + ``searchsorted``. Both give identical results.
 
     Examples
     --------
@@ -127,7 +128,10 @@ class PassAtKBinner:
         self.unseen_bin = None if unseen_bin is None else check_int_scalar(
             unseen_bin, "unseen_bin", lo=0, hi=self.n_bins - 1
         )
-        # storage: slot per distinct prompt
+        # storage: one slot per distinct prompt. Id -> slot lookup uses a dense table while the
+        # ids are small (the usual dataset indices), else sorted ids + searchsorted.
+        self._id_of_slot = np.zeros(0, dtype=np.int64)
+        self._dense: np.ndarray | None = np.zeros(0, dtype=np.int32)
         self._ids_sorted = np.empty(0, dtype=np.int64)
         self._slots_sorted = np.empty(0, dtype=np.int64)
         self._ring = np.zeros((0, self.window), dtype=np.uint8)
@@ -136,8 +140,15 @@ class PassAtKBinner:
         self.n_prompts = 0
 
     # -- storage ------------------------------------------------------------------------------
+    _DENSE_MIN = 1 << 22  # dense id table allowed up to max(4M ids, 16 x n_prompts) entries
+
     def _lookup(self, ids: np.ndarray) -> np.ndarray:
         """Slot of each id, -1 for unseen ids."""
+        if self._dense is not None:
+            out = np.full(ids.shape, -1, dtype=np.int64)
+            inside = ids < self._dense.size
+            out[inside] = self._dense[ids[inside]]
+            return out
         n = self._ids_sorted.size
         if n == 0:
             return np.full(ids.shape, -1, dtype=np.int64)
@@ -159,12 +170,33 @@ class PassAtKBinner:
             count[:first] = self._count[:first]
             succ = np.zeros(cap, dtype=np.int64)
             succ[:first] = self._successes[:first]
+            id_of_slot = np.zeros(cap, dtype=np.int64)
+            id_of_slot[:first] = self._id_of_slot[:first]
             self._ring, self._count, self._successes = ring, count, succ
+            self._id_of_slot = id_of_slot
+        new_slots = np.arange(first, need, dtype=np.int64)
+        self._id_of_slot[first:need] = new_ids
+        self.n_prompts = need
+        if self._dense is not None:
+            top = int(new_ids[-1])  # new_ids is sorted
+            limit = max(self._DENSE_MIN, 16 * need)
+            if top < limit:
+                if top >= self._dense.size:
+                    dense = np.full(min(max(top + 1, 2 * self._dense.size), limit), -1, np.int32)
+                    dense[: self._dense.size] = self._dense
+                    self._dense = dense
+                self._dense[new_ids] = new_slots
+                return
+            # ids too large or too sparse for a dense table: switch to sorted lookup for good
+            self._dense = None
+            ids = self._id_of_slot[:need]
+            order = np.argsort(ids, kind="stable")
+            self._ids_sorted, self._slots_sorted = ids[order], order.astype(np.int64)
+            return
         ids = np.concatenate([self._ids_sorted, new_ids])
-        slots = np.concatenate([self._slots_sorted, np.arange(first, need, dtype=np.int64)])
+        slots = np.concatenate([self._slots_sorted, new_slots])
         order = np.argsort(ids, kind="stable")
         self._ids_sorted, self._slots_sorted = ids[order], slots[order]
-        self.n_prompts = need
 
     def _ids_iv(self, prompt_ids: Any) -> np.ndarray:
         return as_int_array(prompt_ids, "prompt_ids", ndim=(0, 1), nonneg=True).reshape(-1)

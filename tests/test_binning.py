@@ -180,3 +180,25 @@ def test_validation_and_state_unchanged():
         PassAtKBinner(unseen_bin=10)
     with pytest.raises(ValueError, match="window must be >= 1"):
         PassAtKBinner(window=0)
+
+
+def test_dense_to_sparse_lookup_switch_keeps_state():
+    """Small ids use the dense id table; a huge id switches to sorted lookup without losing any
+    prompt's window (checked against the deque reference)."""
+    rng = np.random.default_rng(1)
+    b = PassAtKBinner(n_bins=5, window=3)
+    ref = ReferenceBinner(3, np.arange(6) / 5)
+    for step in range(4):
+        ids = rng.integers(0, 200, size=300)
+        if step == 2:
+            ids[:3] = [2**40, 2**40 + 7, 5]
+        cs = rng.random(300) < 0.5
+        b.update(ids, cs)
+        ref.update(ids, cs)
+        if step == 1:
+            assert b._dense is not None
+    assert b._dense is None
+    query = np.r_[np.arange(200), 2**40, 2**40 + 7, 2**40 + 1]
+    np.testing.assert_allclose(b.rates(query), [ref.rate(i) for i in query], atol=1e-15)
+    np.testing.assert_array_equal(b.counts(query), [len(ref.hist.get(int(i), ())) for i in query])
+    assert b.n_prompts == len(ref.hist)
