@@ -216,20 +216,74 @@ def _package(value, weights, dual, status, batched, message_extra) -> DROResult:
     return DROResult(float(value[0]), weights[0], float(dual[0]), ok, worst, message)
 
 
+@numba.njit(cache=True)
+def _normalise_rows(l2, p2):
+    """Map each row to ``z = (l - max l) / (max l - min l)`` in ``[-1, 0]`` (max/min over the support
+    of ``p``), without overflow for any finite losses (halves are used). Both balls are invariant
+    under this affine map (the weights are unchanged; value and dual transform back), so the kernels
+    solve a well-scaled problem whatever the magnitude (1e-300 or 1e300) of the losses.
+    Returns ``z2``, ``lmax``, ``half_spread``."""
+    rows, n = l2.shape
+    z2 = np.empty((rows, n))
+    lmax = np.empty(rows)
+    half = np.empty(rows)
+    for r in range(rows):
+        hi = -np.inf
+        lo = np.inf
+        for i in range(n):
+            if p2[r, i] > 0.0:
+                hi = max(hi, l2[r, i])
+                lo = min(lo, l2[r, i])
+        h = 0.5 * hi - 0.5 * lo
+        lmax[r] = hi
+        half[r] = h
+        for i in range(n):
+            if p2[r, i] <= 0.0:
+                z2[r, i] = -1.0  # outside the support: never weighted
+            elif h > 0.0:
+                z2[r, i] = min(0.0, max(-1.0, (0.5 * l2[r, i] - 0.5 * hi) / h))
+            else:
+                z2[r, i] = 0.0
+    return z2, lmax, half
+
+
+def _from_normalised(value_z, lmax, half):
+    """Back-transform a normalised value: ``lmax + 2 * half * value_z`` without overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = 2.0 * (0.5 * lmax + half * value_z)
+    return np.where(half > 0, out, lmax)
+
+
 # ============================================================================================
 # KL ball
 # ============================================================================================
 
 
 @numba.njit(cache=True)
-def _kl_tilt(l, p, lmax, tau, q):
-    """Fill ``q ~ p exp((l - lmax)/tau)``; return (KL(q||p), Var_q[(l - lmax)/tau], log Z).
+def _psi(r):
+    """``(1 + r) log1p(r) - r >= 0`` (the KL integrand in the ratio ``r = q/p - 1``), accurate for
+    tiny ``|r|`` (series ``sum_{k>=2} (-r)^k / (k (k - 1))``) and equal to 1 at ``r = -1``."""
+    if r <= -1.0:
+        return 1.0
+    if abs(r) < 0.05:
+        acc = 0.0
+        for k in range(16, 1, -1):  # Horner on the series, truncation error < |r|^17
+            acc = acc * (-r) + 1.0 / (k * (k - 1))
+        return acc * r * r
+    return (1.0 + r) * np.log1p(r) - r
 
-    ``tau = 0`` gives the point mass on the argmax set. ``log Z`` uses log1p/expm1 so that the
-    KL stays accurate when ``tau`` is large (tiny rho).
+
+@numba.njit(cache=True)
+def _kl_tilt(l, p, lmax, tau, q):
+    """Fill ``q ~ p exp(s)``, ``s = (l - lmax)/tau``; return (KL(q||p), Var_q[s]).
+
+    ``tau = 0`` gives the point mass on the argmax set. The KL is computed as
+    ``sum_i p_i psi(r_i)`` with ``r_i = q_i/p_i - 1 = (expm1(s_i) - A) / (1 + A)``,
+    ``A = sum_i p_i expm1(s_i)`` (uses ``sum_i p_i r_i = 0``): a sum of non-negative terms without
+    cancellation, so it stays accurate when ``tau`` is huge (rho down to ~1e-300).
     """
     n = l.shape[0]
-    acc = 0.0  # sum_i p_i expm1(s_i) = Z - 1
+    big_a = 0.0  # sum_i p_i expm1(s_i) = Z - 1
     z = 0.0
     for i in range(n):
         if p[i] > 0.0:
@@ -239,25 +293,26 @@ def _kl_tilt(l, p, lmax, tau, q):
                 s = (l[i] - lmax) / tau
             else:
                 s = -np.inf
-            e = np.exp(s)
-            acc += p[i] * np.expm1(s)
-            q[i] = p[i] * e
+            big_a += p[i] * np.expm1(s)
+            q[i] = p[i] * np.exp(s)
             z += q[i]
         else:
             q[i] = 0.0
+    kl = 0.0
     mean_s = 0.0
     for i in range(n):
-        q[i] /= z
-    for i in range(n):
-        if q[i] > 0.0:
-            mean_s += q[i] * ((l[i] - lmax) / tau if (tau > 0.0 and l[i] != lmax) else 0.0)
+        if p[i] > 0.0:
+            q[i] /= z
+            s = 0.0 if l[i] == lmax else ((l[i] - lmax) / tau if tau > 0.0 else -np.inf)
+            kl += p[i] * _psi((np.expm1(s) - big_a) / (1.0 + big_a))
+            if q[i] > 0.0:
+                mean_s += q[i] * s
     var_s = 0.0
     for i in range(n):
         if q[i] > 0.0:
-            s = (l[i] - lmax) / tau if (tau > 0.0 and l[i] != lmax) else 0.0
+            s = 0.0 if l[i] == lmax else (l[i] - lmax) / tau
             var_s += q[i] * (s - mean_s) ** 2
-    log_z = np.log1p(acc) if acc > -0.5 else np.log(z)
-    return mean_s - log_z, var_s, log_z
+    return kl, var_s
 
 
 @numba.njit(cache=True)
@@ -306,7 +361,7 @@ def _kl_row(l, p, rho, q, max_iter):
     status = 2
     u = 0.5 * (u_lo + u_hi)
     for _ in range(max_iter):
-        kl, var_s, _lz = _kl_tilt(l, p, lmax, np.exp(u), q)
+        kl, var_s = _kl_tilt(l, p, lmax, np.exp(u), q)
         f = kl - rho
         if f > 0.0:
             u_lo = u
@@ -338,7 +393,7 @@ def _kl_batch(l2, p2, rho, max_iter):
     tau = np.empty(rows)
     status = np.empty(rows, dtype=np.int64)
     for r in range(rows):
-        v, t, s = _kl_row(l2[r], p2[r], rho, q[r], max_iter)
+        v, t, s = _kl_row(l2[r], p2[r], rho, q[r], max_iter)  # l2 normalised: lmax = 0
         value[r] = v
         tau[r] = t
         status[r] = s
@@ -358,7 +413,7 @@ def _kl_certify(l2, p2, rho, value, q, tau, status):
         l, p, w = l2[r], p2[r], q[r]
         supp = p > 0
         lmax = l[supp].max()
-        scale = 1.0 + abs(value[r]) + (lmax - l[supp].min())
+        scale = 1.0 + abs(value[r]) + (lmax - l[supp].min())  # ~1: rows are normalised
         nz = w > 0
         kl = float(np.sum(w[nz] * np.log(w[nz] / p[nz])))
         primal = float(w @ l)
@@ -368,7 +423,9 @@ def _kl_certify(l2, p2, rho, value, q, tau, status):
             dual = float(p @ l)  # rho = 0: the only feasible point is p
         else:
             s = (l[supp] - lmax) / tau[r]
-            dual = lmax + tau[r] * (rho + float(np.log(np.sum(p[supp] * np.exp(s)))))
+            # log E_p[exp(s)] via log1p/expm1 (p normalised exactly), accurate for huge tau
+            log_mgf = float(np.log1p(np.sum(p[supp] * np.expm1(s)) / np.sum(p[supp])))
+            dual = lmax + tau[r] * (rho + log_mgf)
         ok = (
             np.all(w >= 0)
             and abs(w.sum() - 1.0) <= 1e-12 * l.size + 1e-12
@@ -446,9 +503,12 @@ def kl_worst_case(losses: Any, p: Any = None, rho: Any = None, *, max_iter: int 
     """
     l2, p2, rho_f, batched = _ball_iv(losses, p, rho)
     iters = check_int_scalar(max_iter, "max_iter", lo=1)
-    value, q, tau, status = _kl_batch(l2, p2, rho_f, iters)
-    status = _kl_certify(l2, p2, rho_f, value, q, tau, status)
-    return _package(value, q, tau, status, batched, "")
+    z2, lmax, half = _normalise_rows(l2, p2)
+    value_z, q, tau_z, status = _kl_batch(z2, p2, rho_f, iters)
+    status = _kl_certify(z2, p2, rho_f, value_z, q, tau_z, status)
+    with np.errstate(over="ignore"):
+        tau = np.where(half > 0, tau_z * (2.0 * half), tau_z)
+    return _package(_from_normalised(value_z, lmax, half), q, tau, status, batched, "")
 
 
 # ============================================================================================
@@ -487,6 +547,7 @@ def _chi2_row(l, p, rho, order, q):
     mass = 0.0
     mean = 0.0
     m2 = 0.0
+    inv_d = 0.0
     eta = -np.inf
     found = False
     k = 0
@@ -508,17 +569,20 @@ def _chi2_row(l, p, rho, order, q):
         x_next = l[order[k]] if k < n else -np.inf
         denom = 2.0 * rho * mass - rest[k]  # = (1 + 2 rho) * mass - 1
         if denom > 0.0 and m2 > 0.0:
-            d = np.sqrt((m2 / mass) / denom)
-            cand = mean - d
+            inv_d = np.sqrt(denom / (m2 / mass))  # 1 / (mean - eta) on this segment
+            cand = mean - 1.0 / inv_d
             if cand >= x_next or k >= n:
                 eta = cand
                 found = True
                 break
     if not found:  # unreachable in exact arithmetic (the last segment is (-inf, min l))
+        for i in range(n):
+            q[i] = p[i]
         return np.nan, np.nan, 1
+    # q_i ~ p_i (l_i - eta)_+ = p_i (mean - eta) (1 + (l_i - mean) / (mean - eta))_+
     z = 0.0
     for i in range(n):
-        t = l[i] - eta
+        t = 1.0 + (l[i] - mean) * inv_d
         q[i] = p[i] * t if (p[i] > 0.0 and t > 0.0) else 0.0
         z += q[i]
     val = 0.0
@@ -535,7 +599,7 @@ def _chi2_batch(l2, p2, rho):
     value = np.empty(rows)
     eta = np.empty(rows)
     status = np.empty(rows, dtype=np.int64)
-    for r in range(rows):
+    for r in range(rows):  # l2 normalised: lmax = 0
         order = np.argsort(-l2[r], kind="mergesort")
         v, e, s = _chi2_row(l2[r], p2[r], rho, order, q[r])
         value[r] = v
@@ -660,9 +724,13 @@ def chi2_worst_case(losses: Any, p: Any = None, rho: Any = None) -> DROResult:
     [0.0, 0.0, 1.0]
     """
     l2, p2, rho_f, batched = _ball_iv(losses, p, rho)
-    value, q, eta, status = _chi2_batch(l2, p2, rho_f)
-    status = _chi2_certify(l2, p2, rho_f, value, q, eta, status)
-    return _package(value, q, eta, status, batched, "")
+    z2, lmax, half = _normalise_rows(l2, p2)
+    value_z, q, eta_z, status = _chi2_batch(z2, p2, rho_f)
+    status = _chi2_certify(z2, p2, rho_f, value_z, q, eta_z, status)
+    return _package(
+        _from_normalised(value_z, lmax, half), q, _from_normalised(eta_z, lmax, half), status,
+        batched, "",
+    )
 
 
 # ============================================================================================
