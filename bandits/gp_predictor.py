@@ -61,6 +61,24 @@ from solvers._validation import (
 __all__ = ["GPSuccessPredictor"]
 
 _MAX_JITTER_RAISES = 8
+_IV_CHUNK = 65_536
+
+
+def _embeddings_iv(embeddings: Any) -> np.ndarray:
+    """Validate the (N, d) embeddings; float32/float64 arrays are checked in place (no copy)."""
+    if isinstance(embeddings, np.ndarray) and embeddings.dtype in (np.float32, np.float64):
+        x = embeddings
+        if x.ndim != 2:
+            raise ValueError(f"embeddings must be 2-D, got shape {x.shape}")
+        for start in range(0, x.shape[0], _IV_CHUNK):
+            bad = ~np.isfinite(x[start : start + _IV_CHUNK])
+            if bad.any():
+                i, j = (int(v) for v in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"embeddings must be finite, got {x[start + i, j].item()!r} at index ({start + i}, {j})"
+                )
+        return x
+    return as_float_array(embeddings, "embeddings", ndim=2, min_size=1)
 
 
 def _validate_ids(ids: Any, n_prompts: int, *, min_size: int = 0) -> np.ndarray:
@@ -244,7 +262,7 @@ class GPSuccessPredictor:
         chunk_rows: int = 8192,
         n_bandwidth_pairs: int = 20_000,
     ) -> None:
-        x = as_float_array(embeddings, "embeddings", ndim=2, min_size=1)
+        x = _embeddings_iv(embeddings)
         if x.shape[0] < 1 or x.shape[1] < 1:
             raise ValueError(f"embeddings must have shape (N, d) with N, d >= 1, got {x.shape}")
         n, d = x.shape
@@ -280,8 +298,11 @@ class GPSuccessPredictor:
         # Distances are translation invariant: centring reduces cancellation in
         # ||a||^2 + ||b||^2 - 2 a.b; scaling by 1/(sqrt(2) h) makes K = exp(-||a - b||^2).
         scale = 1.0 / (np.sqrt(2.0) * self.bandwidth)
-        z = (x - x.mean(axis=0)) * scale
-        self._z = np.ascontiguousarray(z, dtype=dt)
+        centre = x.mean(axis=0, dtype=np.float64)
+        self._z = np.empty((n, d), dtype=dt)
+        for start in range(0, n, _IV_CHUNK):  # chunked: no full-size float64 temporary
+            stop = min(start + _IV_CHUNK, n)
+            self._z[start:stop] = (x[start:stop] - centre) * scale
         sqnorm = np.einsum("ij,ij->i", self._z, self._z, dtype=np.float64)
         self._sqnorm = sqnorm.astype(dt)
         # fast kernel-column path is safe while exp(max |z|^2) stays far from dtype's overflow

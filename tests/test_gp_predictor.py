@@ -314,8 +314,14 @@ def test_validation_errors():
         GPSuccessPredictor(x, eps=0.5)
     with pytest.raises(ValueError, match="embeddings must be finite"):
         GPSuccessPredictor(np.full((3, 2), np.nan))
+    with pytest.raises(ValueError, match=r"embeddings must be finite, got nan at index \(1, 0\)"):
+        GPSuccessPredictor(np.array([[0, 1], [np.nan, 2]], dtype=np.float32))
     with pytest.raises(ValueError, match="embeddings must be 2-D"):
         GPSuccessPredictor(np.ones(5))
+    with pytest.raises(ValueError, match="embeddings must be 2-D"):
+        GPSuccessPredictor(np.ones(5, dtype=np.float32))
+    with pytest.raises(TypeError, match="embeddings must be an array of real numbers"):
+        GPSuccessPredictor("abc")
     with pytest.raises(ValueError, match="prior_logit must be a scalar or have length 10"):
         GPSuccessPredictor(x, prior_logit=np.zeros(3))
     with pytest.raises(ValueError, match="dtype must be float32 or float64"):
