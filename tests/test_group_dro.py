@@ -244,3 +244,35 @@ def test_gdroexp3p_determinism_and_validation():
     assert adv.t == 1
     with pytest.raises(ValueError, match="beta must be >= 0.0"):
         GDROExp3P(3, horizon=10, beta=-1.0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gdroexp3p_with_sgd_learner_approaches_gdro_optimum(seed):
+    """Soma et al. 2022 game (bandit feedback on both sides): each round the adversary samples a
+    group, the learner takes a projected SGD step on that group's loss, the adversary observes the
+    same loss. Quadratic losses ||theta - c_g||^2 / 8 in [0, 1] on the box [-1, 1]^2, three groups
+    clustered near (1, 1) and one at (-1, -1). The averaged iterate's worst-group loss must be
+    near the GDRO optimum (0.25, computed here by grid search) and far from the ERM point's
+    (0.53)."""
+    centers = np.array([[1, 1], [1, 0.8], [0.8, 1], [-1, -1.0]])
+
+    def losses(theta):
+        return ((theta - centers) ** 2).sum(-1) / 8
+
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 201), np.linspace(-1, 1, 201)), -1)
+    worst_on_grid = (((grid[..., None, :] - centers) ** 2).sum(-1) / 8).max(-1)
+    gdro_opt = worst_on_grid.min()
+    erm_worst = losses(centers.mean(0)).max()
+    assert gdro_opt == pytest.approx(0.25, abs=1e-9) and erm_worst > 0.5
+
+    horizon = 3000
+    adv = GDROExp3P(4, horizon=horizon, seed=seed)
+    theta, theta_sum = np.array([0.5, 0.5]), np.zeros(2)
+    step = 2 / math.sqrt(horizon)
+    for _ in range(horizon):
+        g = adv.sample()
+        theta_sum += theta
+        adv.update(g, float(losses(theta)[g]))
+        theta = np.clip(theta - step * (theta - centers[g]) / 4, -1.0, 1.0)
+    worst = losses(theta_sum / horizon).max()
+    assert worst <= gdro_opt + 0.06
