@@ -31,7 +31,7 @@ Rules implemented (``delta`` = delta-tilde, ``tau`` = temperature):
   ``w = u / sum u``; shaped ``r_k - delta G w_k pi_tilde_k``.
 
 So DRO is exactly the DRRO code with the adversary's score ``r_k - delta pi_tilde_k`` replaced by
-``delta pi_tilde_k`` and the sign of the correction flipped; both share one Numba kernel.
+``delta pi_tilde_k`` and the sign of the correction flipped; both share the same kernels.
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ class ShapedRewards:
     rule : str
         ``"drro-hard"``, ``"drro-soft"``, ``"dro-hard"`` or ``"dro-soft"``.
     success, status, message
-        Post-solve certificate: weights are non-negative, rows sum to 1 and ``bonus`` equals
-        ``+/- delta G w pi_tilde`` (soft) or ``+/- delta`` on the pick (hard).
+        Post-solve certificate: every output is finite and the weight rows (and pi_tilde rows for the
+        hard rule) sum to 1 within ``1e-12 G``.
     """
 
     rewards: np.ndarray
@@ -94,77 +94,157 @@ class ShapedRewards:
     message: str
 
 
+# The kernels are split around NumPy's SIMD ``np.exp`` (about 10x faster than the scalar libm ``exp``
+# a Numba loop calls): per-row passes (max, sums, argmax, outputs) run in Numba, the two
+# transcendental passes over the whole (P, G) array run as in-place NumPy ufuncs.
+
+
 @numba.njit(cache=True)
-def _shape_kernel(rewards, seq_logprobs, delta, tau, soft, value_robust, out_rewards, out_weights,
-                  out_index, out_ess, out_probs):  # pragma: no cover - compiled
-    """Per row: log-softmax -> pi_tilde; hard argmax or SNIS weights; shaped rewards (see module)."""
-    n_prompts, group = rewards.shape
-    log_probs = np.empty(group)
-    log_u = np.empty(group)
-    sign = -1.0 if value_robust else 1.0
+def _shift_rows(seq_logprobs, top, out_shifted):  # pragma: no cover - compiled
+    """``top[p] = max_k lp[p, k]``; ``out_shifted = lp - top`` (the log-softmax's stable shift)."""
+    n_prompts, group = seq_logprobs.shape
     for p in range(n_prompts):
-        # log-softmax of the sequence log-probs (max-shifted; never exp of a raw log-prob)
-        top = seq_logprobs[p, 0]
+        m = seq_logprobs[p, 0]
         for k in range(1, group):
-            if seq_logprobs[p, k] > top:
-                top = seq_logprobs[p, k]
+            if seq_logprobs[p, k] > m:
+                m = seq_logprobs[p, k]
+        top[p] = m
+        for k in range(group):
+            out_shifted[p, k] = seq_logprobs[p, k] - m
+
+
+@numba.njit(cache=True)
+def _hard_rows(rewards, delta, value_robust, probs, out_rewards, out_bonus, out_weights, out_index,
+               out_ess):  # pragma: no cover - compiled
+    """``probs`` holds exp(lp - top) on entry and pi_tilde on exit; hard pick and its correction.
+
+    Returns the largest |row sum of pi_tilde - 1| (inf if any output is not finite).
+    """
+    n_prompts, group = rewards.shape
+    sign = -1.0 if value_robust else 1.0
+    worst = 0.0
+    for p in range(n_prompts):
         total = 0.0
         for k in range(group):
-            total += np.exp(seq_logprobs[p, k] - top)
-        log_total = np.log(total)
-        for k in range(group):
-            log_probs[k] = (seq_logprobs[p, k] - top) - log_total
-            out_probs[p, k] = np.exp(log_probs[k])
+            total += probs[p, k]
+        inv_total = 1.0 / total
         d = delta[p]
-        if not soft:
+        best = 0
+        best_score = -np.inf
+        mass = 0.0
+        for k in range(group):
+            pi = probs[p, k] * inv_total
+            probs[p, k] = pi
+            mass += pi
             # adversary's score: r - delta pi (DRRO, eq. 4.14) or pi (DRO); first maximiser wins
-            best = 0
-            if value_robust:
-                best_score = out_probs[p, 0]
-            else:
-                best_score = rewards[p, 0] - d * out_probs[p, 0]
-            for k in range(1, group):
-                if value_robust:
-                    score = out_probs[p, k]
-                else:
-                    score = rewards[p, k] - d * out_probs[p, k]
-                if score > best_score:
-                    best_score = score
-                    best = k
-            for k in range(group):
-                out_rewards[p, k] = rewards[p, k]
-                out_weights[p, k] = 0.0
-            out_rewards[p, best] += sign * d
-            out_weights[p, best] = 1.0
-            out_index[p] = best
-            out_ess[p] = 1.0
-        else:
-            # SNIS in log space: log u = log a - log pi_tilde (eq. 4.15)
-            top_u = -np.inf
-            for k in range(group):
-                if value_robust:
-                    log_a = d * out_probs[p, k] / tau
-                else:
-                    log_a = (rewards[p, k] - d * out_probs[p, k]) / tau
-                log_u[k] = log_a - log_probs[k]
-                if log_u[k] > top_u:
-                    top_u = log_u[k]
-            total_u = 0.0
-            for k in range(group):
-                total_u += np.exp(log_u[k] - top_u)
-            sum_sq = 0.0
-            best = 0
-            best_w = -1.0
-            for k in range(group):
-                w = np.exp(log_u[k] - top_u) / total_u
-                out_weights[p, k] = w
-                sum_sq += w * w
-                if w > best_w:
-                    best_w = w
-                    best = k
-                out_rewards[p, k] = rewards[p, k] + sign * d * group * w * out_probs[p, k]
-            out_index[p] = best
-            out_ess[p] = 1.0 / sum_sq
+            score = pi if value_robust else rewards[p, k] - d * pi
+            if score > best_score:
+                best_score = score
+                best = k
+            out_rewards[p, k] = rewards[p, k]
+            out_bonus[p, k] = 0.0
+            out_weights[p, k] = 0.0
+        out_bonus[p, best] = sign * d
+        out_rewards[p, best] = rewards[p, best] + sign * d
+        out_weights[p, best] = 1.0
+        out_index[p] = best
+        out_ess[p] = 1.0
+        err = abs(mass - 1.0)
+        if not (np.isfinite(out_rewards[p, best]) and np.isfinite(best_score)):
+            err = np.inf
+        worst = max(worst, err)
+    return worst
+
+
+@numba.njit(cache=True)
+def _soft_log_weights(rewards, seq_logprobs, top, delta, tau, value_robust, probs,
+                      out_log_u):  # pragma: no cover - compiled
+    """``probs``: exp(lp - top) -> pi_tilde. ``out_log_u`` = log u - max_k log u per row, with
+    log u = log a - log pi_tilde and log pi_tilde = (lp - top) - log(sum exp(lp - top)) (eq. 4.15)."""
+    n_prompts, group = rewards.shape
+    inv_tau = 1.0 / tau
+    for p in range(n_prompts):
+        total = 0.0
+        for k in range(group):
+            total += probs[p, k]
+        log_total = np.log(total)
+        inv_total = 1.0 / total
+        d = delta[p]
+        m = -np.inf
+        for k in range(group):
+            pi = probs[p, k] * inv_total
+            probs[p, k] = pi
+            log_pi = (seq_logprobs[p, k] - top[p]) - log_total
+            log_a = d * pi * inv_tau if value_robust else (rewards[p, k] - d * pi) * inv_tau
+            v = log_a - log_pi
+            out_log_u[p, k] = v
+            if v > m:
+                m = v
+        for k in range(group):
+            out_log_u[p, k] -= m
+
+
+@numba.njit(cache=True)
+def _soft_rows(rewards, delta, value_robust, probs, weights, out_rewards, out_bonus, out_index,
+               out_ess):  # pragma: no cover - compiled
+    """``weights`` holds exp(log u - max) on entry and the SNIS weights w on exit; shaped rewards.
+
+    Returns the largest |row sum of w - 1| (inf if any output is not finite).
+    """
+    n_prompts, group = rewards.shape
+    sign = -1.0 if value_robust else 1.0
+    worst = 0.0
+    for p in range(n_prompts):
+        total = 0.0
+        for k in range(group):
+            total += weights[p, k]
+        inv_total = 1.0 / total
+        scale = sign * delta[p] * group
+        sum_sq = 0.0
+        mass = 0.0
+        best = 0
+        best_w = -1.0
+        finite = True
+        for k in range(group):
+            w = weights[p, k] * inv_total
+            weights[p, k] = w
+            mass += w
+            sum_sq += w * w
+            if w > best_w:
+                best_w = w
+                best = k
+            b = scale * w * probs[p, k]
+            out_bonus[p, k] = b
+            out_rewards[p, k] = rewards[p, k] + b
+            finite = finite and np.isfinite(out_rewards[p, k]) and np.isfinite(w)
+        out_index[p] = best
+        out_ess[p] = 1.0 / sum_sq
+        err = abs(mass - 1.0) if finite else np.inf
+        if not err <= worst:  # also catches NaN
+            worst = err if err == err else np.inf
+    return worst
+
+
+def _shape_numpy(r: np.ndarray, lp: np.ndarray, d: np.ndarray, tau: float | None, value_robust: bool):
+    """Vectorised NumPy twin of the kernels (same math; the test reference for them).
+
+    Returns ``(rewards, weights, index, ess, probs)``; inputs already validated (float64, d of shape (P,)).
+    """
+    shifted = lp - lp.max(axis=1, keepdims=True)
+    log_pi = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    pi = np.exp(log_pi)
+    sign = -1.0 if value_robust else 1.0
+    score = d[:, None] * pi if value_robust else r - d[:, None] * pi
+    if tau is None:
+        index = np.argmax(pi if value_robust else score, axis=1)
+        weights = np.zeros_like(r)
+        weights[np.arange(r.shape[0]), index] = 1.0
+        return r + sign * d[:, None] * weights, weights, index, np.ones(r.shape[0]), pi
+    log_u = score / tau - log_pi
+    u = np.exp(log_u - log_u.max(axis=1, keepdims=True))
+    weights = u / u.sum(axis=1, keepdims=True)
+    shaped = r + sign * d[:, None] * r.shape[1] * weights * pi
+    return shaped, weights, np.argmax(weights, axis=1), 1.0 / (weights**2).sum(axis=1), pi
 
 
 def _shaping_iv(rewards: Any, seq_logprobs: Any, delta: Any, tau: Any):
@@ -185,33 +265,34 @@ def _shape(rewards, seq_logprobs, delta, tau, value_robust: bool) -> ShapedRewar
     r, lp, d, t = _shaping_iv(rewards, seq_logprobs, delta, tau)
     n_prompts, group = r.shape
     out_rewards = np.empty_like(r)
+    out_bonus = np.empty_like(r)
     out_weights = np.empty_like(r)
-    out_probs = np.empty_like(r)
+    probs = np.empty_like(r)
     out_index = np.empty(n_prompts, dtype=np.int64)
     out_ess = np.empty(n_prompts)
+    top = np.empty(n_prompts)
     soft = t is not None
-    _shape_kernel(r, lp, d, 1.0 if t is None else t, soft, value_robust, out_rewards, out_weights,
-                  out_index, out_ess, out_probs)
     rule = ("dro" if value_robust else "drro") + ("-soft" if soft else "-hard")
-    if not np.isfinite(out_rewards).all() or not np.isfinite(out_weights).all():
+    _shift_rows(lp, top, probs)
+    np.exp(probs, out=probs)
+    if soft:
+        _soft_log_weights(r, lp, top, d, t, value_robust, probs, out_weights)
+        np.exp(out_weights, out=out_weights)
+        worst = _soft_rows(r, d, value_robust, probs, out_weights, out_rewards, out_bonus, out_index, out_ess)
+    else:
+        worst = _hard_rows(r, d, value_robust, probs, out_rewards, out_bonus, out_weights, out_index, out_ess)
+    if not np.isfinite(worst):
         raise ValueError(
             f"{rule} shaping overflowed float64 (tau={t!r}, max |reward|={np.abs(r).max()!r}, "
             f"max delta={d.max()!r}): increase tau or rescale rewards/delta"
         )
-    bonus = out_rewards - r
-    status = OPTIMAL
-    message = MESSAGES[OPTIMAL]
-    if n_prompts:
-        sign = -1.0 if value_robust else 1.0
-        expected = sign * d[:, None] * (group * out_weights * out_probs if soft else out_weights)
-        scale = np.abs(r) + np.abs(expected) + 1.0
-        row_err = np.abs(out_weights.sum(axis=1) - 1.0).max()
-        bonus_err = (np.abs(bonus - expected) / scale).max()
-        if row_err > 1e-12 * group or bonus_err > 1e-12 or (out_weights < 0).any():
-            status = CERTIFICATE_FAILED
-            message = (f"{MESSAGES[CERTIFICATE_FAILED]}: weight rows sum to 1 within {row_err:.2e}, "
-                       f"bonus mismatch {bonus_err:.2e}")
-    return ShapedRewards(out_rewards, bonus, out_weights, out_index, out_ess, out_probs, d, t, rule,
+    # certificate: weights (and pi_tilde for the hard rule) are distributions up to rounding
+    if worst <= 1e-12 * group:
+        status, message = OPTIMAL, MESSAGES[OPTIMAL]
+    else:  # pragma: no cover - defensive; rounding keeps the error ~ G * 1e-16
+        status = CERTIFICATE_FAILED
+        message = f"{MESSAGES[CERTIFICATE_FAILED]}: weight rows sum to 1 only within {worst:.2e}"
+    return ShapedRewards(out_rewards, out_bonus, out_weights, out_index, out_ess, probs, d, t, rule,
                          status == OPTIMAL, status, message)
 
 

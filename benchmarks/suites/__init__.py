@@ -11,6 +11,7 @@ from types import ModuleType
 
 SUITES: dict[str, str] = {
     # name: module path -- each suite adds its own line
+    "dro": "benchmarks.suites.dro",
     "predictor": "benchmarks.suites.predictor",
     "gdro": "benchmarks.suites.gdro",
     "shaping": "benchmarks.suites.shaping",
