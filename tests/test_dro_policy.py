@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import linprog
 
 from solvers.dro_policy import DroPolicyResult, dro_policy, dro_policy_numpy
 from solvers.waterfill import waterfill
@@ -23,6 +24,18 @@ def cvxpy_dro(r, delta):
     prob = cp.Problem(cp.Maximize(r @ pi - delta * cp.norm(pi, "inf")), [cp.sum(pi) == 1])
     prob.solve(solver=cp.CLARABEL)
     return prob.value, np.asarray(pi.value)
+
+
+def linprog_dro(r, delta):
+    """DRO value as the LP max <pi, r> - delta s, pi_i <= s, pi in simplex (scipy HiGHS)."""
+    n = len(r)
+    c = np.concatenate([-r, [delta]])
+    a_ub = np.hstack([np.eye(n), -np.ones((n, 1))])
+    a_eq = np.concatenate([np.ones(n), [0.0]])[None, :]
+    res = linprog(c, A_ub=a_ub, b_ub=np.zeros(n), A_eq=a_eq, b_eq=[1.0],
+                  bounds=[(0, None)] * (n + 1), method="highs")
+    assert res.status == 0
+    return -res.fun
 
 
 rewards = st.integers(1, 8).flatmap(
@@ -56,8 +69,10 @@ def test_matches_cvxpy(seed):
 @given(rewards, deltas, st.integers(0, 2**32 - 1))
 @settings(max_examples=60)
 def test_lemma_h1_value_and_optimality(r, delta, seed):
-    """Lemma H.1: the value is max_k A_k - delta/k, and no policy in the simplex does better."""
+    """Lemma H.1: the value is max_k A_k - delta/k, equals the LP optimum (scipy HiGHS), and no
+    policy in the simplex does better."""
     pi = dro_policy(r, delta)
+    assert dro_value(pi, r, delta) == pytest.approx(linprog_dro(r, delta), abs=1e-7 * (1 + delta + np.ptp(r)))
     n = r.size
     rs = np.sort(r)[::-1]
     k = np.arange(1, n + 1)
