@@ -10,8 +10,11 @@ square-root rule (eq. 21 / 56) ``n_b = n_bar sqrt(v_b) / sum_c q_c sqrt(v_c)``, 
 (eq. 57) ``(sum_b q_b sqrt(v_b))**2 / n_bar``. With bounds, the KKT conditions give
 ``n_b(mu) = clip(sqrt(v_b / mu), lower_b, upper_b)`` for a shadow price ``mu >= 0``; writing
 ``t = 1 / sqrt(mu)``, the consumed budget ``h(t) = sum_b q_b clip(t sqrt(v_b), lower_b, upper_b)`` is
-continuous, piecewise linear and non-decreasing, so the exact ``t`` is found by sorting its
-breakpoints and solving one linear equation (``O(B log B)``).
+continuous, piecewise linear and non-decreasing, so the exact ``t`` is the root of one of its
+linear pieces. The solver finds that piece by a safeguarded Newton iteration started at the
+unbounded square-root law (``O(B)`` per iteration, no sorting; typically a few iterations), and
+falls back to a binary search over the sorted breakpoints (``O(B log B)``) if Newton has not
+finished after 100 iterations. Both return the exact root of the final piece.
 """
 
 from __future__ import annotations
@@ -149,6 +152,92 @@ def _clip_level_kernel(weight, slope, lower, upper, target):  # pragma: no cover
     return t
 
 
+@numba.njit(cache=True)
+def _clip_status_same(slope, lower, upper, t_a, t_b):  # pragma: no cover - compiled
+    """True if every coordinate has the same status (below / free / above) at ``t_a`` and ``t_b``."""
+    for i in range(slope.shape[0]):
+        xa = t_a * slope[i]
+        xb = t_b * slope[i]
+        sa = -1 if xa <= lower[i] else (1 if xa >= upper[i] else 0)
+        sb = -1 if xb <= lower[i] else (1 if xb >= upper[i] else 0)
+        if sa != sb:
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def _clip_level_fast(weight, slope, lower, upper, target):  # pragma: no cover - compiled
+    """Same root as :func:`_clip_level_kernel` in ``O(m)`` per iteration, without sorting.
+
+    Safeguarded Newton on the piecewise-linear ``h``: from the current ``t`` the free set gives
+    the exact root of the current linear piece, ``t_new = (target - fixed) / rate``; if every
+    coordinate keeps its status at ``t_new`` that root is the answer (exact, like the breakpoint
+    search); otherwise the bracket ``[lo, hi]`` with ``h(lo) < target <= h(hi)`` shrinks and
+    the next point is ``t_new`` when inside the bracket, else the midpoint (doubling while ``hi``
+    is infinite). Falls back to the sorting breakpoint search after 100 iterations.
+    """
+    m = weight.shape[0]
+    if m == 0:
+        return np.inf
+    t_first = np.inf
+    t_last = 0.0
+    has_inf_upper = False
+    sum_ws = 0.0
+    for i in range(m):
+        a = lower[i] / slope[i]
+        if a < t_first:
+            t_first = a
+        if upper[i] < np.inf:
+            b = upper[i] / slope[i]
+            if b > t_last:
+                t_last = b
+        else:
+            has_inf_upper = True
+        sum_ws += weight[i] * slope[i]
+    if _level_sum(weight, slope, lower, upper, t_first) >= target:
+        return t_first
+    if has_inf_upper:
+        hi = np.inf
+    else:
+        if _level_sum(weight, slope, lower, upper, t_last) < target:
+            return np.inf
+        hi = t_last
+    lo = t_first
+    t = target / sum_ws  # the unbounded square-root law
+    if not (lo < t < hi):
+        t = 2.0 * lo + 1.0 if hi == np.inf else 0.5 * (lo + hi)
+    for _ in range(100):
+        fixed = 0.0
+        rate = 0.0
+        for i in range(m):
+            x = t * slope[i]
+            if x <= lower[i]:
+                fixed += weight[i] * lower[i]
+            elif x >= upper[i]:
+                fixed += weight[i] * upper[i]
+            else:
+                rate += weight[i] * slope[i]
+        value = fixed + rate * t
+        t_new = -1.0
+        if rate > 0.0:
+            t_new = (target - fixed) / rate
+            if t_new >= 0.0 and _clip_status_same(slope, lower, upper, t, t_new):
+                return t_new
+        if value < target:
+            lo = t
+        else:
+            hi = t
+        if lo < t_new < hi:
+            t = t_new
+        elif hi == np.inf:
+            t = 2.0 * lo + 1.0
+        else:
+            t = 0.5 * (lo + hi)
+            if not (lo < t < hi):
+                break
+    return _clip_level_kernel(weight, slope, lower, upper, target)
+
+
 def _clip_level_python(weight, slope, lower, upper, target):
     """Slow, obviously-correct twin of :func:`_clip_level_kernel`: bisection on ``t``.
 
@@ -204,8 +293,8 @@ def _sqrt_allocation_iv(v, shares, mean_budget, lower, upper):
         i = int(np.argmax(bad))
         raise ValueError(f"lower must be <= upper, got lower={lower[i]!r} > upper={upper[i]!r} at index {i}")
     active = shares > 0
-    low_sum = float(np.dot(shares[active], lower[active]))
-    up_sum = float(np.dot(shares[active], upper[active])) if np.all(np.isfinite(upper[active])) else np.inf
+    low_sum = float(np.sum(shares[active] * lower[active]))
+    up_sum = float(np.sum(shares[active] * upper[active])) if np.all(np.isfinite(upper[active])) else np.inf
     tol = 1e-12 * max(1.0, mean_budget)
     if not (low_sum - tol <= mean_budget <= up_sum + tol):
         raise ValueError(
@@ -323,7 +412,7 @@ def _sqrt_solve_kernel(v, shares, n_bar, lower, upper):  # pragma: no cover - co
             lo[j] = lower[b]
             hi[j] = upper[b]
             j += 1
-    t = _clip_level_kernel(w, s, lo, hi, n_bar - base)
+    t = _clip_level_fast(w, s, lo, hi, n_bar - base)
     if t < np.inf:
         price = 1.0 / (t * t) if t > 0 else np.inf
         for b in range(size):
@@ -350,7 +439,7 @@ def _sqrt_solve_kernel(v, shares, n_bar, lower, upper):  # pragma: no cover - co
                     zlo[k] = lower[b]
                     zhi[k] = upper[b]
                     k += 1
-        level = _clip_level_kernel(zw, np.ones(m_zero), zlo, zhi, rest)
+        level = _clip_level_fast(zw, np.ones(m_zero), zlo, zhi, rest)
         for b in range(size):
             if shares[b] > 0 and v[b] == 0:
                 if level < np.inf:
@@ -378,7 +467,7 @@ def _sqrt_solve_python(v, shares, n_bar, lower, upper):
     zero_var = active & (v == 0)
     sqrt_v = np.sqrt(v)
     n = np.empty(size)
-    base = float(np.dot(shares[zero_var], lower[zero_var]))
+    base = float(np.sum(shares[zero_var] * lower[zero_var]))
     idx = np.flatnonzero(pos)
     t = _clip_level_python(shares[idx], sqrt_v[idx], lower[idx], upper[idx], n_bar - base)
     if np.isfinite(t):
@@ -389,7 +478,7 @@ def _sqrt_solve_python(v, shares, n_bar, lower, upper):
         price = 0.0
         n[idx] = upper[idx]
         zidx = np.flatnonzero(zero_var)
-        rest = n_bar - float(np.dot(shares[idx], upper[idx]))
+        rest = n_bar - float(np.sum(shares[idx] * upper[idx]))
         level = _clip_level_python(shares[zidx], np.ones(zidx.size), lower[zidx], upper[zidx], rest)
         n[zidx] = np.clip(level, lower[zidx], upper[zidx]) if np.isfinite(level) else upper[zidx]
     zs = np.flatnonzero(zero_share)

@@ -213,3 +213,33 @@ def test_dp_optimum_is_bounded_below_by_the_square_root_law(v, counts, n_bar):
 def test_invalid_input(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         match_budget(**kwargs)
+
+
+def test_matches_scipy_milp_on_medium_instances():
+    """Larger instances than brute force can enumerate: the same problem as a MILP (HiGHS)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    rng = np.random.default_rng(42)
+    arms = np.arange(2, 13)
+    for _ in range(12):
+        B = int(rng.integers(3, 9))
+        counts = rng.multinomial(int(rng.integers(20, 120)), rng.dirichlet(np.ones(B)))
+        costs = rng.normal(size=(B, arms.size))
+        total = int(rng.integers(3, 9)) * int(counts.sum())
+        c = (counts[:, None] * costs).ravel()
+        A_one = np.kron(np.eye(B), np.ones((1, arms.size)))
+        A_tot = (counts[:, None] * arms[None, :]).ravel()[None, :].astype(float)
+        ref = milp(
+            c,
+            constraints=[LinearConstraint(A_one, 1, 1), LinearConstraint(A_tot, total, total)],
+            integrality=np.ones(c.size),
+            bounds=Bounds(0, 1),
+            options={"mip_rel_gap": 0.0},
+        )
+        if ref.status != 0:  # infeasible for HiGHS -> we must say unreachable
+            with pytest.raises(ValueError, match="not reachable"):
+                match_budget(costs, counts, arms, total)
+            continue
+        res = match_budget(costs, counts, arms, total)
+        assert res.success and res.total == total
+        assert res.objective == pytest.approx(ref.fun, abs=1e-7 * max(1.0, abs(ref.fun)))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from solvers import sqrt_allocation, variance_proxy
 from solvers._status import OPTIMAL
-from solvers.sqrt_law import _clip_level_kernel, _clip_level_python, _sqrt_solve_kernel, _sqrt_solve_python
+from solvers.sqrt_law import _clip_level_fast, _clip_level_kernel, _clip_level_python, _sqrt_solve_kernel, _sqrt_solve_python
 
 # ------------------------------------------------------------------------------------------
 # strategies
@@ -198,10 +198,12 @@ def test_monotone_more_variance_no_fewer_rollouts(inst, factor):
     assert res2.n[b] >= res.n[b] * (1 - 1e-9)
 
 
-def test_clip_level_kernel_equals_python_twin():
+@pytest.mark.parametrize("kernel", [_clip_level_kernel, _clip_level_fast])
+def test_clip_level_kernels_equal_python_twin(kernel):
+    """Both compiled root finders (sorted breakpoints; safeguarded Newton) against bisection."""
     rng = np.random.default_rng(4)
-    for _ in range(300):
-        m = int(rng.integers(1, 8))
+    for trial in range(400):
+        m = int(rng.integers(1, 8)) if trial < 300 else int(rng.integers(50, 400))
         weight = rng.uniform(0.05, 1.0, m)
         slope = rng.uniform(0.1, 3.0, m)
         lower = rng.uniform(0.0, 3.0, m) * (rng.random(m) > 0.3)
@@ -210,7 +212,10 @@ def test_clip_level_kernel_equals_python_twin():
             upper[rng.random(m) < 0.5] = np.inf
         lo_sum = float(np.dot(weight, lower))
         target = lo_sum + float(rng.uniform(0.0, 10.0))
-        fast = _clip_level_kernel(weight, slope, lower, upper, target)
+        if trial >= 300:  # anywhere in (and a little beyond) the range of h
+            top = float(np.dot(weight, np.where(np.isfinite(upper), upper, lower + 5.0)))
+            target = lo_sum + float(rng.uniform(0.0, 1.2)) * (top - lo_sum)
+        fast = kernel(weight, slope, lower, upper, target)
         slow = _clip_level_python(weight, slope, lower, upper, target)
         if np.isinf(slow):
             assert np.isinf(fast)
