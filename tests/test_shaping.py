@@ -358,3 +358,19 @@ def test_kernels_match_numpy_twin(seed, P, G, tau, value_robust, lp_scale):
     np.testing.assert_allclose(res.probs, pi, rtol=1e-12, atol=1e-300)
     np.testing.assert_allclose(res.ess, ess, rtol=1e-10)
     np.testing.assert_array_equal(res.index, index)
+
+
+@pytest.mark.parametrize("tau", [0.3, 2.0])
+def test_uniform_group_soft_bonus_is_eq_4_8_adversary_mass(tau):
+    """With equal rollout probabilities (pi_tilde = 1/G) the SNIS factor G w_k pi_tilde_k is exactly the
+    soft adversarial mass sigma_k = softmax((r - delta pi)/tau)_k of Prop. 4.3 (eq. 4.8), so the soft
+    DRRO bonus is delta * sigma_k; for DRO it is -delta * softmax(delta pi / tau)_k = -delta / G."""
+    r = np.array([[0.1, 0.9, 0.4, -0.3, 0.9]])
+    lp = np.full((1, 5), -123.0)
+    delta = 1.7
+    sigma = np.exp((r - delta / 5) / tau)
+    sigma /= sigma.sum()
+    res = drro_rewards(r, lp, delta, tau=tau)
+    np.testing.assert_allclose(res.bonus, delta * sigma, rtol=1e-13)
+    res_dro = dro_rewards(r, lp, delta, tau=tau)
+    np.testing.assert_allclose(res_dro.bonus, -delta / 5, rtol=1e-13)

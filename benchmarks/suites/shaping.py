@@ -37,7 +37,8 @@ from solvers.advantages import group_advantages
 rng = np.random.default_rng(0)
 r = rng.normal(size=(8, 16)); lp = rng.normal(size=(8, 16))
 out = {}
-t = time.perf_counter(); drro_rewards(r, lp, 1.0); out["shaping"] = time.perf_counter() - t
+t = time.perf_counter(); drro_rewards(r, lp, 1.0); out["shaping hard"] = time.perf_counter() - t
+t = time.perf_counter(); drro_rewards(r, lp, 1.0, tau=1.0); out["shaping soft"] = time.perf_counter() - t
 t = time.perf_counter(); group_advantages(r, kind="grpo"); out["advantages dense"] = time.perf_counter() - t
 ids = np.repeat(np.arange(8), 16)
 t = time.perf_counter(); group_advantages(r.ravel(), kind="grpo", group_ids=ids)
@@ -121,7 +122,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
                 note = f"{p_rows}x{GROUP}, delta={DELTA:g}" + ("" if tau is None else f", tau={TAU:g}")
                 rows.append(measure(cfg, suite=NAME, case=case, size=p_rows, impl=f"{name}_rewards (numba)",
                                     role="ours", fn=lambda r=r, lp=lp: fn(r, lp, DELTA, tau=tau),
-                                    compile_s=compile_s.get("shaping"),
+                                    compile_s=compile_s.get("shaping hard" if tau is None else "shaping soft"),
                                     note=note + "; validation, diagnostics and certificate included"))
                 rows.append(measure(cfg, suite=NAME, case=case, size=p_rows, impl="numpy vectorised", role="peer",
                                     fn=lambda r=r, lp=lp: shaped_numpy(r, lp, DELTA, tau, value_robust),
