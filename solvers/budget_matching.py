@@ -189,6 +189,77 @@ def _reachable_kernel(increments):  # pragma: no cover - compiled
     return reach
 
 
+@numba.njit(cache=True)
+def _prepare_kernel(costs, counts, arms):  # pragma: no cover - compiled
+    """Split bins into idle (count 0: cheapest arm, ties -> smallest index) and active ones, and
+    build the compressed DP data of the active bins.
+
+    Returns ``(arm_index, active, weights, increments, base, g, max_state)``: ``arm_index`` has
+    the idle bins filled (-1 elsewhere), ``weights = counts * costs`` and ``increments =
+    counts * (arms - min(arms)) / g`` on active bins, ``base = min(arms) * sum(counts)``, ``g``
+    the gcd of the raw increments (1 if all are 0) and ``max_state = sum_b max_k increments``.
+    """
+    n_bins, n_arms = costs.shape
+    arm_min = arms[0]
+    for k in range(n_arms):
+        if arms[k] < arm_min:
+            arm_min = arms[k]
+    arm_index = np.full(n_bins, -1, dtype=np.int64)
+    n_active = 0
+    for b in range(n_bins):
+        if counts[b] > 0:
+            n_active += 1
+        else:
+            best = 0
+            for k in range(1, n_arms):
+                if costs[b, k] < costs[b, best]:
+                    best = k
+            arm_index[b] = best
+    active = np.empty(n_active, dtype=np.int64)
+    weights = np.empty((n_active, n_arms))
+    increments = np.empty((n_active, n_arms), dtype=np.int64)
+    base = 0
+    g = 0
+    j = 0
+    for b in range(n_bins):
+        if counts[b] > 0:
+            active[j] = b
+            base += counts[b] * arm_min
+            for k in range(n_arms):
+                weights[j, k] = counts[b] * costs[b, k]
+                d = counts[b] * (arms[k] - arm_min)
+                increments[j, k] = d
+                x = g  # g = gcd(g, d) by Euclid
+                y = d
+                while y != 0:
+                    x, y = y, x % y
+                g = x
+            j += 1
+    if g == 0:
+        g = 1
+    max_state = 0
+    for j in range(n_active):
+        m = 0
+        for k in range(n_arms):
+            increments[j, k] //= g
+            if increments[j, k] > m:
+                m = increments[j, k]
+        max_state += m
+    return arm_index, active, weights, increments, base, g, max_state
+
+
+@numba.njit(cache=True)
+def _evaluate_kernel(costs, counts, arms, arm_index):  # pragma: no cover - compiled
+    """Achieved total ``sum_b counts_b arms[k_b]`` and objective ``sum_b counts_b costs[b, k_b]``."""
+    total = 0
+    objective = 0.0
+    for b in range(counts.shape[0]):
+        k = arm_index[b]
+        total += counts[b] * arms[k]
+        objective += counts[b] * costs[b, k]
+    return total, objective
+
+
 def _budget_dp_python(weights: np.ndarray, increments: np.ndarray, target: int):
     """Plain-Python twin of :func:`_budget_dp_kernel` (same algorithm and tie-breaking).
 
@@ -246,9 +317,10 @@ def _match_budget_iv(costs, counts, arms, total, nearest):
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"arms must be positive integers, got {int(arms[i])} at index {i}")
-    if np.unique(arms).size != arms.size:
-        values, cnt = np.unique(arms, return_counts=True)
-        raise ValueError(f"arms must be distinct, got {int(values[cnt > 1][0])} more than once")
+    srt = np.sort(arms)
+    dup = srt[1:] == srt[:-1]
+    if dup.any():
+        raise ValueError(f"arms must be distinct, got {int(srt[1:][dup][0])} more than once")
     return costs, counts, arms, int(total), bool(nearest)
 
 
@@ -315,30 +387,13 @@ def match_budget(costs, counts, arms, total, *, nearest=False) -> BudgetMatchRes
     ([4, 4], 16)
     """
     costs, counts, arms, total, nearest = _match_budget_iv(costs, counts, arms, total, nearest)
-    n_bins = counts.shape[0]
-    arm_min = int(arms.min())
-    active = np.flatnonzero(counts > 0)
-    idle = np.flatnonzero(counts == 0)
-
-    arm_index = np.empty(n_bins, dtype=np.int64)
-    if idle.size:
-        arm_index[idle] = np.argmin(costs[idle], axis=1)
-
-    cnt = counts[active]
-    raw_inc = cnt[:, None] * (arms[None, :] - arm_min)  # int64 [Ba, K]
-    base = arm_min * int(cnt.sum())
-    g = int(np.gcd.reduce(raw_inc.ravel())) if raw_inc.size else 0
-    if g == 0:
-        g = 1
-    inc = np.ascontiguousarray(raw_inc // g)
-    max_state = int(inc.max(axis=1).sum()) if inc.size else 0
+    arm_index, active, weights, inc, base, g, max_state = _prepare_kernel(costs, counts, arms)
     lowest, highest = base, base + g * max_state
 
     requested = total
     status, adjust_note = OPTIMAL, ""
     reachable = (total - base) % g == 0 and lowest <= total <= highest
     target = (total - base) // g if reachable else -1
-    weights = np.ascontiguousarray(cnt[:, None].astype(np.float64) * costs[active])
     if reachable:
         if inc.shape[0] * (target + 1) > _MAX_TABLE_ENTRIES:
             raise ValueError(
@@ -379,8 +434,8 @@ def match_budget(costs, counts, arms, total, *, nearest=False) -> BudgetMatchRes
 
     arm_index[active] = choice
     n = arms[arm_index]
-    achieved = int(np.dot(counts, n))
-    objective = float(np.dot(counts.astype(np.float64), costs[np.arange(n_bins), arm_index]))
+    achieved, objective = _evaluate_kernel(costs, counts, arms, arm_index)
+    achieved, objective = int(achieved), float(objective)
     dp_value = float(value)
     ok = (
         achieved == total
