@@ -52,7 +52,9 @@ class BudgetMatchResult:
     objective : float
         ``sum_b counts_b * costs[b, arm_index_b]``.
     success : bool
-        True when the problem (possibly the adjusted one) was solved and certified.
+        True when the problem was solved and certified, including the adjusted problem of
+        ``nearest=True`` (``status == ADJUSTED`` tells the two apart: the caller asked for the
+        adjustment, so it is not a failure). False only with ``CERTIFICATE_FAILED``.
     status : int
         ``OPTIMAL`` (0), ``CERTIFICATE_FAILED`` (1) or ``ADJUSTED`` (3); see :mod:`solvers._status`.
     message : str

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from solvers import sqrt_allocation, variance_proxy
 from solvers._status import OPTIMAL
-from solvers.sqrt_law import _clip_level_fast, _clip_level_kernel, _clip_level_python, _sqrt_solve_kernel, _sqrt_solve_python
+from solvers.sqrt_law import _CERT_REASONS, _certify_kernel, _clip_level_fast, _clip_level_kernel, _clip_level_python, _sqrt_solve_kernel, _sqrt_solve_python
 
 # ------------------------------------------------------------------------------------------
 # strategies
@@ -252,6 +252,31 @@ def test_solve_kernel_equals_numpy_twin():
         assert sqrt_allocation(v, shares, n_bar, lower=lower, upper=upper).success
         checked += 1
     assert checked > 200
+
+
+def test_certificate_rejects_perturbed_allocations():
+    """The post-solve certificate can fail: feasibility, bounds and each KKT condition."""
+    v = np.array([1.0, 4.0, 9.0])
+    q = np.array([0.2, 0.3, 0.5])
+    lo, up = np.full(3, 1.0), np.full(3, 10.0)
+    res = sqrt_allocation(v, q, 4.0, lower=lo, upper=up)
+    args = (v, q, 4.0, lo, up)
+    assert _certify_kernel(*args, res.n, res.price, 1e-8)[1] == 0
+    bad_budget = res.n * 1.01
+    assert _certify_kernel(*args, bad_budget, res.price, 1e-8)[1] == 1
+    shifted = res.n + np.array([0.3, 0.0, -0.12])  # same budget, unequal marginals
+    assert float(np.dot(q, shifted)) == pytest.approx(4.0)
+    assert _certify_kernel(*args, shifted, res.price, 1e-8)[1] == 3
+    below = np.array([0.5, res.n[1], (4.0 - 0.1 - 0.3 * res.n[1]) / 0.5])
+    assert _certify_kernel(*args, below, res.price, 1e-8)[1] == 2
+    # at the lower bound although its marginal exceeds the price
+    at_lo = np.array([1.0, 1.0, (4.0 - 0.2 - 0.3) / 0.5])
+    assert _certify_kernel(v, q, 4.0, lo, up, at_lo, 0.01, 1e-8)[1] == 4
+    # at the upper bound although its marginal is below the price
+    at_hi = np.array([10.0, 2.5, 2.5])
+    assert float(np.dot(q, at_hi)) == pytest.approx(4.0)
+    assert _certify_kernel(v, q, 4.0, lo, up, at_hi, 1.0, 1e-8)[1] == 5
+    assert set(_CERT_REASONS) == {1, 2, 3, 4, 5, 6}
 
 
 # ------------------------------------------------------------------------------------------
