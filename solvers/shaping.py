@@ -157,10 +157,11 @@ def _hard_rows(rewards, delta, value_robust, probs, out_rewards, out_bonus, out_
 
 
 @numba.njit(cache=True)
-def _soft_log_weights(rewards, seq_logprobs, top, delta, tau, value_robust, probs,
-                      out_log_u):  # pragma: no cover - compiled
+def _soft_log_weights(rewards, seq_logprobs, top, delta, tau, value_robust, probs, out_log_u,
+                      out_index):  # pragma: no cover - compiled
     """``probs``: exp(lp - top) -> pi_tilde. ``out_log_u`` = log u - max_k log u per row, with
-    log u = log a - log pi_tilde and log pi_tilde = (lp - top) - log(sum exp(lp - top)) (eq. 4.15)."""
+    log u = log a - log pi_tilde and log pi_tilde = (lp - top) - log(sum exp(lp - top)) (eq. 4.15);
+    ``out_index`` = first argmax of log u (= of the SNIS weights)."""
     n_prompts, group = rewards.shape
     inv_tau = 1.0 / tau
     for p in range(n_prompts):
@@ -171,6 +172,7 @@ def _soft_log_weights(rewards, seq_logprobs, top, delta, tau, value_robust, prob
         inv_total = 1.0 / total
         d = delta[p]
         m = -np.inf
+        best = 0
         for k in range(group):
             pi = probs[p, k] * inv_total
             probs[p, k] = pi
@@ -180,12 +182,14 @@ def _soft_log_weights(rewards, seq_logprobs, top, delta, tau, value_robust, prob
             out_log_u[p, k] = v
             if v > m:
                 m = v
+                best = k
+        out_index[p] = best
         for k in range(group):
             out_log_u[p, k] -= m
 
 
 @numba.njit(cache=True)
-def _soft_rows(rewards, delta, value_robust, probs, weights, out_rewards, out_bonus, out_index,
+def _soft_rows(rewards, delta, value_robust, probs, weights, out_rewards, out_bonus,
                out_ess):  # pragma: no cover - compiled
     """``weights`` holds exp(log u - max) on entry and the SNIS weights w on exit; shaped rewards.
 
@@ -202,24 +206,18 @@ def _soft_rows(rewards, delta, value_robust, probs, weights, out_rewards, out_bo
         scale = sign * delta[p] * group
         sum_sq = 0.0
         mass = 0.0
-        best = 0
-        best_w = -1.0
-        finite = True
+        poison = 0.0  # becomes NaN if any output is inf/NaN (inf * 0 = NaN); branch-free check
         for k in range(group):
             w = weights[p, k] * inv_total
             weights[p, k] = w
             mass += w
             sum_sq += w * w
-            if w > best_w:
-                best_w = w
-                best = k
             b = scale * w * probs[p, k]
             out_bonus[p, k] = b
             out_rewards[p, k] = rewards[p, k] + b
-            finite = finite and np.isfinite(out_rewards[p, k]) and np.isfinite(w)
-        out_index[p] = best
+            poison += (out_rewards[p, k] + w) * 0.0
         out_ess[p] = 1.0 / sum_sq
-        err = abs(mass - 1.0) if finite else np.inf
+        err = abs(mass - 1.0) if poison == 0.0 else np.inf
         if not err <= worst:  # also catches NaN
             worst = err if err == err else np.inf
     return worst
@@ -244,7 +242,7 @@ def _shape_numpy(r: np.ndarray, lp: np.ndarray, d: np.ndarray, tau: float | None
     u = np.exp(log_u - log_u.max(axis=1, keepdims=True))
     weights = u / u.sum(axis=1, keepdims=True)
     shaped = r + sign * d[:, None] * r.shape[1] * weights * pi
-    return shaped, weights, np.argmax(weights, axis=1), 1.0 / (weights**2).sum(axis=1), pi
+    return shaped, weights, np.argmax(log_u, axis=1), 1.0 / (weights**2).sum(axis=1), pi
 
 
 def _shaping_iv(rewards: Any, seq_logprobs: Any, delta: Any, tau: Any):
@@ -276,9 +274,9 @@ def _shape(rewards, seq_logprobs, delta, tau, value_robust: bool) -> ShapedRewar
     _shift_rows(lp, top, probs)
     np.exp(probs, out=probs)
     if soft:
-        _soft_log_weights(r, lp, top, d, t, value_robust, probs, out_weights)
+        _soft_log_weights(r, lp, top, d, t, value_robust, probs, out_weights, out_index)
         np.exp(out_weights, out=out_weights)
-        worst = _soft_rows(r, d, value_robust, probs, out_weights, out_rewards, out_bonus, out_index, out_ess)
+        worst = _soft_rows(r, d, value_robust, probs, out_weights, out_rewards, out_bonus, out_ess)
     else:
         worst = _hard_rows(r, d, value_robust, probs, out_rewards, out_bonus, out_weights, out_index, out_ess)
     if not np.isfinite(worst):
