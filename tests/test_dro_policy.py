@@ -133,6 +133,9 @@ def test_theorem_6_1_drro_dominates_dro(r, delta, named_phi):
     assert drro @ t >= dro @ t - 1e-9 * (1 + np.abs(t).max())
     prefix = np.cumsum(drro) - np.cumsum(dro)
     assert np.all(prefix[:-1] >= -1e-12)
+    # strict part of Thm 6.1: phi strictly increasing and the optimisers differ => strict inequality
+    if prefix[:-1].size and prefix[:-1].max() * np.min(-np.diff(t)) > 1e-10:
+        assert drro @ t > dro @ t
     # support of DRO is at least that of DRRO (m >= k in the proof)
     assert (dro > 0).sum() >= (drro > 1e-15).sum()
 

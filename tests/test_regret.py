@@ -180,3 +180,11 @@ def test_edge_cases():
 def test_validation(pi, r, delta, p, exc, match):
     with pytest.raises(exc, match=match):
         worst_case_regret(pi, r, delta, p=p)
+
+
+def test_public_names_are_reexported():
+    import solvers
+
+    for name in ("worst_case_regret", "waterfill", "dro_policy", "soft_regret_objective", "soft_regret_grad"):
+        assert name in solvers.__all__ and callable(getattr(solvers, name))
+    assert solvers.worst_case_regret is worst_case_regret
