@@ -30,6 +30,8 @@ def _describe(x: Any) -> str:
 
 
 def _first_bad(arr: np.ndarray, mask: np.ndarray) -> str:
+    if arr.ndim == 0:
+        return f"{arr.item()!r}"
     idx = np.argwhere(mask)[0]
     index = tuple(int(i) for i in idx) if arr.ndim > 1 else int(idx[0])
     return f"{arr[tuple(idx)].item()!r} at index {index}"

@@ -42,6 +42,13 @@ def test_float_array_type_errors():
         as_float_array([1, None], "a")
 
 
+def test_float_array_scalar_bad_value_message():
+    with pytest.raises(ValueError, match=r"n must be finite, got inf$"):
+        as_float_array(np.inf, "n")
+    with pytest.raises(ValueError, match=r"n must be non-negative, got -1.0$"):
+        as_float_array(-1.0, "n", nonneg=True)
+
+
 def test_float_array_ndim_and_inf_allowed():
     with pytest.raises(ValueError, match=r"x must be 1-D, got shape \(2, 2\)"):
         as_float_array(np.ones((2, 2)), "x", ndim=1)
