@@ -1,6 +1,8 @@
 """Status codes shared by every solver result (``result.status``), in the spirit of scipy.
 
-``success`` is ``status == OPTIMAL``; every other code comes with a ``message`` saying what happened.
+``success`` is True for ``OPTIMAL`` and for ``ADJUSTED`` (the caller asked for the adjustment and the
+adjusted problem was solved and certified; ``status`` and ``message`` tell the two apart). Every other
+code has ``success=False`` and a ``message`` saying what happened.
 """
 
 OPTIMAL = 0
