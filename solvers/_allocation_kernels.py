@@ -41,6 +41,34 @@ _EXCHANGE_RTOL = 1e-12
 
 
 @numba.njit(cache=True)
+def inputs_ok(code, a, lower, upper, budget, integer):
+    """One-pass check that validated input needs no error message (fast path of the wrapper):
+    a finite and >= 0, lower finite and admissible for the cost, upper not NaN, lower <= upper,
+    integral bounds when ``integer``, and sum(lower) <= budget <= sum(upper)."""
+    lo_sum = 0.0
+    hi_sum = 0.0
+    for q in range(a.size):
+        aq = a[q]
+        lq = lower[q]
+        uq = upper[q]
+        if not (aq >= 0.0 and aq < np.inf and lq > -np.inf and lq < np.inf and lq <= uq):
+            return False
+        if code == RLOO:
+            if not (lq > 1.0):
+                return False
+        elif code == DRGRPO:
+            if not (lq >= 3.0):
+                return False
+        elif not (lq > 0.0):
+            return False
+        if integer and (math.floor(lq) != lq or (uq < np.inf and math.floor(uq) != uq)):
+            return False
+        lo_sum += lq
+        hi_sum += uq
+    return lo_sum <= budget and budget <= hi_sum
+
+
+@numba.njit(cache=True)
 def cost_value(code, a, n):
     """f(n) for one prompt (0 when a == 0, whatever n is)."""
     if a == 0.0:
@@ -516,3 +544,32 @@ def round_greedy_kernel(code, a, n_cont, upper, budget):
         total += x[q]
     left = greedy_fill(code, a, x, upper, budget - total, True, False)
     return x, left
+
+
+@numba.njit(cache=True)
+def allocate_kernel(code, a, lower, upper, budget, integer):
+    """Everything :func:`solvers.allocate` computes after validation, in one call.
+
+    Returns (n_continuous, n_integer, price, objective, lower_bound, detail, where, converged,
+    path); ``n_integer`` is empty in continuous mode, ``path`` is solve_integer's path (-1 if none).
+    """
+    n_cont, price, converged = solve_continuous(code, a, lower, upper, budget)
+    lower_bound = objective(code, a, n_cont)
+    detail, where = certify_continuous(code, a, lower, upper, budget, n_cont, price)
+    path = -1
+    if not integer:
+        return n_cont, np.empty(0, dtype=np.int64), price, lower_bound, lower_bound, detail, where, converged, path
+    if detail == CERT_OK:
+        x, detail, path = solve_integer(code, a, lower, upper, np.int64(budget), n_cont)
+        where = -1
+    else:
+        x = np.empty(a.size, dtype=np.int64)
+        for q in range(a.size):
+            x[q] = np.int64(math.floor(n_cont[q]))
+    xf = np.empty(a.size, dtype=np.float64)
+    for q in range(a.size):
+        xf[q] = float(x[q])
+    value = objective(code, a, xf)
+    if detail == CERT_OK and value < lower_bound - 1e-9 * max(1.0, abs(lower_bound)):
+        detail = CERT_EXCHANGE  # cannot beat the relaxation: something is inconsistent
+    return n_cont, x, price, value, lower_bound, detail, where, converged, path

@@ -154,6 +154,17 @@ def _fmt(x: float) -> str:
     return str(int(x)) if np.isfinite(x) and float(x).is_integer() and abs(x) < 2**63 else f"{x:g}"
 
 
+def _bound_fast(x: Any, size: int) -> np.ndarray | None:
+    """A bound as a float64 array of length ``size`` if that needs no checking of shape or dtype."""
+    if type(x) in (int, float):
+        out = np.empty(size)
+        out.fill(x)
+        return out
+    if type(x) is np.ndarray and x.dtype == np.float64 and x.shape == (size,) and x.flags.c_contiguous:
+        return x
+    return None
+
+
 def _allocate_iv(
     a: Any, budget: Any, lower: Any, upper: Any, cost: Any, integer: Any
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, CostFamily, bool]:
@@ -161,6 +172,15 @@ def _allocate_iv(
     if not isinstance(integer, (bool, np.bool_)):
         raise TypeError(f"integer must be a bool, got {type(integer).__name__}")
     integer = bool(integer)
+    # fast path for the common call (float64 arrays, scalar or matching bounds): one Numba pass
+    # decides that nothing needs an error message; anything else takes the full checks below.
+    if type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 1 and a.size and a.flags.c_contiguous:
+        if type(budget) in (int, float, np.int64, np.float64) and (not integer or float(budget).is_integer()):
+            lo_fast = _bound_fast(lower, a.size)
+            hi_fast = _bound_fast(upper, a.size)
+            if lo_fast is not None and hi_fast is not None and np.isfinite(budget):
+                if _k.inputs_ok(family.code, a, lo_fast, hi_fast, float(budget), integer):
+                    return a, float(budget), lo_fast, hi_fast, family, integer
     a_arr = as_float_array(a, "a", ndim=1, nonneg=True, min_size=1)
     size = a_arr.shape[0]
     if integer:
@@ -285,24 +305,11 @@ def allocate(
     True
     """
     a_arr, budget_v, lower_arr, upper_arr, family, integer = _allocate_iv(a, budget, lower, upper, cost, integer)
-    code = family.code
-    n_cont, price, converged = _k.solve_continuous(code, a_arr, lower_arr, upper_arr, budget_v)
-    lower_bound = float(_k.objective(code, a_arr, n_cont))
-    detail, where = _k.certify_continuous(code, a_arr, lower_arr, upper_arr, budget_v, n_cont, price)
-    fallback = False
-    if integer and detail == _k.CERT_OK:
-        n_out, detail, path = _k.solve_integer(code, a_arr, lower_arr, upper_arr, int(budget_v), n_cont)
-        where = -1
-        fallback = path == 2
-        objective = float(_k.objective(code, a_arr, n_out.astype(np.float64)))
-        if detail == _k.CERT_OK and objective < lower_bound - 1e-9 * max(1.0, abs(lower_bound)):
-            detail = _k.CERT_EXCHANGE  # cannot beat the relaxation: something is inconsistent
-    elif integer:
-        n_out = np.floor(n_cont).astype(np.int64)
-        objective = float(_k.objective(code, a_arr, n_out.astype(np.float64)))
-    else:
-        n_out = n_cont
-        objective = lower_bound
+    n_cont, n_int, price, objective, lower_bound, detail, where, converged, path = _k.allocate_kernel(
+        family.code, a_arr, lower_arr, upper_arr, budget_v, integer
+    )
+    n_out = n_int if integer else n_cont
+    fallback = path == 2
     if not converged:
         status = ITERATION_LIMIT
         message = f"{MESSAGES[ITERATION_LIMIT]}: the price search did not converge"
@@ -318,9 +325,9 @@ def allocate(
             message += " (integer greedy restarted from the lower bounds)"
     return AllocationResult(
         n=n_out,
-        objective=objective,
+        objective=float(objective),
         price=float(price),
-        lower_bound=lower_bound,
+        lower_bound=float(lower_bound),
         success=status == OPTIMAL,
         status=status,
         message=message,

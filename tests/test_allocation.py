@@ -454,3 +454,33 @@ def test_errors():
     with pytest.raises(TypeError, match="cost must be a string"):
         allocate([1.0, 1.0], 10, 3, 10, cost=None)
     assert set(COST_FAMILIES) == {"rloo", "drgrpo", "inverse"}
+
+
+def test_errors_on_the_fast_path():
+    """float64 arrays with scalar bounds take the one-pass Numba check; bad values still raise the
+    full validation's messages."""
+    ok = np.array([1.0, 2.0])
+    with pytest.raises(ValueError, match="a must be non-negative"):
+        allocate(np.array([1.0, -1.0]), 10.0, 3.0, 10.0)
+    with pytest.raises(ValueError, match="a must be finite"):
+        allocate(np.array([1.0, np.nan]), 10.0, 3.0, 10.0)
+    with pytest.raises(ValueError, match=r"budget 5 is infeasible: need sum\(lower\)=6"):
+        allocate(ok, 5, 3, 10)
+    with pytest.raises(ValueError, match=r"budget 21 is infeasible: .* sum\(upper\)=20"):
+        allocate(ok, 21, 3.0, 10.0, integer=True)
+    with pytest.raises(ValueError, match="lower must be <= upper"):
+        allocate(ok, 10, np.array([3.0, 5.0]), np.array([4.0, 4.0]))
+    with pytest.raises(ValueError, match="needs lower >= 3"):
+        allocate(ok, 10, 2.5, 10.0, cost="drgrpo")
+    with pytest.raises(ValueError, match="integer=True needs integer .*upper"):
+        allocate(ok, 10, 3, np.array([10.0, 7.5]), integer=True)
+    with pytest.raises(ValueError, match="lower must be finite"):
+        allocate(ok, 10, np.array([3.0, np.inf]), np.inf)
+    with pytest.raises(ValueError, match="budget must be finite"):
+        allocate(ok, np.inf, 3, np.inf)
+    with pytest.raises(ValueError, match="budget must be an integer"):
+        allocate(ok, 10.5, 3, 10, integer=True)
+    # and valid input gives the same answer on both paths
+    r1 = allocate(ok, 10.0, 3.0, 10.0)
+    r2 = allocate([1, 2], 10, [3, 3], [10, 10])
+    np.testing.assert_array_equal(r1.n, r2.n)
