@@ -262,181 +262,206 @@ def _from_normalised(value_z, lmax, half):
 @numba.njit(cache=True)
 def _psi(r):
     """``(1 + r) log1p(r) - r >= 0`` (the KL integrand in the ratio ``r = q/p - 1``), accurate for
-    tiny ``|r|`` (series ``sum_{k>=2} (-r)^k / (k (k - 1))``) and equal to 1 at ``r = -1``."""
+    tiny ``|r|`` (series ``sum_{k>=2} (-r)^k / (k (k - 1))``, truncation < 1e-17 relative) and equal
+    to 1 at ``r = -1``; elsewhere the direct formula (relative error < 5e-14)."""
     if r <= -1.0:
         return 1.0
-    if abs(r) < 0.05:
+    if abs(r) < 0.01:
         acc = 0.0
-        for k in range(16, 1, -1):  # Horner on the series, truncation error < |r|^17
+        for k in range(10, 1, -1):  # Horner
             acc = acc * (-r) + 1.0 / (k * (k - 1))
         return acc * r * r
     return (1.0 + r) * np.log1p(r) - r
 
 
 @numba.njit(cache=True)
-def _kl_tilt(l, p, lmax, tau, q):
-    """Fill ``q ~ p exp(s)``, ``s = (l - lmax)/tau``; return (KL(q||p), Var_q[s]).
+def _kl_tilt(z, p, tau, q, s_buf, em_buf):
+    """Fill ``q ~ p exp(s)``, ``s = z / tau`` (``z <= 0``, 0 on the argmax set); return
+    (KL(q||p), Var_q[s]).
 
     ``tau = 0`` gives the point mass on the argmax set. The KL is computed as
     ``sum_i p_i psi(r_i)`` with ``r_i = q_i/p_i - 1 = (expm1(s_i) - A) / (1 + A)``,
     ``A = sum_i p_i expm1(s_i)`` (uses ``sum_i p_i r_i = 0``): a sum of non-negative terms without
     cancellation, so it stays accurate when ``tau`` is huge (rho down to ~1e-300).
     """
-    n = l.shape[0]
+    n = z.shape[0]
     big_a = 0.0  # sum_i p_i expm1(s_i) = Z - 1
-    z = 0.0
+    total = 0.0
     for i in range(n):
         if p[i] > 0.0:
-            if l[i] == lmax:
+            if z[i] == 0.0:
                 s = 0.0
             elif tau > 0.0:
-                s = (l[i] - lmax) / tau
+                s = z[i] / tau
             else:
                 s = -np.inf
-            big_a += p[i] * np.expm1(s)
-            q[i] = p[i] * np.exp(s)
-            z += q[i]
+            e = np.exp(s)
+            em = np.expm1(s) if s > -0.5 else e - 1.0
+            s_buf[i] = s
+            em_buf[i] = em
+            big_a += p[i] * em
+            q[i] = p[i] * e
+            total += q[i]
         else:
             q[i] = 0.0
     kl = 0.0
     mean_s = 0.0
+    mean_s2 = 0.0
+    inv_total = 1.0 / total
+    inv_z = 1.0 / (1.0 + big_a)
     for i in range(n):
         if p[i] > 0.0:
-            q[i] /= z
-            s = 0.0 if l[i] == lmax else ((l[i] - lmax) / tau if tau > 0.0 else -np.inf)
-            kl += p[i] * _psi((np.expm1(s) - big_a) / (1.0 + big_a))
+            q[i] *= inv_total
+            kl += p[i] * _psi((em_buf[i] - big_a) * inv_z)
             if q[i] > 0.0:
-                mean_s += q[i] * s
-    var_s = 0.0
-    for i in range(n):
-        if q[i] > 0.0:
-            s = 0.0 if l[i] == lmax else (l[i] - lmax) / tau
-            var_s += q[i] * (s - mean_s) ** 2
-    return kl, var_s
+                mean_s += q[i] * s_buf[i]
+                mean_s2 += q[i] * s_buf[i] * s_buf[i]
+    return kl, max(mean_s2 - mean_s * mean_s, 0.0)
 
 
 @numba.njit(cache=True)
-def _kl_row(l, p, rho, q, max_iter):
-    """One KL problem. Returns (value, tau, status) and fills ``q``. See :func:`kl_worst_case`."""
-    n = l.shape[0]
-    lmax = -np.inf
-    lmin = np.inf
+def _kl_row(z, p, rho, q, max_iter, s_buf, em_buf):
+    """One normalised KL problem (``z = (l - max l) / spread`` in [-1, 0], 0 on the argmax set).
+
+    Returns (value in z units, tau in z units, status) and fills ``q``. See :func:`kl_worst_case`.
+    """
+    n = z.shape[0]
+    p_top = 0.0
+    zmin = 0.0
+    mean = 0.0
     for i in range(n):
         if p[i] > 0.0:
-            if l[i] > lmax:
-                lmax = l[i]
-            if l[i] < lmin:
-                lmin = l[i]
-    p_top = 0.0
-    for i in range(n):
-        if p[i] > 0.0 and l[i] == lmax:
-            p_top += p[i]
+            mean += p[i] * z[i]
+            zmin = min(zmin, z[i])
+            if z[i] == 0.0:
+                p_top += p[i]
     kl_max = -np.log(p_top)  # KL(point mass on argmax set || p)
-    spread = lmax - lmin
-    if rho >= kl_max or spread == 0.0:
+    if rho >= kl_max or zmin == 0.0:
         # the ball contains the (restricted) point mass on the argmax set: it is optimal
         for i in range(n):
-            q[i] = p[i] / p_top if (p[i] > 0.0 and l[i] == lmax) else 0.0
-        return lmax, 0.0, 0
+            q[i] = p[i] / p_top if (p[i] > 0.0 and z[i] == 0.0) else 0.0
+        return 0.0, 0.0, 0
     if rho == 0.0:
-        val = 0.0
         for i in range(n):
             q[i] = p[i]
-            val += p[i] * (l[i] - lmax)
-        return lmax + val, np.inf, 0
-    # Hoeffding: KL(q_tau || p) <= spread^2 / (8 tau^2), so KL <= rho at u_hi below.
-    u_hi = np.log(spread) - 0.5 * np.log(8.0 * rho)
-    f_hi = _kl_tilt(l, p, lmax, np.exp(u_hi), q)[0] - rho
-    step = 1.0
-    u_lo = u_hi - step
-    f_lo = _kl_tilt(l, p, lmax, np.exp(u_lo), q)[0] - rho
-    while f_lo <= 0.0:
-        step *= 2.0
-        u_lo = u_hi - step
-        f_lo = _kl_tilt(l, p, lmax, np.exp(u_lo), q)[0] - rho
-        if step > 4096.0:  # unreachable: tau underflows to 0, giving KL = kl_max > rho
-            break
-    # safeguarded Newton on u = log tau: f(u) = KL(q_tau||p) - rho is decreasing,
-    # f'(u) = -Var_q[(l - lmax)/tau].
+        return mean, np.inf, 0
+    var = 0.0
+    for i in range(n):
+        if p[i] > 0.0:
+            var += p[i] * (z[i] - mean) ** 2
+    # Hoeffding: KL(q_tau || p) <= spread^2 / (8 tau^2) (spread = -zmin), so KL <= rho at u_hi.
+    u_hi = np.log(-zmin) - 0.5 * np.log(8.0 * rho)
+    u_lo = -np.inf
+    # start from the small-rho expansion KL ~ Var_p / (2 tau^2)
+    u = min(0.5 * np.log(var / (2.0 * rho)), u_hi)
+    # safeguarded Newton on g(u) = log KL(q_tau||p) - log rho, u = log tau (nearly linear for
+    # large tau); f = KL - rho is decreasing in u with dKL/du = -Var_q[z / tau].
+    log_rho = np.log(rho)
     status = 2
-    u = 0.5 * (u_lo + u_hi)
+    u_feasible = u_hi
+    at_feasible = False
     for _ in range(max_iter):
-        kl, var_s = _kl_tilt(l, p, lmax, np.exp(u), q)
+        kl, var_s = _kl_tilt(z, p, np.exp(u), q, s_buf, em_buf)
         f = kl - rho
         if f > 0.0:
             u_lo = u
+            at_feasible = False
         else:
             u_hi = u
-            f_hi = f
-        if -f_hi <= 1e-14 * rho or (u_hi - u_lo) <= 4e-16 * max(1.0, abs(u_hi)):
+            u_feasible = u
+            at_feasible = True
+        if abs(f) <= 1e-13 * rho:
             status = 0
             break
-        u_new = u - f / (-var_s) if var_s > 0.0 else u_lo - 1.0
+        if np.isfinite(u_lo) and (u_hi - u_lo) <= 4e-16 * max(1.0, abs(u_hi)):
+            status = 0
+            break
+        if kl > 0.0 and var_s > 0.0:
+            u_new = u + (np.log(kl) - log_rho) * kl / var_s
+        else:
+            u_new = -np.inf
         if not (u_lo < u_new < u_hi):
-            u_new = 0.5 * (u_lo + u_hi)
+            u_new = 0.5 * (u_lo + u_hi) if np.isfinite(u_lo) else u_hi - 1.0
         u = u_new
-    # return the feasible end of the bracket
-    tau = np.exp(u_hi)
-    _kl_tilt(l, p, lmax, tau, q)
+    if not (at_feasible or (status == 0 and abs(f) <= 1e-13 * rho)):
+        # return the feasible end of the bracket
+        _kl_tilt(z, p, np.exp(u_feasible), q, s_buf, em_buf)
+        u = u_feasible
     val = 0.0
     for i in range(n):
         if q[i] > 0.0:
-            val += q[i] * (l[i] - lmax)
-    return lmax + val, tau, status
+            val += q[i] * z[i]
+    return val, np.exp(u), status
 
 
 @numba.njit(cache=True)
-def _kl_batch(l2, p2, rho, max_iter):
-    rows, n = l2.shape
+def _kl_batch(z2, p2, rho, max_iter):
+    rows, n = z2.shape
     q = np.empty((rows, n))
     value = np.empty(rows)
     tau = np.empty(rows)
     status = np.empty(rows, dtype=np.int64)
+    s_buf = np.empty(n)
+    em_buf = np.empty(n)
     for r in range(rows):
-        v, t, s = _kl_row(l2[r], p2[r], rho, q[r], max_iter)  # l2 normalised: lmax = 0
+        v, t, s = _kl_row(z2[r], p2[r], rho, q[r], max_iter, s_buf, em_buf)
         value[r] = v
         tau[r] = t
         status[r] = s
     return value, q, tau, status
 
 
-def _kl_certify(l2, p2, rho, value, q, tau, status):
-    """Post-solve certificate: q on the simplex, KL(q||p) <= rho, and a zero duality gap.
+@numba.njit(cache=True)
+def _kl_certify(z2, p2, rho, value, q, tau, status):
+    """Post-solve certificate (normalised rows): q on the simplex and zero off the support,
+    KL(q||p) <= rho, value = E_q[z], and a zero duality gap.
 
-    Weak duality: for every tau > 0 and every feasible q', E_q'[l] <= tau*rho + tau*log E_p e^{l/tau}
-    (and <= max l for tau = 0), so a feasible q whose value meets that bound is optimal.
+    Weak duality: for every tau > 0 and every feasible q', E_q'[z] <= tau*rho + tau*log E_p e^{z/tau}
+    (and <= max z = 0 for tau = 0), so a feasible q whose value meets that bound is optimal.
+    Computed directly from the definitions (``q log(q/p)``, ``log1p(E_p expm1(z/tau))``).
     """
-    status = status.copy()
-    for r in range(l2.shape[0]):
-        if status[r] != OPTIMAL:
+    out = status.copy()
+    rows, n = z2.shape
+    for r in range(rows):
+        if out[r] != 0:
             continue
-        l, p, w = l2[r], p2[r], q[r]
-        supp = p > 0
-        lmax = l[supp].max()
-        scale = 1.0 + abs(value[r]) + (lmax - l[supp].min())  # ~1: rows are normalised
-        nz = w > 0
-        kl = float(np.sum(w[nz] * np.log(w[nz] / p[nz])))
-        primal = float(w @ l)
+        psum = 0.0
+        qsum = 0.0
+        kl = 0.0
+        primal = 0.0
+        ok = True
+        for i in range(n):
+            w = q[r, i]
+            if w < 0.0 or (p2[r, i] <= 0.0 and w != 0.0):
+                ok = False
+            if p2[r, i] > 0.0:
+                psum += p2[r, i]
+            qsum += w
+            if w > 0.0:
+                kl += w * np.log(w / p2[r, i])
+                primal += w * z2[r, i]
         if tau[r] == 0.0:
-            dual = lmax
+            dual = 0.0
         elif np.isinf(tau[r]):
-            dual = float(p @ l)  # rho = 0: the only feasible point is p
+            dual = 0.0  # rho = 0: the only feasible point is p
+            for i in range(n):
+                dual += p2[r, i] * z2[r, i]
         else:
-            s = (l[supp] - lmax) / tau[r]
-            # log E_p[exp(s)] via log1p/expm1 (p normalised exactly), accurate for huge tau
-            log_mgf = float(np.log1p(np.sum(p[supp] * np.expm1(s)) / np.sum(p[supp])))
-            dual = lmax + tau[r] * (rho + log_mgf)
+            acc = 0.0
+            for i in range(n):
+                if p2[r, i] > 0.0:
+                    acc += p2[r, i] * np.expm1(z2[r, i] / tau[r])
+            dual = tau[r] * (rho + np.log1p(acc / psum))
         ok = (
-            np.all(w >= 0)
-            and abs(w.sum() - 1.0) <= 1e-12 * l.size + 1e-12
-            and np.all(w[~supp] == 0)
+            ok
+            and abs(qsum - 1.0) <= 1e-12 * n + 1e-12
             and kl <= rho + 1e-9 * max(rho, 1e-3)
-            and abs(primal - value[r]) <= 1e-10 * scale
-            and -1e-9 * scale <= dual - value[r] <= 1e-8 * scale
+            and abs(primal - value[r]) <= 1e-10
+            and -1e-9 <= dual - value[r] <= 1e-8
         )
         if not ok:
-            status[r] = CERTIFICATE_FAILED
-    return status
+            out[r] = 1
+    return out
 
 
 def kl_worst_case(losses: Any, p: Any = None, rho: Any = None, *, max_iter: int = 200) -> DROResult:
@@ -517,45 +542,177 @@ def kl_worst_case(losses: Any, p: Any = None, rho: Any = None, *, max_iter: int 
 
 
 @numba.njit(cache=True)
-def _chi2_row(l, p, rho, order, q):
-    """One chi-square problem. ``order`` sorts ``l`` descending. Returns (value, eta*, status)."""
-    n = l.shape[0]
-    a = 1.0 + 2.0 * rho
-    lmax = -np.inf
+def _chi2_finish(z, p, mean, inv_d, lo_bound, q):
+    """Weights ``q_i ~ p_i (1 + (z_i - mean) inv_d)`` on the active set ``z_i > lo_bound``
+    (``= p_i (z_i - eta)_+`` up to the factor ``mean - eta = 1 / inv_d``); returns ``E_q[z]``."""
+    n = z.shape[0]
+    total = 0.0
     for i in range(n):
-        if p[i] > 0.0 and l[i] > lmax:
-            lmax = l[i]
+        if p[i] > 0.0 and z[i] > lo_bound:
+            t = 1.0 + (z[i] - mean) * inv_d
+            q[i] = p[i] * t if t > 0.0 else 0.0
+        else:
+            q[i] = 0.0
+        total += q[i]
+    val = 0.0
+    for i in range(n):
+        q[i] /= total
+        val += q[i] * z[i]
+    return val
+
+
+@numba.njit(cache=True)
+def _chi2_trivial(z, p, rho, q):
+    """Point mass / rho = 0 cases of a normalised row. Returns (handled, value, eta)."""
+    n = z.shape[0]
     p_top = 0.0
     for i in range(n):
-        if p[i] > 0.0 and l[i] == lmax:
+        if p[i] > 0.0 and z[i] == 0.0:
             p_top += p[i]
-    if a * p_top >= 1.0:
+    if (1.0 + 2.0 * rho) * p_top >= 1.0:
         # E_p[r^2] = 1/p(A) <= 1 + 2 rho for r = 1_A / p(A): the point mass on A is feasible
         for i in range(n):
-            q[i] = p[i] / p_top if (p[i] > 0.0 and l[i] == lmax) else 0.0
-        return lmax, lmax, 0
+            q[i] = p[i] / p_top if (p[i] > 0.0 and z[i] == 0.0) else 0.0
+        return True, 0.0, 0.0
     if rho == 0.0:
         val = 0.0
         for i in range(n):
             q[i] = p[i]
-            val += p[i] * (l[i] - lmax)
-        return lmax + val, -np.inf, 0
-    # suffix masses: rest[k] = sum of p over order[k:], so that a*P - 1 = 2 rho P - rest
+            val += p[i] * z[i]
+        return True, val, -np.inf
+    return False, 0.0, 0.0
+
+
+@numba.njit(cache=True)
+def _chi2_row_select(z, p, rho, q, idx):
+    """One normalised chi-square problem (``z`` in [-1, 0], 0 on the argmax set) in expected O(B).
+
+    Quickselect-style search for the segment holding the root of ``h(eta) = 1 + 2 rho`` (``h``
+    increasing, see :func:`chi2_worst_case`): for a pivot value ``v``, ``h(v) > 1 + 2 rho`` iff
+    ``M2 > P d^2 ((1 + 2 rho) P - 1)`` with ``P``, ``mean``, ``M2`` the mass, mean and centred second
+    moment of the samples above ``v`` and ``d = mean - v``; then the root lies below ``v`` and every
+    sample ``>= v`` is active, otherwise every sample ``<= v`` is inactive. Statistics are merged
+    with Chan's centred formulas. Returns (value, eta*, status); twin of :func:`_chi2_row_sorted`.
+    """
+    handled, val, eta = _chi2_trivial(z, p, rho, q)
+    if handled:
+        return val, eta, 0
+    n = z.shape[0]
+    m = 0
+    for i in range(n):
+        if p[i] > 0.0:
+            idx[m] = i
+            m += 1
+    lo = 0
+    hi = m
+    agg_mass = 0.0
+    agg_mean = 0.0
+    agg_m2 = 0.0
+    inactive = 0.0  # mass of the discarded (inactive) samples
+    lo_bound = -np.inf  # largest discarded value
+    state = 12345
+    while hi > lo:
+        width = hi - lo
+        state = (state * 1103515245 + 12345) % 2147483648
+        a0 = z[idx[lo + state % width]]
+        state = (state * 1103515245 + 12345) % 2147483648
+        a1 = z[idx[lo + state % width]]
+        state = (state * 1103515245 + 12345) % 2147483648
+        a2 = z[idx[lo + state % width]]
+        piv = max(min(a0, a1), min(max(a0, a1), a2))  # median of three
+        c_mass = 0.0
+        c_mean = 0.0
+        c_m2 = 0.0
+        eq_mass = 0.0
+        lt_mass = 0.0
+        for k in range(lo, hi):
+            i = idx[k]
+            x = z[i]
+            w = p[i]
+            if x > piv:
+                c_mass += w
+                delta = x - c_mean
+                c_mean += (w / c_mass) * delta
+                c_m2 += w * delta * (x - c_mean)
+            elif x == piv:
+                eq_mass += w
+            else:
+                lt_mass += w
+        # statistics of everything above the pivot: aggregate (above all candidates) + c
+        mass = agg_mass + c_mass
+        if c_mass > 0.0:
+            delta = c_mean - agg_mean
+            mean = agg_mean + delta * (c_mass / mass)
+            m2 = agg_m2 + c_m2 + delta * delta * agg_mass * c_mass / mass
+        else:
+            mean = agg_mean
+            m2 = agg_m2
+        if mass == 0.0:
+            root_below = True  # h(piv) = +inf: the root is below the largest value
+        else:
+            d = mean - piv
+            denom = 2.0 * rho * mass - (inactive + eq_mass + lt_mass)  # (1 + 2 rho) P - 1
+            root_below = m2 > mass * d * d * denom
+        j = lo
+        if root_below:
+            # samples >= piv are active: merge them into the aggregate, keep those < piv
+            agg_mass = mass
+            agg_mean = mean
+            agg_m2 = m2
+            if eq_mass > 0.0:
+                new_mass = agg_mass + eq_mass
+                delta = piv - agg_mean
+                agg_mean += delta * (eq_mass / new_mass)
+                agg_m2 += delta * delta * (new_mass - eq_mass) * eq_mass / new_mass
+                agg_mass = new_mass
+            for k in range(lo, hi):
+                if z[idx[k]] < piv:
+                    idx[j] = idx[k]
+                    j += 1
+        else:
+            # samples <= piv are inactive: discard them, keep those > piv
+            inactive += eq_mass + lt_mass
+            lo_bound = max(lo_bound, piv)
+            for k in range(lo, hi):
+                if z[idx[k]] > piv:
+                    idx[j] = idx[k]
+                    j += 1
+        hi = j
+    denom = 2.0 * rho * agg_mass - inactive
+    if denom > 0.0 and agg_m2 > 0.0:
+        inv_d = np.sqrt(denom / (agg_m2 / agg_mass))
+        eta = agg_mean - 1.0 / inv_d
+    else:
+        inv_d = 0.0
+        eta = lo_bound  # degenerate (rounding / a single active value): any eta in the segment
+    if eta < lo_bound:  # rounding: keep eta inside its segment
+        eta = lo_bound
+    if eta > -np.inf and eta == lo_bound:
+        inv_d = 1.0 / (agg_mean - lo_bound)
+    val = _chi2_finish(z, p, agg_mean, inv_d, lo_bound, q)
+    return val, eta, 0
+
+
+@numba.njit(cache=True)
+def _chi2_row_sorted(z, p, rho, order, q):
+    """Sorted twin of :func:`_chi2_row_select` (O(B log B)): scan the segments from the top.
+    ``order`` sorts ``z`` descending. Returns (value, eta*, status)."""
+    handled, val, eta = _chi2_trivial(z, p, rho, q)
+    if handled:
+        return val, eta, 0
+    n = z.shape[0]
+    # suffix masses: rest[k] = sum of p over order[k:], so that (1 + 2 rho) P - 1 = 2 rho P - rest
     rest = np.zeros(n + 1)
     for k in range(n - 1, -1, -1):
         rest[k] = rest[k + 1] + p[order[k]]
     mass = 0.0
     mean = 0.0
     m2 = 0.0
-    inv_d = 0.0
-    eta = -np.inf
-    found = False
     k = 0
     while k < n:
-        i = order[k]
-        x = l[i]
+        x = z[order[k]]
         # add the whole tie group of value x (weighted West update, centred for stability)
-        while k < n and l[order[k]] == x:
+        while k < n and z[order[k]] == x:
             w = p[order[k]]
             if w > 0.0:
                 mass += w
@@ -563,45 +720,47 @@ def _chi2_row(l, p, rho, order, q):
                 mean += (w / mass) * delta
                 m2 += w * delta * (x - mean)
             k += 1
-        # next lower value on the support
-        while k < n and p[order[k]] == 0.0:
+        while k < n and p[order[k]] == 0.0:  # next lower value on the support
             k += 1
-        x_next = l[order[k]] if k < n else -np.inf
-        denom = 2.0 * rho * mass - rest[k]  # = (1 + 2 rho) * mass - 1
+        x_next = z[order[k]] if k < n else -np.inf
+        denom = 2.0 * rho * mass - rest[k]
         if denom > 0.0 and m2 > 0.0:
             inv_d = np.sqrt(denom / (m2 / mass))  # 1 / (mean - eta) on this segment
-            cand = mean - 1.0 / inv_d
-            if cand >= x_next or k >= n:
-                eta = cand
-                found = True
-                break
-    if not found:  # unreachable in exact arithmetic (the last segment is (-inf, min l))
-        for i in range(n):
-            q[i] = p[i]
-        return np.nan, np.nan, 1
-    # q_i ~ p_i (l_i - eta)_+ = p_i (mean - eta) (1 + (l_i - mean) / (mean - eta))_+
-    z = 0.0
-    for i in range(n):
-        t = 1.0 + (l[i] - mean) * inv_d
-        q[i] = p[i] * t if (p[i] > 0.0 and t > 0.0) else 0.0
-        z += q[i]
-    val = 0.0
-    for i in range(n):
-        q[i] /= z
-        val += q[i] * (l[i] - lmax)
-    return lmax + val, eta, 0
+            eta = mean - 1.0 / inv_d
+            if eta >= x_next or k >= n:
+                return _chi2_finish(z, p, mean, inv_d, x_next, q), eta, 0
+    for i in range(n):  # unreachable in exact arithmetic (the last segment is (-inf, min z))
+        q[i] = p[i]
+    return np.nan, np.nan, 1
 
 
 @numba.njit(cache=True)
-def _chi2_batch(l2, p2, rho):
-    rows, n = l2.shape
+def _chi2_batch(z2, p2, rho):
+    rows, n = z2.shape
     q = np.empty((rows, n))
     value = np.empty(rows)
     eta = np.empty(rows)
     status = np.empty(rows, dtype=np.int64)
-    for r in range(rows):  # l2 normalised: lmax = 0
-        order = np.argsort(-l2[r], kind="mergesort")
-        v, e, s = _chi2_row(l2[r], p2[r], rho, order, q[r])
+    idx = np.empty(n, dtype=np.int64)
+    for r in range(rows):
+        v, e, s = _chi2_row_select(z2[r], p2[r], rho, q[r], idx)
+        value[r] = v
+        eta[r] = e
+        status[r] = s
+    return value, q, eta, status
+
+
+@numba.njit(cache=True)
+def _chi2_batch_sorted(z2, p2, rho):
+    """Twin of :func:`_chi2_batch` using the sorted segment scan (tests and benchmarks)."""
+    rows, n = z2.shape
+    q = np.empty((rows, n))
+    value = np.empty(rows)
+    eta = np.empty(rows)
+    status = np.empty(rows, dtype=np.int64)
+    for r in range(rows):
+        order = np.argsort(-z2[r])
+        v, e, s = _chi2_row_sorted(z2[r], p2[r], rho, order, q[r])
         value[r] = v
         eta[r] = e
         status[r] = s
@@ -613,38 +772,55 @@ def _chi2_dual(l, p, rho, eta):
     return eta + np.sqrt(1.0 + 2.0 * rho) * np.sqrt(np.sum(p * np.maximum(l - eta, 0.0) ** 2))
 
 
-def _chi2_certify(l2, p2, rho, value, q, eta, status):
-    """Certificate: q on the simplex, 1/2 sum (q-p)^2/p <= rho, and value = g(eta*) (zero gap).
+@numba.njit(cache=True)
+def _chi2_certify(z2, p2, rho, value, q, eta, status):
+    """Certificate (normalised rows): q on the simplex and zero off the support,
+    1/2 sum (q-p)^2/p <= rho, value = E_q[z], and value = g(eta*) (zero duality gap).
 
     Weak duality (Cauchy-Schwarz): for every eta and feasible q', with r = q'/p,
-    E_q'[l] = eta + E_p[r (l - eta)] <= eta + ||r||_{2,p} ||(l - eta)_+||_{2,p} <= g(eta).
+    E_q'[z] = eta + E_p[r (z - eta)] <= eta + ||r||_{2,p} ||(z - eta)_+||_{2,p} <= g(eta).
     """
-    status = status.copy()
-    for r in range(l2.shape[0]):
-        if status[r] != OPTIMAL:
+    out = status.copy()
+    rows, n = z2.shape
+    for r in range(rows):
+        if out[r] != 0:
             continue
-        l, p, w = l2[r], p2[r], q[r]
-        supp = p > 0
-        lmax = l[supp].max()
-        scale = 1.0 + abs(value[r]) + (lmax - l[supp].min())
-        div = 0.5 * float(np.sum((w[supp] - p[supp]) ** 2 / p[supp]))
-        primal = float(w @ l)
-        if np.isinf(eta[r]):
-            dual = float(p @ l)  # rho = 0
+        qsum = 0.0
+        div = 0.0
+        primal = 0.0
+        tail = 0.0
+        mean_p = 0.0
+        ok = True
+        e = eta[r]
+        for i in range(n):
+            w = q[r, i]
+            pi = p2[r, i]
+            if w < 0.0 or (pi <= 0.0 and w != 0.0):
+                ok = False
+            qsum += w
+            primal += w * z2[r, i]
+            if pi > 0.0:
+                div += (w - pi) ** 2 / pi
+                mean_p += pi * z2[r, i]
+                if np.isfinite(e) and z2[r, i] > e:
+                    tail += pi * (z2[r, i] - e) ** 2
+        div *= 0.5
+        if np.isfinite(e):
+            dual = e + np.sqrt(1.0 + 2.0 * rho) * np.sqrt(tail)
+            tol = 1e-9 + 1e-13 * abs(e)  # g(eta) cancels for eta << 0 (tiny rho)
         else:
-            dual = float(_chi2_dual(l[supp], p[supp], rho, eta[r]))
-        tol = 1e-9 * scale + (4e-16 * abs(eta[r]) * 64 if np.isfinite(eta[r]) else 0.0)
+            dual = mean_p  # rho = 0: the only feasible point is p
+            tol = 1e-9
         ok = (
-            np.all(w >= 0)
-            and abs(w.sum() - 1.0) <= 1e-12 * l.size + 1e-12
-            and np.all(w[~supp] == 0)
+            ok
+            and abs(qsum - 1.0) <= 1e-12 * n + 1e-12
             and div <= rho + 1e-9 * max(rho, 1e-3)
-            and abs(primal - value[r]) <= 1e-10 * scale
-            and -tol <= dual - value[r] <= tol
+            and abs(primal - value[r]) <= 1e-10
+            and abs(dual - value[r]) <= tol
         )
         if not ok:
-            status[r] = CERTIFICATE_FAILED
-    return status
+            out[r] = 1
+    return out
 
 
 def chi2_worst_case(losses: Any, p: Any = None, rho: Any = None) -> DROResult:

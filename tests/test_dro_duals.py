@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from solvers import DROResult, chi2_worst_case, entropic_worst_case, kl_worst_case
-from solvers.dro_duals import _chi2_reference, _kl_reference
+from solvers.dro_duals import (
+    _chi2_batch,
+    _chi2_batch_sorted,
+    _chi2_reference,
+    _kl_reference,
+    _normalise_rows,
+)
 
 finite_losses = hnp.arrays(
     np.float64,
@@ -247,6 +253,31 @@ def test_chi2_kernel_matches_scipy_reference(inst):
     scale = 1.0 + np.abs(losses).max()
     assert res.value == pytest.approx(ref_value, abs=1e-7 * scale)
     assert res.value <= ref_value + 1e-9 * scale
+
+
+@settings(max_examples=60)
+@given(
+    losses=hnp.arrays(np.float64, st.integers(1, 40), elements=st.sampled_from([-2.0, -1.0, 0.0, 0.5, 3.0])
+                      | st.floats(-5.0, 5.0)),
+    rho=st.floats(0.0, 3.0),
+    seed=st.integers(0, 2**32 - 1),
+    zero_frac=st.sampled_from([0.0, 0.3]),
+)
+def test_chi2_selection_kernel_matches_sorted_twin(losses, rho, seed, zero_frac):
+    """The expected-O(B) quickselect segment search equals the sorted O(B log B) scan (same root of
+    h(eta) = 1 + 2 rho), with many ties and zero-probability samples."""
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(losses.size))
+    p[rng.random(losses.size) < zero_frac] = 0.0
+    if p.sum() == 0:
+        p[0] = 1.0
+    p = (p / p.sum())[None, :]
+    z2, _, _ = _normalise_rows(losses[None, :], p)
+    v1, q1, e1, s1 = _chi2_batch(z2, p, rho)
+    v2, q2, e2, s2 = _chi2_batch_sorted(z2, p, rho)
+    assert s1[0] == 0 and s2[0] == 0
+    assert v1[0] == pytest.approx(v2[0], abs=1e-12)
+    np.testing.assert_allclose(q1, q2, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
