@@ -122,6 +122,9 @@ def drgrpo_inverse(y):
     n = 2.0 / r * math.cos(math.acos(t) / 3.0)
     if n < 3.0:
         n = 3.0
+    if n > 4.0:
+        # far from the double root at n = 3 the trigonometric form is accurate to a few ulp
+        return n
     for _ in range(3):
         g = (n - 2.0) / (n * n * n) - y
         dg = (6.0 - 2.0 * n) / (n * n * n * n)
@@ -209,12 +212,24 @@ def price_search(code, a, lower, upper, target):
         total = 0.0
         slope = 0.0
         ni = 0
-        for k in range(m):
-            n, d, inside = _count_at(code, a[k], root[k], s, lower[k], upper[k])
-            total += n
-            if inside:
-                slope += d
-                ni += 1
+        if code == DRGRPO:
+            for k in range(m):
+                n, d, inside = _count_at(code, a[k], root[k], s, lower[k], upper[k])
+                total += n
+                if inside:
+                    slope += d
+                    ni += 1
+        else:  # the same as _count_at, written out for speed: n = c + s sqrt(a), clipped
+            for k in range(m):
+                n = c + s * root[k]
+                if n <= lower[k]:
+                    total += lower[k]
+                elif n >= upper[k]:
+                    total += upper[k]
+                else:
+                    total += n
+                    slope += root[k]
+                    ni += 1
         err = total - target
         if abs(err) <= tol:
             return s, True, ni
