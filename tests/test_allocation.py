@@ -484,3 +484,17 @@ def test_errors_on_the_fast_path():
     r1 = allocate(ok, 10.0, 3.0, 10.0)
     r2 = allocate([1, 2], 10, [3, 3], [10, 10])
     np.testing.assert_array_equal(r1.n, r2.n)
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_cost_registry_callables(cost):
+    """Registry entries: value is f, marginal is -f' (central difference), inverse inverts it."""
+    fam = COST_FAMILIES[cost]
+    a = np.array([0.5, 2.0, 7.0])
+    n = np.array([3.5, 6.0, 40.0])
+    np.testing.assert_allclose(fam.value(a, n), [f_value(cost, a[i : i + 1], n[i : i + 1]) for i in range(3)])
+    h = 1e-5
+    fd = -(fam.value(a, n + h) - fam.value(a, n - h)) / (2 * h)
+    np.testing.assert_allclose(fam.marginal(a, n), fd, rtol=1e-6)
+    np.testing.assert_allclose(fam.inverse(a, fam.marginal(a, n)), n, rtol=1e-10)
+    assert fam.value(np.array([0.0]), np.array([5.0]))[0] == 0.0
