@@ -136,8 +136,14 @@ def run(cfg: PerfConfig) -> list[Measurement]:
                 prob, solve = _cvxpy_problem(kind, l, p)
             else:
                 solve = None
-            m = measure(cfg, suite=NAME, case=case, size=b, impl="cvxpy CLARABEL", role="peer",
-                        fn=solve if solve is not None else (lambda: None), gate=gate, note=note)
+            try:
+                m = measure(cfg, suite=NAME, case=case, size=b, impl="cvxpy CLARABEL", role="peer",
+                            fn=solve if solve is not None else (lambda: None), gate=gate, note=note)
+            except Exception as exc:  # the solver itself can fail at large B: report, don't time
+                cfg.log(f"  [{NAME}] {case} size={b} cvxpy CLARABEL failed: {exc}")
+                rows.append(Measurement(NAME, case, b, "cvxpy CLARABEL", "peer", None,
+                                        note=f"{param}; solver failed: {type(exc).__name__}"))
+                continue
             if solve is not None and m.median_s is not None and prob.value is not None:
                 if abs(prob.value - res.value) > 1e-4 * (1 + abs(res.value)):
                     m.note += f"; cvxpy value {prob.value:.8g} vs ours {res.value:.8g}"
