@@ -158,7 +158,16 @@ def run(cfg: PerfConfig) -> list[Measurement]:
                                     note=f"skipped: the dense kernel would need {dense_bytes / 2**40:.1f} TiB"))
             continue
         dense = DenseAlgorithm1(x, bandwidth)
-        build_peak = None
+        # correctness gate before timing: same two steps from the prior, ours (float64) vs dense
+        check = GPSuccessPredictor(x, bandwidth=bandwidth, jitter=JITTER, eps=EPS, dtype=np.float64)
+        for ids, s, tr in batches[:2]:
+            check.update(ids, s, tr)
+            dense.update(ids, s, tr)
+        gap = float(np.max(np.abs(check.mean_logit - dense.mean)))
+        cfg.log(f"  [{NAME}] N={n}: max |mean logit ours - dense| after 2 steps = {gap:.2e}")
+        if not gap <= 1e-6:
+            raise RuntimeError(f"dense Alg. 1 and GPSuccessPredictor disagree by {gap:.3g}")
+        del check
         rows.append(Measurement(NAME, "dense kernel build (one-off)", n, "dense N x N float64 kernel", "peer",
                                 dense.build_s, dense.build_s, dense.build_s, 1, peak_mib=_mib(dense_bytes),
                                 note="outside the timed step; memory = the stored kernel (temporaries not counted)"))
@@ -168,9 +177,9 @@ def run(cfg: PerfConfig) -> list[Measurement]:
         transient = peak_memory(step)
         m.peak_mib = _mib(dense_bytes + dense.mean.nbytes) + transient
         m.note = (f"kernel {_mib(dense_bytes):.0f} MiB (built once in {dense.build_s:.2f} s) + step "
-                  f"temporaries {transient:.0f} MiB; VIP reports 0.745 s/step")
+                  f"temporaries {transient:.0f} MiB; agrees with ours to {gap:.1e}; VIP reports 0.745 s/step")
         rows.append(m)
-        del dense, step, build_peak
+        del dense, step
 
     # baselines at DAPO size, for reference
     rng = np.random.default_rng(cfg.seed)
