@@ -14,6 +14,7 @@ from solvers.dro_duals import (
     _chi2_batch_sorted,
     _chi2_reference,
     _kl_reference,
+    _kl_tilt,
     _normalise_rows,
 )
 
@@ -278,6 +279,25 @@ def test_chi2_selection_kernel_matches_sorted_twin(losses, rho, seed, zero_frac)
     assert s1[0] == 0 and s2[0] == 0
     assert v1[0] == pytest.approx(v2[0], abs=1e-12)
     np.testing.assert_allclose(q1, q2, atol=1e-12)
+
+
+@settings(max_examples=40)
+@given(inst=reference_instance, log_tau=st.floats(-4.0, 8.0))
+def test_kl_evaluations_agree(inst, log_tau):
+    """The cancellation-free KL (sum p psi(q/p - 1), used for rho < 1e-4) and the cheap
+    E_q[s] - log Z agree with a direct sum q log(q/p) of the same tilted q."""
+    losses, _, seed = inst
+    p = _p_for(losses, seed)
+    z2, _, _ = _normalise_rows(losses[None, :], p[None, :])
+    n = losses.size
+    q_acc, q_fast = np.empty(n), np.empty(n)
+    kl_acc, var_acc = _kl_tilt(z2[0], p, np.exp(log_tau), q_acc, np.empty(n), np.empty(n), True)
+    kl_fast, var_fast = _kl_tilt(z2[0], p, np.exp(log_tau), q_fast, np.empty(n), np.empty(n), False)
+    np.testing.assert_allclose(q_acc, q_fast, rtol=1e-13, atol=1e-300)
+    direct = _kl(q_acc, p)
+    assert kl_acc == pytest.approx(direct, rel=1e-9, abs=1e-15)
+    assert kl_fast == pytest.approx(direct, rel=1e-9, abs=1e-15)
+    assert var_acc == pytest.approx(var_fast, rel=1e-12, abs=1e-300)
 
 
 # --------------------------------------------------------------------------------------------
