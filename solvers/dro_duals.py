@@ -151,7 +151,8 @@ def entropic_worst_case(losses: Any, eta: float) -> DROResult:
         total = e.sum(axis=1)  # >= 1 (the max contributes exp(0) = 1)
         weights = e / total[:, None]
         value = top[:, 0] + np.log(total) / eta_f
-    bound = np.log(l2.shape[1]) / eta_f
+    with np.errstate(over="ignore"):
+        bound = np.log(l2.shape[1]) / eta_f
     ok = bool(
         np.all(np.isfinite(value))
         and np.all(np.abs(weights.sum(axis=1) - 1.0) <= 1e-12 * l2.shape[1] + _CERT_TOL)
@@ -841,7 +842,7 @@ def _chi2_certify(z2, p2, rho, value, q, eta, status):
                     tail += pi * (z2[r, i] - e) ** 2
         div *= 0.5
         if np.isfinite(e):
-            dual = e + np.sqrt(1.0 + 2.0 * rho) * np.sqrt(tail)
+            dual = e + np.sqrt(1.0 + 2.0 * rho) * np.sqrt(tail) if tail > 0.0 else e
             tol = 1e-9 + 1e-13 * abs(e)  # g(eta) cancels for eta << 0 (tiny rho)
         else:
             dual = mean_p  # rho = 0: the only feasible point is p

@@ -578,3 +578,18 @@ def test_kl_iteration_limit_is_reported():
 def test_ball_validation(solve, div, name, losses, p, rho, exc, match):
     with pytest.raises(exc, match=match):
         solve(losses, p, rho)
+
+
+@balls
+def test_ball_huge_radius_is_the_point_mass(solve, div, name):
+    """rho up to the largest double (1 + 2 rho overflows to inf): still the certified point mass."""
+    for rho in (1e6, 1.7e308):
+        res = solve([0.0, 1.0, -3.0], None, rho)
+        assert res.success and res.value == 1.0 and res.weights.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_entropic_overflowing_value_is_reported_not_silent():
+    """eta so small that log(B)/eta overflows: the value is inf and status says so (no NaN)."""
+    res = entropic_worst_case([0.0, 1.0], 1e-310)
+    assert not res.success and res.status == 1 and "Cor. F.2" in res.message
+    assert not np.isnan(res.value)
