@@ -225,7 +225,7 @@ def _package(value, weights, dual, status, batched, message_extra) -> DROResult:
     return DROResult(float(value[0]), weights[0], float(dual[0]), ok, worst, message)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _normalise_rows(l2, p2):
     """Map each row to ``z = (l - max l) / (max l - min l)`` in ``[-1, 0]`` (max/min over the support
     of ``p``), without overflow for any finite losses (halves are used). Both balls are invariant
@@ -268,7 +268,7 @@ def _from_normalised(value_z, lmax, half):
 # ============================================================================================
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _psi(r):
     """``(1 + r) log1p(r) - r >= 0`` (the KL integrand in the ratio ``r = q/p - 1``), accurate for
     tiny ``|r|`` (series ``sum_{k>=2} (-r)^k / (k (k - 1))``, truncation < 1e-17 relative) and equal
@@ -283,7 +283,7 @@ def _psi(r):
     return (1.0 + r) * np.log1p(r) - r
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _kl_tilt(z, p, tau, q, s_buf, em_buf, accurate):
     """Fill ``q ~ p exp(s)``, ``s = z / tau`` (``z <= 0``, 0 on the argmax set); return
     (KL(q||p), Var_q[s]).
@@ -337,18 +337,22 @@ def _kl_tilt(z, p, tau, q, s_buf, em_buf, accurate):
     mean_s = 0.0
     mean_s2 = 0.0
     inv_total = 1.0 / total
+    mild = big_a > -0.5  # Z = 1 + A >= 1/2: the centred ratio below is exact to rounding
     inv_z = 1.0 / (1.0 + big_a)
     for i in range(n):
         if p[i] > 0.0:
             q[i] *= inv_total
-            kl += p[i] * _psi((em_buf[i] - big_a) * inv_z)
+            if mild:
+                kl += p[i] * _psi((em_buf[i] - big_a) * inv_z)
+            else:  # strong tilt (Z may be ~ p(argmax) < eps): r_i = e^{s_i} / Z - 1 directly
+                kl += p[i] * _psi(np.exp(s_buf[i]) * inv_total - 1.0)
             if q[i] > 0.0:
                 mean_s += q[i] * s_buf[i]
                 mean_s2 += q[i] * s_buf[i] * s_buf[i]
     return kl, max(mean_s2 - mean_s * mean_s, 0.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _kl_row(z, p, rho, q, max_iter, s_buf, em_buf):
     """One normalised KL problem (``z = (l - max l) / spread`` in [-1, 0], 0 on the argmax set).
 
@@ -428,7 +432,7 @@ def _kl_row(z, p, rho, q, max_iter, s_buf, em_buf):
     return val, np.exp(u), status
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _kl_batch(z2, p2, rho, max_iter):
     rows, n = z2.shape
     q = np.empty((rows, n))
@@ -445,7 +449,7 @@ def _kl_batch(z2, p2, rho, max_iter):
     return value, q, tau, status
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _kl_certify(z2, p2, rho, value, q, tau, status):
     """Post-solve certificate (normalised rows): q on the simplex and zero off the support,
     KL(q||p) <= rho, value = E_q[z], and a zero duality gap.
@@ -481,11 +485,14 @@ def _kl_certify(z2, p2, rho, value, q, tau, status):
             for i in range(n):
                 dual += p2[r, i] * z2[r, i]
         else:
-            acc = 0.0
+            acc = 0.0  # E_p[expm1(z / tau)] (accurate when the tilt is mild)
+            mgf = 0.0  # E_p[exp(z / tau)] (accurate when it is tiny)
             for i in range(n):
                 if p2[r, i] > 0.0:
                     acc += p2[r, i] * np.expm1(z2[r, i] / tau[r])
-            dual = tau[r] * (rho + np.log1p(acc / psum))
+                    mgf += p2[r, i] * np.exp(z2[r, i] / tau[r])
+            log_mgf = np.log1p(acc / psum) if acc > -0.5 * psum else np.log(mgf / psum)
+            dual = tau[r] * (rho + log_mgf)
         ok = (
             ok
             and abs(qsum - 1.0) <= 1e-12 * n + 1e-12
@@ -577,15 +584,54 @@ def kl_worst_case(losses: Any, p: Any = None, rho: Any = None, *, max_iter: int 
 # ============================================================================================
 
 
-@numba.njit(cache=True)
-def _chi2_finish(z, p, mean, inv_d, lo_bound, q):
-    """Weights ``q_i ~ p_i (1 + (z_i - mean) inv_d)`` on the active set ``z_i > lo_bound``
-    (``= p_i (z_i - eta)_+`` up to the factor ``mean - eta = 1 / inv_d``); returns ``E_q[z]``."""
+@numba.njit(cache=True, error_model="numpy")
+def _chi2_finish(z, p, rho, lo_bound, q):
+    """Given the active set ``{z_i > lo_bound}`` (the segment holding the root), recompute its
+    statistics in two passes about an anchor (the active sample of largest mass, so that
+    ``z_i - anchor`` is exact where it matters), solve ``eta`` and fill
+    ``q_i ~ p_i (z_i - eta)_+ = p_i (1 + (z_i - mean) / (mean - eta))``. Returns (E_q[z], eta).
+
+    Anchoring matters when masses differ by ~1e16: the mean then sits within one ulp of the heavy
+    sample and ``mean - eta`` can be ~1e-8, so a rounded mean would perturb the weights by ~1e-8.
+    """
     n = z.shape[0]
+    anchor = 0.0
+    best = -1.0
+    mass = 0.0
+    inactive = 0.0
+    for i in range(n):
+        if p[i] > 0.0:
+            if z[i] > lo_bound:
+                mass += p[i]
+                if p[i] > best:
+                    best = p[i]
+                    anchor = z[i]
+            else:
+                inactive += p[i]
+    offset = 0.0
+    for i in range(n):
+        if p[i] > 0.0 and z[i] > lo_bound:
+            offset += p[i] * (z[i] - anchor)
+    offset /= mass  # mean = anchor + offset
+    m2 = 0.0
+    for i in range(n):
+        if p[i] > 0.0 and z[i] > lo_bound:
+            dev = (z[i] - anchor) - offset
+            m2 += p[i] * dev * dev
+    denom = 2.0 * rho * mass - inactive  # (1 + 2 rho) P - 1
+    inv_d = 0.0
+    eta = lo_bound  # degenerate (a single active value, or rounding): any eta in the segment
+    if denom > 0.0 and m2 > 0.0:
+        inv_d = np.sqrt(denom / (m2 / mass))  # 1 / (mean - eta)
+        eta = (anchor + offset) - 1.0 / inv_d
+    if eta < lo_bound:  # rounding: keep eta inside its segment
+        eta = lo_bound
+    if eta > -np.inf and eta == lo_bound:
+        inv_d = 1.0 / ((anchor - lo_bound) + offset)
     total = 0.0
     for i in range(n):
         if p[i] > 0.0 and z[i] > lo_bound:
-            t = 1.0 + (z[i] - mean) * inv_d
+            t = 1.0 + ((z[i] - anchor) - offset) * inv_d
             q[i] = p[i] * t if t > 0.0 else 0.0
         else:
             q[i] = 0.0
@@ -594,10 +640,10 @@ def _chi2_finish(z, p, mean, inv_d, lo_bound, q):
     for i in range(n):
         q[i] /= total
         val += q[i] * z[i]
-    return val
+    return val, eta
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _chi2_trivial(z, p, rho, q):
     """Point mass / rho = 0 cases of a normalised row. Returns (handled, value, eta)."""
     n = z.shape[0]
@@ -619,7 +665,7 @@ def _chi2_trivial(z, p, rho, q):
     return False, 0.0, 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _chi2_row_select(z, p, rho, q, idx):
     """One normalised chi-square problem (``z`` in [-1, 0], 0 on the argmax set) in expected O(B).
 
@@ -666,10 +712,11 @@ def _chi2_row_select(z, p, rho, q, idx):
             x = z[i]
             w = p[i]
             if x > piv:
+                old_mass = c_mass
                 c_mass += w
                 delta = x - c_mean
                 c_mean += (w / c_mass) * delta
-                c_m2 += w * delta * (x - c_mean)
+                c_m2 += delta * delta * old_mass * w / c_mass
             elif x == piv:
                 eq_mass += w
             else:
@@ -696,10 +743,11 @@ def _chi2_row_select(z, p, rho, q, idx):
             agg_mean = mean
             agg_m2 = m2
             if eq_mass > 0.0:
-                new_mass = agg_mass + eq_mass
+                old_mass = agg_mass
+                new_mass = old_mass + eq_mass
                 delta = piv - agg_mean
                 agg_mean += delta * (eq_mass / new_mass)
-                agg_m2 += delta * delta * (new_mass - eq_mass) * eq_mass / new_mass
+                agg_m2 += delta * delta * old_mass * eq_mass / new_mass  # not (new - eq): rounding
                 agg_mass = new_mass
             for k in range(lo, hi):
                 if z[idx[k]] < piv:
@@ -714,22 +762,11 @@ def _chi2_row_select(z, p, rho, q, idx):
                     idx[j] = idx[k]
                     j += 1
         hi = j
-    denom = 2.0 * rho * agg_mass - inactive
-    if denom > 0.0 and agg_m2 > 0.0:
-        inv_d = np.sqrt(denom / (agg_m2 / agg_mass))
-        eta = agg_mean - 1.0 / inv_d
-    else:
-        inv_d = 0.0
-        eta = lo_bound  # degenerate (rounding / a single active value): any eta in the segment
-    if eta < lo_bound:  # rounding: keep eta inside its segment
-        eta = lo_bound
-    if eta > -np.inf and eta == lo_bound:
-        inv_d = 1.0 / (agg_mean - lo_bound)
-    val = _chi2_finish(z, p, agg_mean, inv_d, lo_bound, q)
+    val, eta = _chi2_finish(z, p, rho, lo_bound, q)
     return val, eta, 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _chi2_row_sorted(z, p, rho, order, q):
     """Sorted twin of :func:`_chi2_row_select` (O(B log B)): scan the segments from the top.
     ``order`` sorts ``z`` descending. Returns (value, eta*, status)."""
@@ -747,14 +784,16 @@ def _chi2_row_sorted(z, p, rho, order, q):
     k = 0
     while k < n:
         x = z[order[k]]
-        # add the whole tie group of value x (weighted West update, centred for stability)
+        # add the whole tie group of value x (centred update; the m2 increment is written as
+        # delta^2 * old * w / new, which keeps tiny masses that delta * (x - new mean) would round away)
         while k < n and z[order[k]] == x:
             w = p[order[k]]
             if w > 0.0:
+                old_mass = mass
                 mass += w
                 delta = x - mean
                 mean += (w / mass) * delta
-                m2 += w * delta * (x - mean)
+                m2 += delta * delta * old_mass * w / mass
             k += 1
         while k < n and p[order[k]] == 0.0:  # next lower value on the support
             k += 1
@@ -764,13 +803,14 @@ def _chi2_row_sorted(z, p, rho, order, q):
             inv_d = np.sqrt(denom / (m2 / mass))  # 1 / (mean - eta) on this segment
             eta = mean - 1.0 / inv_d
             if eta >= x_next or k >= n:
-                return _chi2_finish(z, p, mean, inv_d, x_next, q), eta, 0
+                val, eta = _chi2_finish(z, p, rho, x_next, q)
+                return val, eta, 0
     for i in range(n):  # unreachable in exact arithmetic (the last segment is (-inf, min z))
         q[i] = p[i]
     return np.nan, np.nan, 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _chi2_batch(z2, p2, rho):
     rows, n = z2.shape
     q = np.empty((rows, n))
@@ -786,7 +826,7 @@ def _chi2_batch(z2, p2, rho):
     return value, q, eta, status
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _chi2_batch_sorted(z2, p2, rho):
     """Twin of :func:`_chi2_batch` using the sorted segment scan (tests and benchmarks)."""
     rows, n = z2.shape
@@ -808,7 +848,7 @@ def _chi2_dual(l, p, rho, eta):
     return eta + np.sqrt(1.0 + 2.0 * rho) * np.sqrt(np.sum(p * np.maximum(l - eta, 0.0) ** 2))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _chi2_certify(z2, p2, rho, value, q, eta, status):
     """Certificate (normalised rows): q on the simplex and zero off the support,
     1/2 sum (q-p)^2/p <= rho, value = E_q[z], and value = g(eta*) (zero duality gap).
