@@ -573,6 +573,9 @@ def test_kl_iteration_limit_is_reported():
         ([1.0, 2.0], None, None, TypeError, r"rho .* is required"),
         ([1.0, 2.0], None, "0.1", TypeError, r"rho must be a real number"),
         ([], None, 0.1, ValueError, r"losses must have at least 1 element"),
+        ([1.0, 2.0], [[0.5, 0.5]], 0.1, ValueError, r"p must be 1-D for 1-D losses"),
+        ([[1.0, 2.0]] * 3, [[0.5, 0.5]] * 2, 0.1, ValueError, r"p must have shape \(2,\) or \(3, 2\)"),
+        ([[1.0, 2.0], [0.0, 1.0]], [[0.5, 0.5], [0.9, 0.3]], 0.1, ValueError, r"got sum 1.2"),
     ],
 )
 def test_ball_validation(solve, div, name, losses, p, rho, exc, match):
@@ -619,3 +622,8 @@ def test_extremely_skewed_reference_distributions(seed):
         z2, _, _ = _normalise_rows(losses[None, :], p[None, :])
         a, b = _chi2_batch(z2, p[None, :], rho), _chi2_batch_sorted(z2, p[None, :], rho)
         assert a[0][0] == pytest.approx(b[0][0], abs=1e-12)
+
+
+def test_kl_max_iter_validation():
+    with pytest.raises(ValueError, match=r"max_iter must be >= 1, got 0"):
+        kl_worst_case([1.0, 2.0], None, 0.1, max_iter=0)
