@@ -198,17 +198,19 @@ def _ball_iv(losses: Any, p: Any, rho: Any) -> tuple[np.ndarray, np.ndarray, flo
             )
         if parr.ndim == 2 and not batched:
             raise ValueError(f"p must be 1-D for 1-D losses, got shape {parr.shape}")
-        sums = parr.sum(axis=-1)
-        bad = np.abs(np.atleast_1d(sums) - 1.0) > _P_SUM_TOL
+        sums = np.atleast_1d(parr.sum(axis=-1))
+        bad = np.abs(sums - 1.0) > _P_SUM_TOL
         if bad.any():
-            got = float(np.atleast_1d(sums)[bad][0])
             raise ValueError(
-                f"p must be a probability vector (non-negative, summing to 1), got sum {got!r}"
+                "p must be a probability vector (non-negative, summing to 1), "
+                f"got sum {float(sums[bad][0])!r}"
             )
-        p2 = np.ascontiguousarray(
-            np.broadcast_to(parr / sums[..., None] if parr.ndim == 2 else parr / sums, l2.shape),
-            dtype=np.float64,
-        )
+        if parr.ndim == 2:
+            p2 = parr / sums[:, None]
+        elif n_rows == 1:
+            p2 = (parr / sums[0])[None, :]
+        else:
+            p2 = np.ascontiguousarray(np.broadcast_to(parr / sums[0], l2.shape))
     return np.ascontiguousarray(l2), p2, rho_f, batched
 
 
@@ -256,11 +258,22 @@ def _normalise_rows(l2, p2):
     return z2, lmax, half
 
 
+@numba.njit(cache=True, error_model="numpy")
 def _from_normalised(value_z, lmax, half):
     """Back-transform a normalised value: ``lmax + 2 * half * value_z`` without overflow."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = 2.0 * (0.5 * lmax + half * value_z)
-    return np.where(half > 0, out, lmax)
+    out = np.empty_like(value_z)
+    for r in range(value_z.shape[0]):
+        out[r] = 2.0 * (0.5 * lmax[r] + half[r] * value_z[r]) if half[r] > 0.0 else lmax[r]
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _scale_dual(dual_z, half):
+    """Back-transform a temperature: ``2 * half * tau_z`` (may overflow to inf, honestly)."""
+    out = np.empty_like(dual_z)
+    for r in range(dual_z.shape[0]):
+        out[r] = dual_z[r] * (2.0 * half[r]) if half[r] > 0.0 else dual_z[r]
+    return out
 
 
 # ============================================================================================
@@ -574,8 +587,7 @@ def kl_worst_case(losses: Any, p: Any = None, rho: Any = None, *, max_iter: int 
     z2, lmax, half = _normalise_rows(l2, p2)
     value_z, q, tau_z, status = _kl_batch(z2, p2, rho_f, iters)
     status = _kl_certify(z2, p2, rho_f, value_z, q, tau_z, status)
-    with np.errstate(over="ignore"):
-        tau = np.where(half > 0, tau_z * (2.0 * half), tau_z)
+    tau = _scale_dual(tau_z, half)
     return _package(_from_normalised(value_z, lmax, half), q, tau, status, batched, "")
 
 
