@@ -34,6 +34,7 @@ CERT_SUM = 3
 CERT_MARGINAL = 4
 CERT_EXCHANGE = 5
 CERT_ITERATIONS = 6
+CERT_INPUT = -1
 
 _SUM_RTOL = 1e-9
 _MARGINAL_RTOL = 1e-7
@@ -183,8 +184,12 @@ def _count_at(code, a, root, s, lo, hi):
 
 
 @numba.njit(cache=True)
-def price_search(code, a, lower, upper, target):
-    """Level s* = lambda*^(-1/2) with sum_q n_q(s*) = target, all a_q > 0 (contiguous subset).
+def price_search(code, a, root, lower, upper, target, level_zeros):
+    """Level s* = lambda*^(-1/2) with sum_q n_q(s*) = target over the selected prompts.
+
+    Selected prompts: those with a_q > 0 (``level_zeros`` False; ``root`` = sqrt(a)), or those
+    with a_q == 0 treated as "inverse" with unit weight (``level_zeros`` True: the common water
+    level n_q = clip(s, L_q, U_q) that spreads leftover budget evenly). Other prompts are ignored.
 
     In the variable s = 1/sqrt(lambda) the KKT counts of Thm 5.2 are piecewise linear,
     n_q(s) = clip(c + s sqrt(a_q), L_q, U_q) (c = 1 for rloo, 0 for inverse), and those of
@@ -193,16 +198,20 @@ def price_search(code, a, lower, upper, target):
     (midpoint/doubling fallback): on a linear piece Newton lands on the exact root, so a handful of
     O(B) passes reach machine precision. Returns (s, converged, n_interior).
     """
-    m = a.size
+    size = a.size
+    if level_zeros:
+        code = INVERSE
+    c = 1.0 if code == RLOO else 0.0
+    m = 0
+    rsum = 0.0
+    for k in range(size):
+        if (a[k] == 0.0) == level_zeros:
+            m += 1
+            rsum += 1.0 if level_zeros else root[k]
     if m == 0:
         return np.inf, True, 0
-    c = 1.0 if code == RLOO else 0.0
-    root = np.sqrt(a)
     lo = 0.0
     hi = np.inf
-    rsum = 0.0
-    for k in range(m):
-        rsum += root[k]
     s = (target - c * m) / rsum
     if not (s > 0.0):
         s = 1.0
@@ -213,22 +222,27 @@ def price_search(code, a, lower, upper, target):
         slope = 0.0
         ni = 0
         if code == DRGRPO:
-            for k in range(m):
+            for k in range(size):
+                if a[k] == 0.0:
+                    continue
                 n, d, inside = _count_at(code, a[k], root[k], s, lower[k], upper[k])
                 total += n
                 if inside:
                     slope += d
                     ni += 1
         else:  # the same as _count_at, written out for speed: n = c + s sqrt(a), clipped
-            for k in range(m):
-                n = c + s * root[k]
+            for k in range(size):
+                if (a[k] == 0.0) != level_zeros:
+                    continue
+                r = 1.0 if level_zeros else root[k]
+                n = c + s * r
                 if n <= lower[k]:
                     total += lower[k]
                 elif n >= upper[k]:
                     total += upper[k]
                 else:
                     total += n
-                    slope += root[k]
+                    slope += r
                     ni += 1
         err = total - target
         if abs(err) <= tol:
@@ -257,56 +271,41 @@ def solve_continuous(code, a, lower, upper, budget):
     """
     size = a.size
     n = np.empty(size, dtype=np.float64)
-    n_pos = 0
+    root = np.empty(size, dtype=np.float64)
     top = 0.0
     zero_lower = 0.0
     pos_upper = 0.0
     for q in range(size):
+        root[q] = math.sqrt(a[q])
         if a[q] > 0.0:
-            n_pos += 1
             top += upper[q]
             pos_upper += upper[q]
         else:
             top += lower[q]
             zero_lower += lower[q]
-    pos = np.empty(n_pos, dtype=np.int64)
-    zero = np.empty(size - n_pos, dtype=np.int64)
-    ip = 0
-    iz = 0
-    for q in range(size):
-        if a[q] > 0.0:
-            pos[ip] = q
-            ip += 1
-        else:
-            zero[iz] = q
-            iz += 1
     if budget >= top:
         # price 0: every a > 0 prompt at its upper bound, a == 0 prompts share the rest evenly
-        for k in range(n_pos):
-            n[pos[k]] = upper[pos[k]]
-        ones = np.ones(zero.size, dtype=np.float64)
-        zl = lower[zero]
-        zu = upper[zero]
-        level, ok, _ = price_search(INVERSE, ones, zl, zu, budget - pos_upper)
-        for k in range(zero.size):
-            n[zero[k]], _, _ = _count_at(INVERSE, 1.0, 1.0, level, zl[k], zu[k])
+        level, ok, _ = price_search(code, a, root, lower, upper, budget - pos_upper, True)
+        for q in range(size):
+            if a[q] > 0.0:
+                n[q] = upper[q]
+            else:
+                n[q], _, _ = _count_at(INVERSE, 1.0, 1.0, level, lower[q], upper[q])
         return n, 0.0, ok
-    for k in range(zero.size):
-        n[zero[k]] = lower[zero[k]]
-    pa = a[pos]
-    pl = lower[pos]
-    pu = upper[pos]
-    s, converged, ni = price_search(code, pa, pl, pu, budget - zero_lower)
-    for k in range(n_pos):
-        n[pos[k]], _, _ = _count_at(code, pa[k], math.sqrt(pa[k]), s, pl[k], pu[k])
+    s, converged, ni = price_search(code, a, root, lower, upper, budget - zero_lower, False)
+    for q in range(size):
+        if a[q] > 0.0:
+            n[q], _, _ = _count_at(code, a[q], root[q], s, lower[q], upper[q])
+        else:
+            n[q] = lower[q]
     if ni > 0:
         lam = 1.0 / (s * s)
     else:
         # flat case: report the smallest multiplier that the KKT conditions allow
         lam = 0.0
-        for k in range(n_pos):
-            if n[pos[k]] == pl[k] and pl[k] < pu[k]:
-                bl = cost_marginal(code, pa[k], pl[k])
+        for q in range(size):
+            if a[q] > 0.0 and n[q] == lower[q] and lower[q] < upper[q]:
+                bl = cost_marginal(code, a[q], lower[q])
                 if bl > lam:
                     lam = bl
     return n, lam, converged
@@ -567,7 +566,12 @@ def allocate_kernel(code, a, lower, upper, budget, integer):
 
     Returns (n_continuous, n_integer, price, objective, lower_bound, detail, where, converged,
     path); ``n_integer`` is empty in continuous mode, ``path`` is solve_integer's path (-1 if none).
+    ``detail == CERT_INPUT`` (nothing solved) means the input needs the wrapper's full validation,
+    which raises the error with its message.
     """
+    if not inputs_ok(code, a, lower, upper, budget, integer):
+        empty = np.empty(0, dtype=np.float64)
+        return empty, np.empty(0, dtype=np.int64), 0.0, 0.0, 0.0, CERT_INPUT, -1, False, -1
     n_cont, price, converged = solve_continuous(code, a, lower, upper, budget)
     lower_bound = objective(code, a, n_cont)
     detail, where = certify_continuous(code, a, lower, upper, budget, n_cont, price)

@@ -21,6 +21,7 @@ inverse  a / n                  GDRO variance proxy, eq. 19-21        lower > 0
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -165,6 +166,29 @@ def _bound_fast(x: Any, size: int) -> np.ndarray | None:
     return None
 
 
+def _fast_path(a: Any, budget: Any, lower: Any, upper: Any, cost: Any, integer: Any) -> tuple | None:
+    """The common call (float64 array, numeric budget, scalar or matching float64 bounds): the
+    kernel checks in its first pass that nothing needs an error message and solves. Returns None
+    whenever the full validation must run (it then raises the appropriate error)."""
+    if type(cost) is not str or cost not in COST_FAMILIES or type(integer) is not bool:
+        return None
+    if not (type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 1 and a.size and a.flags.c_contiguous):
+        return None
+    if type(budget) not in (int, float, np.int64, np.float64) or not math.isfinite(budget):
+        return None
+    if integer and not float(budget).is_integer():
+        return None
+    lo = _bound_fast(lower, a.size)
+    hi = _bound_fast(upper, a.size)
+    if lo is None or hi is None:
+        return None
+    family = COST_FAMILIES[cost]
+    res = _k.allocate_kernel(family.code, a, lo, hi, float(budget), integer)
+    if res[5] == _k.CERT_INPUT:
+        return None
+    return family, res
+
+
 def _allocate_iv(
     a: Any, budget: Any, lower: Any, upper: Any, cost: Any, integer: Any
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, CostFamily, bool]:
@@ -172,15 +196,6 @@ def _allocate_iv(
     if not isinstance(integer, (bool, np.bool_)):
         raise TypeError(f"integer must be a bool, got {type(integer).__name__}")
     integer = bool(integer)
-    # fast path for the common call (float64 arrays, scalar or matching bounds): one Numba pass
-    # decides that nothing needs an error message; anything else takes the full checks below.
-    if type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 1 and a.size and a.flags.c_contiguous:
-        if type(budget) in (int, float, np.int64, np.float64) and (not integer or float(budget).is_integer()):
-            lo_fast = _bound_fast(lower, a.size)
-            hi_fast = _bound_fast(upper, a.size)
-            if lo_fast is not None and hi_fast is not None and np.isfinite(budget):
-                if _k.inputs_ok(family.code, a, lo_fast, hi_fast, float(budget), integer):
-                    return a, float(budget), lo_fast, hi_fast, family, integer
     a_arr = as_float_array(a, "a", ndim=1, nonneg=True, min_size=1)
     size = a_arr.shape[0]
     if integer:
@@ -304,10 +319,13 @@ def allocate(
     >>> bool(res.objective >= res.lower_bound)
     True
     """
-    a_arr, budget_v, lower_arr, upper_arr, family, integer = _allocate_iv(a, budget, lower, upper, cost, integer)
-    n_cont, n_int, price, objective, lower_bound, detail, where, converged, path = _k.allocate_kernel(
-        family.code, a_arr, lower_arr, upper_arr, budget_v, integer
-    )
+    out = _fast_path(a, budget, lower, upper, cost, integer)
+    if out is None:
+        a_arr, budget_v, lower_arr, upper_arr, family, integer = _allocate_iv(a, budget, lower, upper, cost, integer)
+        out = family, _k.allocate_kernel(family.code, a_arr, lower_arr, upper_arr, budget_v, integer)
+    family, (n_cont, n_int, price, objective, lower_bound, detail, where, converged, path) = out
+    if detail == _k.CERT_INPUT:  # pragma: no cover - the full validation raises first
+        raise ValueError("invalid input to allocate")
     n_out = n_int if integer else n_cont
     fallback = path == 2
     if not converged:

@@ -311,8 +311,9 @@ def test_kernels_equal_python_twins(cost):
         np.testing.assert_allclose(n1, n2, rtol=1e-13)
         assert p1 == pytest.approx(p2, rel=1e-12) and ok1 == ok2
         pos = a > 0
-        s1 = K.price_search(code, a[pos], lower[pos], upper[pos], budget - lower[~pos].sum())
-        s2 = K.price_search.py_func(code, a[pos], lower[pos], upper[pos], budget - lower[~pos].sum())
+        root = np.sqrt(a)
+        s1 = K.price_search(code, a, root, lower, upper, budget - lower[~pos].sum(), False)
+        s2 = K.price_search.py_func(code, a, root, lower, upper, budget - lower[~pos].sum(), False)
         assert s1[0] == pytest.approx(s2[0], rel=1e-12) and s1[1:] == s2[1:]
         x1 = K.solve_integer(code, a, lower, upper, budget, n1)
         x2 = K.solve_integer.py_func(code, a, lower, upper, budget, n1)
