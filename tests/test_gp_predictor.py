@@ -372,3 +372,24 @@ def test_gp_beats_moving_average_on_drifting_probabilities():
     mae = {k: float(np.mean(v)) for k, v in err.items()}
     assert mae["gp_paper"] <= mae["ma"] - 0.05, mae
     assert mae["gp_binomial"] <= mae["ma"] - 0.15, mae
+
+
+def test_update_memory_is_o_n_d_never_n_by_n():
+    """The update allocates O(chunk_rows |B| + N) temporaries, never an N x N (or N x |B|)
+    matrix: at N = 4000, |B| = 200, chunk_rows = 256 the tracemalloc peak of one update stays
+    below 2 MiB, while N x N float64 would be 122 MiB and N x |B| float32 3 MiB."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 8)).astype(np.float32)
+    gp = GPSuccessPredictor(x, seed=0, chunk_rows=256)
+    ids = rng.choice(4000, 200, replace=False)
+    s, n = rng.binomial(8, 0.5, 200), np.full(200, 8)
+    gp.update(ids, s, n)  # warm-up (first-call allocations of scipy/numpy)
+    tracemalloc.start()
+    try:
+        gp.update(ids, s, n)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 2**20, peak / 2**20
