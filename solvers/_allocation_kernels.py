@@ -11,6 +11,10 @@ Conventions used throughout (``a >= 0``, ``n`` the rollout count):
 * integer gain ``f(n) - f(n+1)``, computed in a cancellation-free closed form:
   ``a/((n-1)n)``, ``a(n^2-n-1)/(n^2(n+1)^2)``, ``a/(n(n+1))``.
 
+Kernels are compiled with ``error_model="numpy"``: IEEE division (``x/0 -> inf``) instead of
+Python's ``ZeroDivisionError`` (denormal ``a`` can make ``a*s*s`` underflow to 0); no fastmath, so
+inf/NaN keep their meaning and the certificate rejects any non-finite result.
+
 The pure-Python twin of every kernel is its ``.py_func`` (Numba keeps the undecorated function);
 ``tests/test_allocation.py`` runs both on the same inputs, next to independent references.
 """
@@ -41,7 +45,7 @@ _MARGINAL_RTOL = 1e-7
 _EXCHANGE_RTOL = 1e-12
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def inputs_ok(code, a, lower, upper, budget, integer):
     """One-pass check that validated input needs no error message (fast path of the wrapper):
     a finite and >= 0, lower finite and admissible for the cost, upper not NaN, lower <= upper,
@@ -69,7 +73,7 @@ def inputs_ok(code, a, lower, upper, budget, integer):
     return lo_sum <= budget and budget <= hi_sum
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def cost_value(code, a, n):
     """f(n) for one prompt (0 when a == 0, whatever n is)."""
     if a == 0.0:
@@ -81,7 +85,7 @@ def cost_value(code, a, n):
     return a / n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def cost_marginal(code, a, n):
     """-f'(n): the marginal decrease of the cost per extra rollout (0 when a == 0 or n == inf)."""
     if a == 0.0 or n == np.inf:
@@ -93,7 +97,7 @@ def cost_marginal(code, a, n):
     return a / (n * n)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def cost_gain(code, a, n):
     """f(n) - f(n+1) in closed form (no cancellation)."""
     if a == 0.0:
@@ -105,7 +109,7 @@ def cost_gain(code, a, n):
     return a / (n * (n + 1.0))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def drgrpo_inverse(y):
     """The root n >= 3 of (n - 2)/n^3 = y for 0 < y <= 1/27 (inf for y <= 0).
 
@@ -141,7 +145,26 @@ def drgrpo_inverse(y):
     return n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
+def _drgrpo_root_warm(y, guess):
+    """drgrpo_inverse(y) by Newton on the cubic F(n) = y n^3 - n + 2 from ``guess`` (a nearby
+    root), used when ``guess >= 4`` (F' = (2n - 6)/n > 0 there, well away from the double root at
+    n = 3) and a step falls below 1e-8 n within four steps (quadratic convergence then leaves a
+    relative error ~1e-16); otherwise the closed form."""
+    if guess >= 4.0:
+        n = guess
+        for _ in range(4):
+            n2 = n * n
+            step = ((y * n2 - 1.0) * n + 2.0) / (3.0 * y * n2 - 1.0)
+            n -= step
+            if not (n >= 4.0):
+                break
+            if abs(step) <= 1e-8 * n:
+                return n
+    return drgrpo_inverse(y)
+
+
+@numba.njit(cache=True, error_model="numpy")
 def inverse_marginal(code, a, lam, lo, hi):
     """The n in [lo, hi] with -f'(n) = lam, clipped to the bounds (a > 0 assumed)."""
     if lam <= 0.0:
@@ -159,7 +182,7 @@ def inverse_marginal(code, a, lam, lo, hi):
     return n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _count_at(code, a, root, s, lo, hi):
     """(n_q, dn_q/ds, interior?) at the level s = lambda**-0.5 for one prompt with a > 0."""
     if code == DRGRPO:
@@ -183,7 +206,43 @@ def _count_at(code, a, root, s, lo, hi):
     return n, root, True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
+def _linear_level(a, root, lower, upper, target, c, s):
+    """Root of sum_{a_k > 0} clip(c + s sqrt(a_k), L_k, U_k) = target by safeguarded Newton (a
+    starting point for drgrpo, whose counts are n ~ s sqrt(a) - 1 for large n)."""
+    lo = 0.0
+    hi = np.inf
+    for _ in range(100):
+        total = 0.0
+        slope = 0.0
+        for k in range(a.size):
+            if a[k] == 0.0:
+                continue
+            n = c + s * root[k]
+            if n <= lower[k]:
+                total += lower[k]
+            elif n >= upper[k]:
+                total += upper[k]
+            else:
+                total += n
+                slope += root[k]
+        err = total - target
+        if abs(err) <= 1e-12 * max(1.0, abs(target)):
+            break
+        if err < 0.0:
+            lo = s
+        else:
+            hi = s
+        if hi < np.inf and hi - lo <= 1e-15 * hi:
+            break
+        nxt = s - err / slope if slope > 0.0 else -1.0
+        if not (nxt > lo and nxt < hi):
+            nxt = 0.5 * (lo + hi) if hi < np.inf else 2.0 * s
+        s = nxt
+    return s
+
+
+@numba.njit(cache=True, error_model="numpy")
 def price_search(code, a, root, lower, upper, target, level_zeros):
     """Level s* = lambda*^(-1/2) with sum_q n_q(s*) = target over the selected prompts.
 
@@ -196,7 +255,8 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
     Thm 5.1 (drgrpo, n solving a (n-2)/n^3 = 1/s^2) are close to linear; the total S(s) is
     continuous and non-decreasing. Safeguarded Newton on S(s) = target inside a shrinking bracket
     (midpoint/doubling fallback): on a linear piece Newton lands on the exact root, so a handful of
-    O(B) passes reach machine precision. Returns (s, converged, n_interior).
+    O(B) passes reach machine precision. Returns (s, converged, n_interior, roots) where, for
+    drgrpo, ``roots`` holds the last unclipped roots computed (warm starts; -1 where none).
     """
     size = a.size
     if level_zeros:
@@ -209,12 +269,30 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
             m += 1
             rsum += 1.0 if level_zeros else root[k]
     if m == 0:
-        return np.inf, True, 0
+        return np.inf, True, 0, np.empty(0, dtype=np.float64)
+    g_lower = np.empty(0, dtype=np.float64)
+    g_upper = np.empty(0, dtype=np.float64)
+    inv_a = np.empty(0, dtype=np.float64)
+    guess = np.empty(0, dtype=np.float64)
+    if code == DRGRPO:
+        g_lower = np.empty(size, dtype=np.float64)
+        g_upper = np.empty(size, dtype=np.float64)
+        guess = np.full(size, -1.0)
+        inv_a = np.empty(size, dtype=np.float64)
+        for k in range(size):
+            inv_a[k] = 1.0 / a[k] if a[k] > 0.0 else 0.0
+            g_lower[k] = (lower[k] - 2.0) / (lower[k] * lower[k] * lower[k])
+            u = upper[k]
+            g_upper[k] = (u - 2.0) / (u * u * u) if u < np.inf else 0.0
     lo = 0.0
     hi = np.inf
     s = (target - c * m) / rsum
     if not (s > 0.0):
         s = 1.0
+    if code == DRGRPO:
+        s = _linear_level(a, root, lower, upper, target, -1.0, s)
+        if not (s > 0.0 and s < np.inf):
+            s = 1.0
     tol = 1e-13 * max(1.0, abs(target))
     ni = 0
     for _ in range(300):
@@ -222,13 +300,25 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
         slope = 0.0
         ni = 0
         if code == DRGRPO:
+            # prompt k is at L when 1/(a s^2) >= g(L), at U when <= g(U) (g(n) = (n-2)/n^3 is
+            # decreasing on [3, inf)); only interior prompts need the root, warm-started
+            inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
             for k in range(size):
                 if a[k] == 0.0:
                     continue
-                n, d, inside = _count_at(code, a[k], root[k], s, lower[k], upper[k])
-                total += n
-                if inside:
-                    slope += d
+                y = inv_a[k] * inv_s2
+                if y >= g_lower[k]:
+                    total += lower[k]
+                elif y <= g_upper[k]:
+                    total += upper[k]
+                else:
+                    n = _drgrpo_root_warm(y, guess[k])
+                    guess[k] = n
+                    n = min(max(n, lower[k]), upper[k])
+                    total += n
+                    # dn/ds from y n^3 - n + 2 = 0 with dy/ds = -2y/s
+                    n2 = n * n
+                    slope += 2.0 * y * n2 * n / (s * (3.0 * y * n2 - 1.0))
                     ni += 1
         else:  # the same as _count_at, written out for speed: n = c + s sqrt(a), clipped
             for k in range(size):
@@ -246,21 +336,21 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
                     ni += 1
         err = total - target
         if abs(err) <= tol:
-            return s, True, ni
+            return s, True, ni, guess
         if err < 0.0:
             lo = s
         else:
             hi = s
         if hi < np.inf and hi - lo <= 2e-16 * hi:
-            return s, True, ni
+            return s, True, ni, guess
         nxt = s - err / slope if slope > 0.0 else -1.0
         if not (nxt > lo and nxt < hi):
             nxt = 0.5 * (lo + hi) if hi < np.inf else 2.0 * s
         s = nxt
-    return s, False, ni
+    return s, False, ni, guess
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def solve_continuous(code, a, lower, upper, budget):
     """Exact minimiser of sum f(n_q) s.t. sum n = budget, lower <= n <= upper (feasible input).
 
@@ -285,17 +375,20 @@ def solve_continuous(code, a, lower, upper, budget):
             zero_lower += lower[q]
     if budget >= top:
         # price 0: every a > 0 prompt at its upper bound, a == 0 prompts share the rest evenly
-        level, ok, _ = price_search(code, a, root, lower, upper, budget - pos_upper, True)
+        level, ok, _, _ = price_search(code, a, root, lower, upper, budget - pos_upper, True)
         for q in range(size):
             if a[q] > 0.0:
                 n[q] = upper[q]
             else:
                 n[q], _, _ = _count_at(INVERSE, 1.0, 1.0, level, lower[q], upper[q])
         return n, 0.0, ok
-    s, converged, ni = price_search(code, a, root, lower, upper, budget - zero_lower, False)
+    s, converged, ni, roots = price_search(code, a, root, lower, upper, budget - zero_lower, False)
     for q in range(size):
         if a[q] > 0.0:
-            n[q], _, _ = _count_at(code, a[q], root[q], s, lower[q], upper[q])
+            if code == DRGRPO and roots[q] >= 4.0 and s > 0.0:
+                n[q] = min(max(_drgrpo_root_warm(1.0 / (a[q] * s * s), roots[q]), lower[q]), upper[q])
+            else:
+                n[q], _, _ = _count_at(code, a[q], root[q], s, lower[q], upper[q])
         else:
             n[q] = lower[q]
     if ni > 0:
@@ -311,7 +404,7 @@ def solve_continuous(code, a, lower, upper, budget):
     return n, lam, converged
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def certify_continuous(code, a, lower, upper, budget, n, lam):
     """Post-solve certificate: finite, bounds, sum == budget, and the KKT marginal conditions
     (-f'(n_q) == lam on interior prompts, <= lam at the lower bound, >= lam at the upper bound).
@@ -343,7 +436,7 @@ def certify_continuous(code, a, lower, upper, budget, n, lam):
     return CERT_OK, -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def objective(code, a, n):
     """sum_q f_q(n_q)."""
     total = 0.0
@@ -357,7 +450,7 @@ def objective(code, a, n):
 # ---------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _before(gain, x, i, j, tie_by_count):
     """Heap order: larger gain first; ties by fewer rollouts (if tie_by_count), then lower index."""
     if gain[i] != gain[j]:
@@ -367,7 +460,7 @@ def _before(gain, x, i, j, tie_by_count):
     return i < j
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _sift_down(heap, size, pos, gain, x, tie_by_count):
     item = heap[pos]
     while True:
@@ -385,7 +478,7 @@ def _sift_down(heap, size, pos, gain, x, tie_by_count):
     heap[pos] = item
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def greedy_fill(code, a, x, upper, remaining, literal_difference, tie_by_count):
     """Add ``remaining`` unit rollouts one at a time to the prompt with the largest gain
     f(x_q) - f(x_q + 1) among prompts with x_q < upper_q (in place on int64 ``x``).
@@ -427,7 +520,7 @@ def greedy_fill(code, a, x, upper, remaining, literal_difference, tie_by_count):
     return remaining
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def certify_integer(code, a, lower, upper, budget, x):
     """Exact optimality certificate for the separable convex integer problem (VIP eq. 5):
     x is optimal iff it is feasible and no single-unit exchange helps, i.e.
@@ -456,7 +549,7 @@ def certify_integer(code, a, lower, upper, budget, x):
     return CERT_OK, -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _one_each(code, a, upper, x, remaining):
     """Give one unit to each of the ``remaining`` prompts with the largest gain (ties: fewer
     rollouts, then lower index), by O(B) selection. Returns False if fewer prompts can take one."""
@@ -497,7 +590,7 @@ def _one_each(code, a, upper, x, remaining):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def solve_integer(code, a, lower, upper, budget, n_cont):
     """Exact integer optimum of VIP eq. (5) from the continuous optimum ``n_cont``.
 
@@ -545,7 +638,7 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
     return x, detail, 2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def round_greedy_kernel(code, a, n_cont, upper, budget):
     """VIP Algorithm 2 (Appendix D) literally: floor, then give the remaining units one by one to
     argmax_q [f_q(n_q) - f_q(n_q + 1)] over prompts below U (first index on ties).
@@ -560,7 +653,7 @@ def round_greedy_kernel(code, a, n_cont, upper, budget):
     return x, left
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def allocate_kernel(code, a, lower, upper, budget, integer):
     """Everything :func:`solvers.allocate` computes after validation, in one call.
 
