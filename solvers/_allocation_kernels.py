@@ -654,15 +654,16 @@ def round_greedy_kernel(code, a, n_cont, upper, budget):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def allocate_kernel(code, a, lower, upper, budget, integer):
+def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
     """Everything :func:`solvers.allocate` computes after validation, in one call.
 
     Returns (n_continuous, n_integer, price, objective, lower_bound, detail, where, converged,
     path); ``n_integer`` is empty in continuous mode, ``path`` is solve_integer's path (-1 if none).
-    ``detail == CERT_INPUT`` (nothing solved) means the input needs the wrapper's full validation,
-    which raises the error with its message.
+    With ``check_inputs``, ``detail == CERT_INPUT`` (nothing solved) means the input needs the
+    wrapper's full validation, which raises the error with its message; the wrapper passes False
+    after its own full validation (so 1-ulp differences between summation orders cannot bounce).
     """
-    if not inputs_ok(code, a, lower, upper, budget, integer):
+    if check_inputs and not inputs_ok(code, a, lower, upper, budget, integer):
         empty = np.empty(0, dtype=np.float64)
         return empty, np.empty(0, dtype=np.int64), 0.0, 0.0, 0.0, CERT_INPUT, -1, False, -1
     n_cont, price, converged = solve_continuous(code, a, lower, upper, budget)

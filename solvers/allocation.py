@@ -183,7 +183,7 @@ def _fast_path(a: Any, budget: Any, lower: Any, upper: Any, cost: Any, integer: 
     if lo is None or hi is None:
         return None
     family = COST_FAMILIES[cost]
-    res = _k.allocate_kernel(family.code, a, lo, hi, float(budget), integer)
+    res = _k.allocate_kernel(family.code, a, lo, hi, float(budget), integer, True)
     if res[5] == _k.CERT_INPUT:
         return None
     return family, res
@@ -322,10 +322,8 @@ def allocate(
     out = _fast_path(a, budget, lower, upper, cost, integer)
     if out is None:
         a_arr, budget_v, lower_arr, upper_arr, family, integer = _allocate_iv(a, budget, lower, upper, cost, integer)
-        out = family, _k.allocate_kernel(family.code, a_arr, lower_arr, upper_arr, budget_v, integer)
+        out = family, _k.allocate_kernel(family.code, a_arr, lower_arr, upper_arr, budget_v, integer, False)
     family, (n_cont, n_int, price, objective, lower_bound, detail, where, converged, path) = out
-    if detail == _k.CERT_INPUT:  # pragma: no cover - the full validation raises first
-        raise ValueError("invalid input to allocate")
     n_out = n_int if integer else n_cont
     fallback = path == 2
     if not converged:

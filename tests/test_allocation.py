@@ -514,3 +514,16 @@ def test_extreme_scales(cost):
             assert np.all(np.isfinite(res.n)) and abs(res.n.sum() - budget) <= 1e-9 * budget
             ires = allocate(a, int(budget), 3, 10, cost=cost, integer=True)
             assert ires.success and ires.n.sum() == int(budget)
+
+
+def test_budget_equal_to_sum_of_lower_in_any_summation_order():
+    """A budget equal to numpy's (pairwise) sum(lower) is feasible even where a sequential sum
+    differs by an ulp; the answer is the lower bounds."""
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        lower = 1.5 + rng.random(1000)
+        upper = lower + 3.0
+        a = rng.random(1000)
+        res = allocate(a, float(lower.sum()), lower, upper)
+        assert res.success, res.message
+        np.testing.assert_allclose(res.n, lower, rtol=0, atol=1e-9)
