@@ -527,3 +527,26 @@ def test_budget_equal_to_sum_of_lower_in_any_summation_order():
         res = allocate(a, float(lower.sum()), lower, upper)
         assert res.success, res.message
         np.testing.assert_allclose(res.n, lower, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_fused_exchange_check_equals_certificate(cost):
+    """The fast path's fused exchange check agrees with certify_integer on x in {y, y + 1}."""
+    code = get_cost(cost).code
+    rng = np.random.default_rng(9)
+    agree = {True: 0, False: 0}
+    for _ in range(300):
+        size = int(rng.integers(1, 8))
+        a = np.round(rng.random(size), 1)
+        lower = np.full(size, 3.0)
+        upper = lower + rng.integers(0, 4, size)
+        start = (lower + np.floor(rng.random(size) * (upper - lower + 1))).astype(np.int64)
+        start = np.minimum(start, upper.astype(np.int64))
+        x = start + ((rng.random(size) < 0.5) & (start < upper)).astype(np.int64)
+        gain = np.array([K.cost_gain(code, a[q], float(start[q])) if start[q] < upper[q] else -np.inf
+                         for q in range(size)])
+        fused = K._exchange_ok_from(code, a, lower, upper, start, x, gain)
+        full = K.certify_integer(code, a, lower, upper, int(x.sum()), x)[0] == K.CERT_OK
+        assert fused == full
+        agree[full] += 1
+    assert agree[True] > 10 and agree[False] > 10

@@ -142,7 +142,10 @@ def run(cfg: PerfConfig) -> list[Measurement]:
     a_small, b_small = make_problem(16, cfg.seed)
     cvxpy_rloo(a_small, b_small)
     slsqp(a_small, b_small, "rloo")
-    allocate(a_small, b_small, LOWER, UPPER)
+    for cost in ("rloo", "drgrpo"):
+        cont = allocate(a_small, b_small, LOWER, UPPER, cost=cost)
+        round_greedy(cont.n, a_small, b_small, LOWER, UPPER, cost=cost)
+        allocate(a_small, b_small, LOWER, UPPER, cost=cost, integer=True)
     rows: list[Measurement] = []
     gates: dict[str, PeerGate] = {}  # one gate per case: a peer slow on rloo may still run on drgrpo
     for size in sizes:
