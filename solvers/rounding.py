@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _allocation_kernels as _k
-from ._status import MESSAGES, OPTIMAL
+from ._status import OPTIMAL
 from ._validation import as_float_array, broadcast_to_size, check_int_scalar, check_same_shape
 from .allocation import get_cost
 
