@@ -11,7 +11,11 @@ A suite is a module in :mod:`benchmarks.suites` exposing ``NAME``, ``DESCRIPTION
 from __future__ import annotations
 
 import gc
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from dataclasses import asdict, dataclass, field
@@ -19,7 +23,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Measurement", "PerfConfig", "PeerGate", "time_call", "first_call_time", "peak_memory"]
+__all__ = [
+    "Measurement",
+    "PerfConfig",
+    "PeerGate",
+    "measure",
+    "time_call",
+    "first_call_time",
+    "cold_start_times",
+    "peak_memory",
+]
 
 
 @dataclass
@@ -71,6 +84,31 @@ def first_call_time(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def cold_start_times(
+    cfg: PerfConfig, suite: str, snippet: str, *, runs: int = 1, timeout_s: float = 600
+) -> list[dict[str, float]]:
+    """First-call times measured in fresh interpreters with a private, initially empty Numba cache.
+
+    ``snippet`` is Python source that times what it wants and prints one JSON object
+    ``{label: seconds}`` as its last line of output. It runs ``runs`` times in a row with the same
+    cache folder: the first run measures JIT compilation, later runs measure loading compiled code
+    from the disk cache. A failed run is logged and gives ``{}`` (reported, never fatal).
+    """
+    results: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for _ in range(runs):
+            try:
+                out = subprocess.run(
+                    [sys.executable, "-c", snippet], env=env, capture_output=True, text=True, timeout=timeout_s
+                )
+                results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            except Exception as exc:  # reported, not fatal
+                cfg.log(f"  [{suite}] compile-time measurement failed: {exc!r}")
+                results.append({})
+    return results
 
 
 def time_call(

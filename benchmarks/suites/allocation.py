@@ -34,15 +34,10 @@ wrong).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 
-from ..harness import Measurement, PeerGate, PerfConfig, measure
+from ..harness import Measurement, PeerGate, PerfConfig, cold_start_times, measure
 
 NAME = "allocation"
 DESCRIPTION = "exact rollout allocation (VIP Thm 5.1/5.2, eq. 5) vs cvxpy/CLARABEL and SLSQP (+ Alg. 2)"
@@ -69,25 +64,6 @@ def make_problem(size: int, seed: int) -> tuple[np.ndarray, int]:
     flip = rng.random(size) < 0.1
     p[flip] = rng.integers(0, 2, int(flip.sum()))
     return 4.0 * p * (1.0 - p), PER_PROMPT * size
-
-
-def _compile_times(cfg: PerfConfig) -> tuple[float | None, float | None]:
-    """First call of :func:`allocate` in a fresh interpreter: (with an empty Numba cache, i.e. JIT
-    compile; with the cache that run left, i.e. loading compiled code). ``allocate`` runs one kernel
-    for every cost and mode (cost and mode are runtime arguments), so one compile covers all rows."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        times: list[float | None] = []
-        for _ in range(2):
-            try:
-                out = subprocess.run(
-                    [sys.executable, "-c", _COMPILE_SNIPPET], env=env, capture_output=True, text=True, timeout=600
-                )
-                times.append(json.loads(out.stdout.strip().splitlines()[-1])["first_call"])
-            except Exception as exc:  # pragma: no cover - reported, not fatal
-                cfg.log(f"  [allocation] compile-time measurement failed: {exc!r}")
-                times.append(None)
-        return times[0], times[1]
 
 
 def cvxpy_rloo(a: np.ndarray, budget: float) -> np.ndarray:
@@ -136,7 +112,8 @@ def run(cfg: PerfConfig) -> list[Measurement]:
     sizes = [512, 4096] if cfg.quick else [512, 4096, 65536, 1_000_000]
     drgrpo_max = 4096 if cfg.quick else 65536
     slsqp_max = 0 if cfg.quick else 512  # one SLSQP call at B=512 takes minutes on a small box
-    compile_s, cached_s = _compile_times(cfg)
+    cold, warm = cold_start_times(cfg, NAME, _COMPILE_SNIPPET, runs=2)
+    compile_s, cached_s = cold.get("first_call"), warm.get("first_call")
     cached_note = f"; first call from the Numba disk cache {cached_s:.2f} s" if cached_s is not None else ""
     # warm up the peers' imports and one-time setup so that first calls are not charged to them
     a_small, b_small = make_problem(16, cfg.seed)

@@ -14,15 +14,10 @@ JIT compile time is measured in a fresh subprocess with an empty Numba cache and
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 
-from ..harness import Measurement, PeerGate, PerfConfig, measure
+from ..harness import Measurement, PeerGate, PerfConfig, cold_start_times, measure
 
 NAME = "budget"
 DESCRIPTION = "Rollout-GDRO budgeting: exact DP budget matching vs MILP (HiGHS); square-root law vs cvxpy"
@@ -43,20 +38,6 @@ t = time.perf_counter(); sqrt_allocation([1.0, 2.0], [0.5, 0.5], 4.0, lower=2, u
 out["sqrt_allocation"] = time.perf_counter() - t
 print(json.dumps(out))
 """
-
-
-def _compile_times(cfg: PerfConfig) -> dict[str, float | None]:
-    """First-call time of each public function in a fresh interpreter with an empty Numba cache."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        try:
-            out = subprocess.run(
-                [sys.executable, "-c", _COMPILE_SNIPPET], env=env, capture_output=True, text=True, timeout=300
-            )
-            return json.loads(out.stdout.strip().splitlines()[-1])
-        except Exception as exc:  # pragma: no cover - reported, not fatal
-            cfg.log(f"  [budget] compile-time measurement failed: {exc!r}")
-            return {"match_budget": None, "sqrt_allocation": None}
 
 
 def match_budget_instance(n_bins: int, rng: np.random.Generator):
@@ -106,7 +87,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
     from solvers.sqrt_law import sqrt_allocation
 
     rng = np.random.default_rng(cfg.seed)
-    compile_s = _compile_times(cfg)
+    compile_s = cold_start_times(cfg, NAME, _COMPILE_SNIPPET)[0]
     rows: list[Measurement] = []
 
     gate = PeerGate(cfg)

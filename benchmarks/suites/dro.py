@@ -19,15 +19,10 @@ reported in ``compile_s`` (never in the medians). Ratios are peer median / our m
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 
-from ..harness import Measurement, PeerGate, PerfConfig, measure
+from ..harness import Measurement, PeerGate, PerfConfig, cold_start_times, measure
 
 NAME = "dro"
 DESCRIPTION = "DRO duals (entropic / KL / chi-square worst case) vs cvxpy CLARABEL and SciPy 1-D duals"
@@ -46,21 +41,6 @@ t = time.perf_counter(); kl_worst_case(l, None, 0.1); out["kl"] = time.perf_coun
 t = time.perf_counter(); chi2_worst_case(l, None, 0.1); out["chi2"] = time.perf_counter() - t
 print(json.dumps(out))
 """
-
-
-def _compile_times(cfg: PerfConfig) -> dict[str, float | None]:
-    """First-call time of each solver in a fresh interpreter with an empty Numba cache."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        try:
-            out = subprocess.run(
-                [sys.executable, "-c", _COMPILE_SNIPPET], env=env, capture_output=True, text=True,
-                timeout=300,
-            )
-            return json.loads(out.stdout.strip().splitlines()[-1])
-        except Exception as exc:  # pragma: no cover - reported, not fatal
-            cfg.log(f"  [dro] compile-time measurement failed: {exc!r}")
-            return {"entropic": None, "kl": None, "chi2": None}
 
 
 def _entropic_numpy(l: np.ndarray, eta: float):
@@ -95,7 +75,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
     )
 
     rng = np.random.default_rng(cfg.seed)
-    compile_s = _compile_times(cfg)
+    compile_s = cold_start_times(cfg, NAME, _COMPILE_SNIPPET)[0]
     sizes = [512, 4096] if cfg.quick else [512, 4096, 65536]
     ours = {
         "entropic": lambda l, p: entropic_worst_case(l, ETA),

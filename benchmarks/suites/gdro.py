@@ -24,16 +24,11 @@ reported in ``compile_s`` (never in the medians). Target (DESIGN.md): <= 1 ms pe
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 
-from ..harness import Measurement, PeerGate, PerfConfig, measure
+from ..harness import Measurement, PeerGate, PerfConfig, cold_start_times, measure
 
 NAME = "gdro"
 DESCRIPTION = "Prompt-GDRO and Rollout-GDRO controller steps (batch 256, 10 bins, 11 arms) vs pure Python"
@@ -52,20 +47,6 @@ bins = np.random.default_rng(0).integers(0, 10, size=256)
 t = time.perf_counter(); ctrl.allocate(bins); out = {"rollout": time.perf_counter() - t}
 print(json.dumps(out))
 """
-
-
-def _compile_times(cfg: PerfConfig) -> dict[str, float | None]:
-    """First-call time of the budget DP in a fresh interpreter with an empty Numba cache."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        try:
-            out = subprocess.run(
-                [sys.executable, "-c", _COMPILE_SNIPPET], env=env, capture_output=True, text=True, timeout=300
-            )
-            return json.loads(out.stdout.strip().splitlines()[-1])
-        except Exception as exc:  # pragma: no cover - reported, not fatal
-            cfg.log(f"  [gdro] compile-time measurement failed: {exc!r}")
-            return {}
 
 
 # ------------------------------------------------------------------ pure-Python peers
@@ -250,7 +231,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
     from bandits import PromptGDRO, RolloutGDRO
 
     rng = np.random.default_rng(cfg.seed)
-    compile_s = _compile_times(cfg).get("rollout")
+    compile_s = cold_start_times(cfg, NAME, _COMPILE_SNIPPET)[0].get("rollout")
     sizes = [256] if cfg.quick else [256, 1024, 4096]
     rows: list[Measurement] = []
     for size in sizes:

@@ -10,15 +10,10 @@ subprocess with an empty Numba cache and reported in ``compile_s`` (never in the
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 
-from ..harness import Measurement, PeerGate, PerfConfig, measure
+from ..harness import Measurement, PeerGate, PerfConfig, cold_start_times, measure
 
 NAME = "regret"
 DESCRIPTION = "batched water-filling (DRRO Thm 3.4) and DRO policy (Lemma H.1) vs NumPy and cvxpy"
@@ -34,20 +29,6 @@ t = time.perf_counter(); waterfill(r, 1.0); out["waterfill"] = time.perf_counter
 t = time.perf_counter(); dro_policy(r, 1.0); out["dro_policy"] = time.perf_counter() - t
 print(json.dumps(out))
 """
-
-
-def _compile_times(cfg: PerfConfig) -> dict[str, float | None]:
-    """First-call time of each kernel in a fresh interpreter with an empty Numba cache."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        try:
-            out = subprocess.run(
-                [sys.executable, "-c", _COMPILE_SNIPPET], env=env, capture_output=True, text=True, timeout=300
-            )
-            return json.loads(out.stdout.strip().splitlines()[-1])
-        except Exception as exc:  # pragma: no cover - reported, not fatal
-            cfg.log(f"  [regret] compile-time measurement failed: {exc!r}")
-            return {"waterfill": None, "dro_policy": None}
 
 
 def waterfill_numpy_batched(r: np.ndarray, delta: float) -> np.ndarray:
@@ -109,7 +90,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
 
     rng = np.random.default_rng(cfg.seed)
     delta = 2.5
-    compile_s = _compile_times(cfg)
+    compile_s = cold_start_times(cfg, NAME, _COMPILE_SNIPPET)[0]
     rows: list[Measurement] = []
     n16_sizes = [512] if cfg.quick else [512, 4096, 32768]
     cases = [("n=16", 16, n16_sizes), ("n=256", 256, [64] if cfg.quick else [512])]

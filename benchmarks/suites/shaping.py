@@ -12,15 +12,10 @@ and reported in ``compile_s`` (never in the medians).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 
-from ..harness import Measurement, PeerGate, PerfConfig, measure
+from ..harness import Measurement, PeerGate, PerfConfig, cold_start_times, measure
 
 NAME = "shaping"
 DESCRIPTION = "DRRO/DRO shaped rewards (eq. 4.14/4.15) and GRPO/Dr.GRPO/RLOO advantages vs NumPy"
@@ -45,20 +40,6 @@ t = time.perf_counter(); group_advantages(r.ravel(), kind="grpo", group_ids=ids)
 out["advantages ragged"] = time.perf_counter() - t
 print(json.dumps(out))
 """
-
-
-def _compile_times(cfg: PerfConfig) -> dict[str, float | None]:
-    """First-call time of each kernel in a fresh interpreter with an empty Numba cache."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        try:
-            out = subprocess.run(
-                [sys.executable, "-c", _COMPILE_SNIPPET], env=env, capture_output=True, text=True, timeout=300
-            )
-            return json.loads(out.stdout.strip().splitlines()[-1])
-        except Exception as exc:  # pragma: no cover - reported, not fatal
-            cfg.log(f"  [shaping] compile-time measurement failed: {exc!r}")
-            return {}
 
 
 # ----------------------------------------------------------------------------- NumPy peers
@@ -104,7 +85,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
     from solvers.shaping import dro_rewards, drro_rewards
 
     rng = np.random.default_rng(cfg.seed)
-    compile_s = _compile_times(cfg)
+    compile_s = cold_start_times(cfg, NAME, _COMPILE_SNIPPET)[0]
     rows: list[Measurement] = []
     sizes = [512] if cfg.quick else [512, 4096]
     shapers = {"drro": (drro_rewards, False), "dro": (dro_rewards, True)}
