@@ -8,6 +8,7 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,14 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         print(f"unknown suite(s) {unknown}; valid: {list(SUITES)}", file=sys.stderr)
+        return 2
+    missing = [m for m in ("cvxpy", "clarabel") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(
+            f"robust-rollouts perf measures peers beside our solvers and needs {missing}: "
+            'pip install "robust-rollouts[bench]" (or ".[bench]" from a clone)',
+            file=sys.stderr,
+        )
         return 2
     cfg = PerfConfig(quick=args.quick, target_s=args.target_s, max_peer_call_s=args.max_peer_call_s)
     out = Path(args.out)
