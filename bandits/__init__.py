@@ -2,40 +2,30 @@
 pass@k difficulty binning and success-probability predictors.
 
 ``bandits`` may use ``solvers``; it never imports ``sim``, ``llm_bridge`` or ``benchmarks``.
+torch/gpytorch are imported only inside :func:`fit_gp_hyperparameters`.
 """
 
-__all__: list[str] = []
-
-# Each module below adds its public names; keep one import block per module.
-
+# Bandit algorithms and group-DRO adversaries
 from .exp3 import Exp3, Exp3IX, Exp3P
-
-__all__ += ["Exp3", "Exp3P", "Exp3IX"]
-
-from .gp_predictor import GPSuccessPredictor
-
-__all__ += ["GPSuccessPredictor"]
-
-from .baseline_predictors import BetaBinomialPredictor, MovingAveragePredictor, RidgePredictor
-
-__all__ += ["MovingAveragePredictor", "RidgePredictor", "BetaBinomialPredictor"]
-
-from .gp_hyperfit import GPHyperparameters, fit_gp_hyperparameters
-
-__all__ += ["GPHyperparameters", "fit_gp_hyperparameters"]
-
 from .group_dro import GDROExp3P, GroupDRO
 
-__all__ += ["GroupDRO", "GDROExp3P"]
-
+# GDRO controllers (Sec. 3.2-3.3) and their difficulty bins (eq. 10-11)
+from .binning import PassAtKBinner
 from .prompt_gdro import PromptGDRO
 from .rollout_gdro import PrimalDualRolloutGDRO, RolloutAllocation, RolloutGDRO
-__all__ += ["PromptGDRO", "RolloutGDRO", "RolloutAllocation", "PrimalDualRolloutGDRO"]
-
-from .binning import PassAtKBinner
-
-__all__ += ["PassAtKBinner"]
-
 from .diagnostics import allocation_entropy, high_bin_mass, lead_lag_gap, weight_entropy
 
-__all__ += ["lead_lag_gap", "weight_entropy", "allocation_entropy", "high_bin_mass"]
+# Success-probability predictors (VIP Sec. 5.1)
+from .baseline_predictors import BetaBinomialPredictor, MovingAveragePredictor, RidgePredictor
+from .gp_hyperfit import GPHyperparameters, fit_gp_hyperparameters
+from .gp_predictor import GPSuccessPredictor
+
+__all__ = [
+    "Exp3", "Exp3P", "Exp3IX",
+    "GroupDRO", "GDROExp3P",
+    "PassAtKBinner",
+    "PromptGDRO", "RolloutGDRO", "RolloutAllocation", "PrimalDualRolloutGDRO",
+    "lead_lag_gap", "weight_entropy", "allocation_entropy", "high_bin_mass",
+    "GPSuccessPredictor", "MovingAveragePredictor", "RidgePredictor", "BetaBinomialPredictor",
+    "GPHyperparameters", "fit_gp_hyperparameters",
+]  # fmt: skip

@@ -4,39 +4,46 @@ SNIS shaping, advantages and DRO duals. Numba kernels behind validated Python wr
 Every public name is re-exported here; ``solvers`` imports nothing else of the project.
 """
 
-__all__: list[str] = []
-
-# Each module below adds its public names; keep one import block per module.
-
-from .dro_duals import DROResult, chi2_worst_case, entropic_worst_case, kl_worst_case
-__all__ += ["DROResult", "entropic_worst_case", "kl_worst_case", "chi2_worst_case"]
-
-from .budget_matching import BudgetMatchResult, match_budget
-__all__ += ["BudgetMatchResult", "match_budget"]
-
-from .shaping import ShapedRewards, drro_rewards, dro_rewards
-from .kl import K3KL, k3_kl, dynamic_budget
-from .advantages import ADVANTAGE_KINDS, group_advantages
-__all__ += ["ShapedRewards", "drro_rewards", "dro_rewards", "K3KL", "k3_kl", "dynamic_budget",
-            "ADVANTAGE_KINDS", "group_advantages"]
-
-from .sqrt_law import SqrtAllocationResult, sqrt_allocation
-__all__ += ["SqrtAllocationResult", "sqrt_allocation"]
-
-from .regret import WorstCaseRegretResult, worst_case_regret
-from .waterfill import WaterfillResult, waterfill
-from .dro_policy import DroPolicyResult, dro_policy
-from .soft_regret import SoftRegretGradResult, soft_regret_grad, soft_regret_objective
-__all__ += ["WorstCaseRegretResult", "worst_case_regret", "WaterfillResult", "waterfill",
-            "DroPolicyResult", "dro_policy", "SoftRegretGradResult", "soft_regret_objective",
-            "soft_regret_grad"]
-
-from .variance import (GRADIENT_ESTIMATORS, grad_variance, grad_variance_continuous, variance_proxy,
-                       weighted_standard_error)
-__all__ += ["GRADIENT_ESTIMATORS", "grad_variance", "grad_variance_continuous", "variance_proxy",
-            "weighted_standard_error"]
-
+# Rollout allocation (VIP Sec. 4-5, GDRO eq. 19-23, App. C.2.2)
 from .allocation import COST_FAMILIES, AllocationResult, CostFamily, allocate, get_cost
+from .budget_matching import BudgetMatchResult, match_budget
 from .rounding import RoundingResult, round_greedy
-__all__ += ["allocate", "AllocationResult", "COST_FAMILIES", "CostFamily", "get_cost", "round_greedy",
-            "RoundingResult"]
+from .sqrt_law import SqrtAllocationResult, sqrt_allocation
+from .variance import (
+    GRADIENT_ESTIMATORS,
+    grad_variance,
+    grad_variance_continuous,
+    variance_proxy,
+    weighted_standard_error,
+)
+
+# Regret-robust and value-robust promptwise policies (DRRO Sec. 3-4, Lemma H.1)
+from .dro_policy import DroPolicyResult, dro_policy
+from .regret import WorstCaseRegretResult, worst_case_regret
+from .soft_regret import SoftRegretGradResult, soft_regret_grad, soft_regret_objective
+from .waterfill import WaterfillResult, waterfill
+
+# Training-batch shaping and advantages (DRRO eq. 4.9-4.17, GRPO / Dr.GRPO / RLOO)
+from .advantages import ADVANTAGE_KINDS, group_advantages
+from .kl import K3KL, dynamic_budget, k3_kl
+from .shaping import ShapedRewards, dro_rewards, drro_rewards
+
+# DRO duals (GDRO eq. 14-16, DRO-REBEL)
+from .dro_duals import DROResult, chi2_worst_case, entropic_worst_case, kl_worst_case
+
+__all__ = [
+    "allocate", "AllocationResult", "COST_FAMILIES", "CostFamily", "get_cost",
+    "round_greedy", "RoundingResult",
+    "sqrt_allocation", "SqrtAllocationResult",
+    "match_budget", "BudgetMatchResult",
+    "grad_variance", "grad_variance_continuous", "GRADIENT_ESTIMATORS", "variance_proxy",
+    "weighted_standard_error",
+    "worst_case_regret", "WorstCaseRegretResult",
+    "waterfill", "WaterfillResult",
+    "dro_policy", "DroPolicyResult",
+    "soft_regret_objective", "soft_regret_grad", "SoftRegretGradResult",
+    "drro_rewards", "dro_rewards", "ShapedRewards",
+    "k3_kl", "K3KL", "dynamic_budget",
+    "group_advantages", "ADVANTAGE_KINDS",
+    "entropic_worst_case", "kl_worst_case", "chi2_worst_case", "DROResult",
+]  # fmt: skip
