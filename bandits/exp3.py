@@ -15,6 +15,30 @@ References
 .. [GDRO] GDRO paper (``shared/papers/gdro-grpo-prompt-and-rollout-adversaries.md``), App. C.2:
    the practical EXP3P constants (step size 0.65, exploration 0.01).
 
+What was checked, and against what (review of 2026-11-25)
+---------------------------------------------------------
+The constants below were first written from memory; a reviewer then searched the project's
+reference corpora (documentation pages, stored web pages, public code) for the primary texts.
+
+* **Checked against a secondary source.** The Exp3.P update of Fig. 3 of [ACFS02] (mixing
+  ``(1 - gamma) w / sum w + gamma / K``; ``xhat = x / p`` on the played arm only; step
+  ``gamma / (3K)``; bonus ``alpha / (p_j sqrt(K T))`` on *every* arm; equal initial weights)
+  agrees with the restatement of Fig. 3 in the Bandits.jl documentation (``doc/EXP3P.md`` of
+  ``UmaArunachalam8/Bandits.jl``). The Exp3-IX update of [Neu15] (``lhat = l / (p + gamma)`` on
+  the played arm, ``w <- w exp(-eta lhat)``, no explicit uniform mixing) and its tuning
+  ``eta = 2 gamma = sqrt(2 ln K / (K T))`` agree with public implementations that cite [Neu15]
+  (found by the code search; one of them the anytime variant ``sqrt(2 ln K / (K t))``), and the
+  NeurIPS 2015 abstract of [Neu15] confirms that Exp3-IX has no forced uniform exploration.
+* **Not verified against the primary text** (no page quoting them could be found): the numbers
+  of Cor. 3.2 of [ACFS02] (``gamma = min(1, sqrt(K ln K / ((e - 1) g)))``, bound
+  ``2 sqrt(e - 1) sqrt(g K ln K)``), of Thm. 6.3 of [ACFS02] (``gamma = min(3/5, 2 sqrt(3/5 K ln
+  K / T))``, ``alpha = 2 sqrt(ln(K T / delta))``, bound ``4 sqrt(K T ln(K T / delta)) + 4 sqrt(5/3
+  K T ln K) + 8 ln(K T / delta)``) and of Thm. 1 of [Neu15] (bound ``2 sqrt(2 K T ln K) +
+  (sqrt(2 K T / ln K) + 1) ln(2 / delta)``). They are the values as recalled independently by the
+  author and by the reviewer (who agree); treat them as unconfirmed. The tests only check them
+  empirically (observed regret below each bound on adversarial tables, uniform play above it),
+  which would catch a bound that is far too small but not a wrong constant that is too large.
+
 Conventions: ``Exp3`` and ``Exp3P`` receive *rewards* in [0, 1]; ``Exp3IX`` receives *losses* in
 [0, 1] (as in the papers). Every public method validates its input and leaves the state untouched
 when it raises.
@@ -174,7 +198,8 @@ def exp3p_regret_bound(n_arms: int, horizon: int, delta: float) -> float:
 
         G_max - G_Exp3P <= 4 sqrt(K T ln(K T / delta)) + 4 sqrt(5/3 K T ln K) + 8 ln(K T / delta)
 
-    where ``G_max = max_j sum_t x_j(t)`` and ``G_Exp3P = sum_t x_{i_t}(t)``.
+    where ``G_max = max_j sum_t x_j(t)`` and ``G_Exp3P = sum_t x_{i_t}(t)``. The constants were
+    not verified against the text of [ACFS02] (see the module docstring).
     """
     k = check_int_scalar(n_arms, "n_arms", lo=1)
     t = check_int_scalar(horizon, "horizon", lo=1)
@@ -313,7 +338,8 @@ def exp3ix_regret_bound(n_arms: int, horizon: int, delta: float) -> float:
         sum_t l_{I_t}(t) - min_i sum_t l_i(t)
             <= 2 sqrt(2 K T ln K) + (sqrt(2 K T / ln K) + 1) ln(2 / delta)
 
-    (``K >= 2``; for ``K = 1`` the regret is 0.)
+    (``K >= 2``; for ``K = 1`` the regret is 0.) The constants were not verified against the text
+    of [Neu15] (see the module docstring).
     """
     k = check_int_scalar(n_arms, "n_arms", lo=1)
     t = check_int_scalar(horizon, "horizon", lo=1)

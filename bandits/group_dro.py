@@ -16,6 +16,16 @@ References
    high-probability regret bound ``5.15 sqrt(n K ln(K / delta))``.
 .. [GDRO] GDRO paper (``shared/papers/gdro-grpo-prompt-and-rollout-adversaries.md``), Thm. F.7 and
    eq. 33 (OGD learner + exponentiated-gradient adversary), App. C.2 (practical constants).
+
+Verification status of the [BCB12] constants (review of 2026-11-25): the *form* of the update
+(``q = (1 - gamma) softmax(eta Ltilde) + gamma / K``, ``ltilde_g = (l [g = g_t] + beta) / q_g``) is
+the same as Exp3.P of Fig. 3 of Auer et al. 2002 with ``alpha = beta sqrt(K T)`` and a free step
+``eta`` (see :mod:`bandits.exp3` for what that was checked against). The numbers of the [BCB12]
+theorem -- ``beta = sqrt(ln(K / delta) / (n K))``, ``eta = 0.95 sqrt(ln K / (n K))``, ``gamma =
+1.05 sqrt(K ln K / n)`` and the bound ``5.15 sqrt(n K ln(K / delta))`` -- could **not** be checked
+against the survey's text (the reference search found its table of contents, not the theorem).
+They are the values as recalled independently by the author and the reviewer (who agree); the
+tests check the bound only empirically.
 """
 
 from __future__ import annotations
@@ -181,6 +191,9 @@ def gdro_exp3p_regret_bound(n_groups: int, horizon: int, delta: float) -> float:
     for any fixed table of group losses (the adversary's *gains*) in [0, 1]::
 
         max_g sum_t l_g(t) - sum_t l_{g_t}(t) <= 5.15 sqrt(n K ln(K / delta)).
+
+    The constant 5.15 (and the default constants) were not verified against the text of [BCB12]
+    (see the module docstring).
     """
     k = check_int_scalar(n_groups, "n_groups", lo=1)
     n = check_int_scalar(horizon, "horizon", lo=1)
