@@ -464,7 +464,15 @@ class PrimalDualRolloutGDRO:
 
     def expected_allocation(self, p: Any = None) -> np.ndarray:
         """``E_{n ~ p_b}[n]`` per bin for ``p`` (default: the averaged iterate ``pbar``)."""
-        p = self.average_arm_probabilities() if p is None else as_float_array(p, "p", ndim=2)
+        if p is None:
+            p = self.average_arm_probabilities()
+        else:
+            p = as_float_array(p, "p", ndim=2)
+            if p.shape != (self.n_bins, self.n_arms):
+                raise ValueError(
+                    f"p must have shape (n_bins, n_arms) = ({self.n_bins}, {self.n_arms}), "
+                    f"got {p.shape}"
+                )
         return p @ self.arms.astype(np.float64)
 
     # -- dynamics --------------------------------------------------------------------------
@@ -549,7 +557,13 @@ class PrimalDualRolloutGDRO:
         v_max = check_finite_scalar(cost_max, "cost_max", lo=0.0)
         mu_max = check_finite_scalar(price_cap, "price_cap", lo=0.0, lo_open=True)
         a_max = check_finite_scalar(arm_max, "arm_max", lo=0.0, lo_open=True)
-        eta_p = math.sqrt(8.0 * b * math.log(k)) / ((v_max + mu_max * a_max) * math.sqrt(t))
+        scale = v_max + mu_max * a_max
+        if not scale > 0.0:
+            raise ValueError(
+                f"cost_max + price_cap * arm_max must be > 0 for eq. 67, got {scale!r} "
+                f"(cost_max={v_max!r}, price_cap={mu_max!r}, arm_max={a_max!r})"
+            )
+        eta_p = math.sqrt(8.0 * b * math.log(k)) / (scale * math.sqrt(t))
         eta_mu = mu_max / (a_max * math.sqrt(t))
         return eta_p, eta_mu
 

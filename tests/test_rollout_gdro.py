@@ -464,3 +464,8 @@ def test_primal_dual_validation():
     np.testing.assert_array_equal(before[0], ctrl.log_weights)
     assert (ctrl.shadow_price, ctrl.step) == before[1:]
     assert ctrl.gap_bound(1.0) == math.inf
+    with pytest.raises(ValueError, match=r"p must have shape \(n_bins, n_arms\) = \(2, 2\)"):
+        ctrl.expected_allocation(np.ones((3, 5)) / 5)
+    # eq. 67 divides by V_max + mu_max a_max: an underflowing product must not ZeroDivisionError
+    with pytest.raises(ValueError, match="cost_max \\+ price_cap \\* arm_max must be > 0"):
+        PrimalDualRolloutGDRO.theorem_step_sizes(10, 2, 2, 0.0, 1e-320, 1e-320)
