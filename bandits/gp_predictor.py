@@ -333,38 +333,49 @@ class GPSuccessPredictor:
         np.maximum(sq, 0.0, out=sq)  # round-off guard: squared distances are >= 0
         return np.exp(-sq)
 
-    def _add_kernel_columns_times(self, cols: np.ndarray, alpha: np.ndarray) -> None:
-        """``mean += K(all, cols) @ alpha`` computed chunk by chunk, never storing N x |cols|.
+    def _kernel_columns_times(self, cols: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """``K(all, cols) @ alpha`` as a new float64 vector of length N, computed chunk by chunk
+        (never storing N x |cols|).
 
+        ``alpha`` is divided by ``max |alpha|`` before the cast to ``dtype`` and the product is
+        multiplied back in float64, so huge weights (a huge prior mean) cannot overflow float32.
         Fast path: ``K_ij = exp(-|z_i|^2) exp(2 z_i.z_j - |z_j|^2)``, so the row factor
         ``exp(-|z_i|^2)`` is applied after the product and ``exp(-|z_j|^2)`` is folded into
         ``alpha``: one matrix product, one ``exp`` and one matrix-vector product per chunk.
         It is used when ``max |z|^2`` is small enough that ``exp(2 z_i.z_j - |z_j|^2) <=
         exp(|z_i|^2)`` cannot overflow in ``dtype``; otherwise the direct form is used.
         """
+        n = self.n_prompts
+        out = np.zeros(n, dtype=np.float64)
+        scale = float(np.max(np.abs(alpha)))
+        if not scale > 0.0:  # all-zero weights (nothing to add) or NaN (caught by the caller)
+            return out if scale == 0.0 else np.full(n, np.nan)
+        a = alpha / scale  # entries in [-1, 1]
         zb = self._z[cols]  # |B| x d, dtype
         sb = self._sqnorm[cols]
-        n = self.n_prompts
         step = self.chunk_rows
         if self._fast_ok:
             zb2 = (2.0 * zb).astype(self.dtype)
-            alpha_s = (alpha * np.exp(-sb.astype(np.float64))).astype(self.dtype)
+            a_dt = (a * np.exp(-sb.astype(np.float64))).astype(self.dtype)
             for start in range(0, n, step):
                 stop = min(start + step, n)
                 g = self._z[start:stop] @ zb2.T  # chunk x |B|
                 np.exp(g, out=g)
-                self._mean[start:stop] += self._row_factor[start:stop] * (g @ alpha_s)
-            return
-        alpha_dt = alpha.astype(self.dtype)
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            g = self._z[start:stop] @ zb.T  # chunk x |B|
-            g *= 2.0
-            g -= self._sqnorm[start:stop, None]
-            g -= sb[None, :]
-            np.minimum(g, 0.0, out=g)  # squared distances are >= 0 (round-off guard)
-            np.exp(g, out=g)
-            self._mean[start:stop] += g @ alpha_dt
+                out[start:stop] = g @ a_dt
+            out *= self._row_factor
+        else:
+            a_dt = a.astype(self.dtype)
+            for start in range(0, n, step):
+                stop = min(start + step, n)
+                g = self._z[start:stop] @ zb.T  # chunk x |B|
+                g *= 2.0
+                g -= self._sqnorm[start:stop, None]
+                g -= sb[None, :]
+                np.minimum(g, 0.0, out=g)  # squared distances are >= 0 (round-off guard)
+                np.exp(g, out=g)
+                out[start:stop] = g @ a_dt
+        out *= scale
+        return out
 
     # ------------------------------------------------------------------ public API
     @property
@@ -458,10 +469,13 @@ class GPSuccessPredictor:
         if not np.all(np.isfinite(alpha)):
             raise FloatingPointError("GP update produced non-finite weights; raise jitter or noise")
         new_b = g_hat if self.noise == 0.0 else self._mean[idx] + k_bb @ alpha
-        self._add_kernel_columns_times(idx, alpha)
-        self._mean[idx] = new_b
-        if not np.all(np.isfinite(self._mean)):  # pragma: no cover - guarded by finite alpha
+        # stage the new mean and check it before committing: a failed update changes nothing
+        new_mean = self._kernel_columns_times(idx, alpha)
+        new_mean += self._mean
+        new_mean[idx] = new_b
+        if not np.all(np.isfinite(new_mean)):
             raise FloatingPointError("GP update produced a non-finite mean; raise jitter or noise")
+        self._mean[:] = new_mean
         self.step += 1
         self.last_jitter = used
         self._last_ids = idx

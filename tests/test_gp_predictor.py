@@ -393,3 +393,41 @@ def test_update_memory_is_o_n_d_never_n_by_n():
     finally:
         tracemalloc.stop()
     assert peak < 2 * 2**20, peak / 2**20
+
+
+# ----------------------------------------------------------------------------- extreme scales
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_prior_logit_update_is_finite_and_matches_dense(dtype):
+    """A finite but huge prior mean (1e39 > float32 max) makes the interpolation weights alpha
+    ~ -1e39: the float32 kernel columns must not overflow (the state used to become -inf after
+    a FloatingPointError). The update is exact Gaussian conditioning (dense reference)."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(30, 4))
+    gp = GPSuccessPredictor(x, prior_logit=1e39, seed=0, dtype=dtype)
+    ids, s, n = np.array([0, 1, 2]), np.array([1, 2, 3]), np.array([4, 4, 4])
+    gp.update(ids, s, n)
+    ref = dense_update(np.full(30, 1e39), dense_kernel(x, gp.bandwidth), ids, s, n,
+                       eps=gp.eps, noise=0.0, jitter=gp.jitter)
+    assert np.all(np.isfinite(gp.mean_logit))
+    np.testing.assert_allclose(gp.mean_logit, ref, rtol=1e-4 if dtype == np.float32 else 1e-9)
+
+
+def test_failed_update_leaves_state_unchanged(monkeypatch):
+    """If the kernel-column product comes out non-finite, update raises and neither the mean,
+    the step count nor the variance state changes (no partially applied update)."""
+    x = np.random.default_rng(7).normal(size=(40, 3))
+    gp = GPSuccessPredictor(x, seed=0, noise=0.1)
+    gp.update([0, 1], [3, 5], [8, 8])
+    before = (gp.mean_logit.copy(), gp.step, gp.last_jitter, gp.predict_latent_var(np.arange(40)))
+
+    def overflowing(cols, alpha):  # what an overflowing product would hand back
+        out = np.zeros(40)
+        out[20:] = np.inf
+        return out
+
+    monkeypatch.setattr(gp, "_kernel_columns_times", overflowing)
+    with pytest.raises(FloatingPointError, match="non-finite mean"):
+        gp.update([5, 6, 7], [1, 2, 3], [4, 4, 4])
+    np.testing.assert_array_equal(gp.mean_logit, before[0])
+    assert (gp.step, gp.last_jitter) == before[1:3]
+    np.testing.assert_array_equal(gp.predict_latent_var(np.arange(40)), before[3])
