@@ -63,13 +63,23 @@ def _soft_iv(pi: Any, r_hat: Any, delta: Any, tau: Any):
 
 
 def _soft_core(pi2, r2, dl, tau):
-    a = (r2 - dl[:, None] * pi2) / tau
-    m = a.max(axis=1, keepdims=True)
-    e = np.exp(a - m)
-    s = e.sum(axis=1, keepdims=True)
-    sigma = e / s
-    # <pi, r> - tau * lse, written as <pi, r> - tau*m - tau*log(s) with tau*m = max(r - delta pi).
-    obj = np.einsum("ij,ij->i", pi2, r2) - (r2 - dl[:, None] * pi2).max(axis=1) - tau * np.log(s[:, 0])
+    # x = r - delta pi (the uncovered rewards); shift by the row max *before* dividing by tau, so a
+    # tiny tau (or a wide spread of x) gives exp(-large) -> 0 instead of inf - inf = NaN.
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = r2 - dl[:, None] * pi2
+        top = x.max(axis=1, keepdims=True)
+        a = (x - top) / tau  # <= 0 (or -inf)
+        e = np.exp(a)
+        s = e.sum(axis=1, keepdims=True)  # >= 1: the maximiser contributes exp(0)
+        sigma = e / s
+        # <pi, r> - tau * lse((r - delta pi) / tau) = <pi, r> - max(x) - tau * log(s)
+        obj = np.einsum("ij,ij->i", pi2, r2) - top[:, 0] - tau * np.log(s[:, 0])
+    if not (np.isfinite(obj).all() and np.isfinite(sigma).all()):
+        b = int(np.flatnonzero(~(np.isfinite(obj) & np.isfinite(sigma).all(axis=1)))[0])
+        raise ValueError(
+            f"soft DRRO objective overflowed float64 in row {b} (max |r_hat|={float(np.abs(r2[b]).max())!r}, "
+            f"delta={float(dl[b])!r}, tau={tau!r}): rescale r_hat/delta"
+        )
     return obj, sigma
 
 

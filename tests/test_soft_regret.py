@@ -149,3 +149,19 @@ def test_validation(pi, r, delta, tau, exc, match):
         soft_regret_objective(pi, r, delta, tau)
     with pytest.raises(exc, match=match):
         soft_regret_grad(pi, r, delta, tau)
+
+
+def test_tiny_tau_and_huge_inputs_never_return_nan():
+    """(r - delta pi)/tau overflowing float64 must not give inf - inf = NaN: the shift by the max is
+    taken before dividing by tau, so sigma is the hard adversary (Prop 3.3) and the objective is
+    F_delta up to tau log n (Prop 4.2); a genuinely unrepresentable objective raises."""
+    pi = np.array([0.5, 0.5])
+    res = soft_regret_grad(pi, [1e300, -1e300], 1.0, 1e-10)
+    np.testing.assert_allclose(res.sigma, [1.0, 0.0])
+    assert res.objective == pytest.approx(-1e300, rel=1e-12)  # <pi,r> - max(r - delta pi) = 0 - 1e300
+    res = soft_regret_grad(pi, [1.0, 0.0], 1e300, 1e-10)  # delta pi / tau overflows
+    np.testing.assert_allclose(res.sigma, [0.5, 0.5])
+    assert np.isfinite(res.objective) and np.all(np.isfinite(res.grad))
+    assert res.objective == pytest.approx(0.5 - (1.0 - 0.5e300) - 1e-10 * np.log(2), rel=1e-12)
+    with pytest.raises(ValueError, match="overflowed float64"):
+        soft_regret_objective([0.0, 1.0], [1.7e308, -1.7e308], 1.0, 1.0)  # true value -3.4e308
