@@ -153,11 +153,17 @@ class GroupDRO:
                              f"for group {g}")
         if mask.any():
             old = self.log_weights[mask]
-            moved = old + self.step_size * losses[mask]
-            # keep the present groups' total mass: renormalise among them only
-            new_present = moved - (_logsumexp(moved) - _logsumexp(old))
-            if not np.all(np.isfinite(new_present)):  # pragma: no cover - finite inputs
-                raise ValueError("GroupDRO update would make the log weights non-finite")
+            with np.errstate(over="ignore", invalid="ignore"):
+                moved = old + self.step_size * losses[mask]
+                # keep the present groups' total mass: renormalise among them only
+                new_present = moved - (_logsumexp(moved) - _logsumexp(old))
+            if not np.all(np.isfinite(new_present)):
+                big = float(np.abs(losses[mask]).max())
+                raise ValueError(
+                    f"step_size * group_losses overflows the log weights (step_size="
+                    f"{self.step_size!r}, largest |group_losses| of a present group {big!r}); "
+                    "state left unchanged"
+                )
             self.log_weights = self.log_weights.copy()
             self.log_weights[mask] = new_present
         self.t += 1

@@ -70,6 +70,25 @@ def test_groupdro_extreme_losses_no_nan():
     assert w.sum() == pytest.approx(1.0)
 
 
+def test_groupdro_overflowing_step_raises_named_error_and_keeps_state():
+    """Finite but huge losses whose log-weight step overflows: ValueError naming the parameters,
+    no RuntimeWarning, state (weights and t) unchanged."""
+    import warnings
+
+    adv = GroupDRO(3, step_size=1.0)
+    adv.update([0.3, 0.1, 0.2])
+    before = (adv.log_weights.copy(), adv.t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"step_size \* group_losses overflows.*1e\+308"):
+            adv.update([1e308, -1e308, 0.0])
+        big = GroupDRO(2, step_size=1e300)
+        with pytest.raises(ValueError, match=r"step_size=1e\+300"):
+            big.update([1e10, 0.0])
+    np.testing.assert_array_equal(adv.log_weights, before[0])
+    assert adv.t == before[1]
+
+
 def test_groupdro_validation_leaves_state():
     adv = GroupDRO(3, step_size=0.1)
     adv.update([1.0, 0.0, 0.0])
