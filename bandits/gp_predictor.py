@@ -19,7 +19,8 @@ What this implementation adds (all optional; the defaults are the paper's settin
 * **Memory O(N d).** No N x N matrix is stored. Each update computes the kernel columns
   ``K(all, B)`` from the embeddings on demand, in row chunks (``chunk_rows x |B|`` floats at a
   time), in ``dtype`` (float32 by default; the mean itself is kept in float64). ``K_BB`` is
-  formed in float64 from exact pairwise differences, so near-duplicates are resolved precisely.
+  formed in float64 (from the centred, stored embeddings, so the ``|a|^2 + |b|^2 - 2 a.b``
+  expansion loses little to cancellation).
 * **Observation noise** ``R``: ``noise=sigma2`` adds a homoscedastic variance ``sigma2`` (logit
   units); ``noise="binomial"`` uses the delta-method variance of the logit of a binomial
   estimate, ``R_qq = 1 / (n_q p_q (1 - p_q))`` with the clipped ``p_q`` -- prompts with few
@@ -311,6 +312,11 @@ class GPSuccessPredictor:
             stop = min(start + _IV_CHUNK, n)
             self._z[start:stop] = (x[start:stop] - centre) * scale
         sqnorm = np.einsum("ij,ij->i", self._z, self._z, dtype=np.float64)
+        if not np.all(np.isfinite(sqnorm)):
+            raise ValueError(
+                f"bandwidth {self.bandwidth!r} is too small for these embeddings: the scaled "
+                f"embeddings (x - mean) / (sqrt(2) h) overflow {dt.name}"
+            )
         self._sqnorm = sqnorm.astype(dt)
         # fast kernel-column path is safe while exp(max |z|^2) stays far from dtype's overflow
         self._fast_ok = bool(sqnorm.max() <= (40.0 if dt == np.float32 else 300.0))
@@ -416,11 +422,13 @@ class GPSuccessPredictor:
         than the prior ``K(x, x) = 1`` that the paper carries forward, is reported.
         """
         idx = _validate_ids(ids, self.n_prompts)
+        var = np.ones(idx.size, dtype=np.float64)
         if self._last_chol is None:
-            return np.ones(idx.size, dtype=np.float64)
-        k = self._kernel_block64(self._last_ids, idx)  # |B| x m
-        v = linalg.solve_triangular(self._last_chol, k, lower=True, check_finite=False)
-        var = 1.0 - np.einsum("ij,ij->j", v, v)
+            return var
+        for start in range(0, idx.size, self.chunk_rows):  # |B| x chunk_rows at a time
+            k = self._kernel_block64(self._last_ids, idx[start : start + self.chunk_rows])
+            v = linalg.solve_triangular(self._last_chol, k, lower=True, check_finite=False)
+            var[start : start + self.chunk_rows] -= np.einsum("ij,ij->j", v, v)
         return np.clip(var, 0.0, 1.0)
 
     def predict_var(self, ids: Any) -> np.ndarray:
@@ -483,9 +491,9 @@ class GPSuccessPredictor:
 
     def _cholesky(self, k_bb: np.ndarray, diag: np.ndarray) -> tuple[np.ndarray, float]:
         """Lower Cholesky factor of ``k_bb + diag(diag)``, raising the jitter tenfold on failure."""
-        extra = 0.0
         base = max(self.jitter, 1e-10)
         for attempt in range(_MAX_JITTER_RAISES + 1):
+            extra = 0.0 if attempt == 0 else base * 10.0**attempt - self.jitter
             a = k_bb.copy()
             a[np.diag_indices_from(a)] += diag + extra
             try:
@@ -494,7 +502,6 @@ class GPSuccessPredictor:
                     return chol, self.jitter + extra
             except linalg.LinAlgError:
                 pass
-            extra = base * 10.0 ** (attempt + 1) - self.jitter
         raise linalg.LinAlgError(
             f"K_BB + noise + jitter is not positive definite even with jitter {self.jitter + extra:.3g}"
         )

@@ -431,3 +431,51 @@ def test_failed_update_leaves_state_unchanged(monkeypatch):
     np.testing.assert_array_equal(gp.mean_logit, before[0])
     assert (gp.step, gp.last_jitter) == before[1:3]
     np.testing.assert_array_equal(gp.predict_latent_var(np.arange(40)), before[3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bandwidth_too_small_for_dtype_is_rejected(dtype):
+    """A bandwidth so small that (x - mean) / (sqrt(2) h) overflows used to be accepted
+    (inf embeddings, NaN kernel, a Cholesky failure quoting a jitter of 1e3)."""
+    x = np.random.default_rng(8).normal(size=(10, 3))
+    with pytest.raises(ValueError, match=r"bandwidth 1e-300 is too small for these embeddings"):
+        GPSuccessPredictor(x, bandwidth=1e-300, dtype=dtype)
+    # small but representable: every prompt is its own island, the update is still exact
+    gp = GPSuccessPredictor(x, bandwidth=1e-3, dtype=dtype)
+    gp.update([0, 1], [8, 0], [8, 8])
+    np.testing.assert_allclose(gp.mean_logit[2:], 0.0, atol=1e-12)
+
+
+def test_jitter_retry_reports_the_largest_jitter_tried(monkeypatch):
+    """The retry raises the jitter tenfold up to 8 times (1e-6 -> 1e2); the error names the
+    last jitter actually tried, and the failed update leaves the state unchanged."""
+    from scipy import linalg
+
+    x = np.random.default_rng(9).normal(size=(10, 3))
+    gp = GPSuccessPredictor(x, seed=0)
+    tried = []
+
+    def failing_cholesky(a, **kwargs):
+        tried.append(float(a[0, 0]) - 1.0)
+        raise linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(linalg, "cholesky", failing_cholesky)
+    with pytest.raises(linalg.LinAlgError, match=r"even with jitter 100\b"):
+        gp.update([0, 1], [3, 4], [8, 8])
+    np.testing.assert_allclose(tried, 1e-6 * 10.0 ** np.arange(9), rtol=1e-9)
+    assert gp.step == 0 and np.all(gp.mean_logit == 0.0)
+
+
+def test_latent_variance_chunked_over_queries_matches_dense():
+    """predict_latent_var works in chunk_rows blocks of queries (|B| x chunk_rows memory):
+    same values as diag(K - K_:B (K_BB + R + jitter)^-1 K_B:) from the dense kernel."""
+    x = np.random.default_rng(10).normal(size=(50, 3))
+    gp = GPSuccessPredictor(x, noise="binomial", seed=0, chunk_rows=7, dtype=np.float64)
+    B, s, n = np.array([3, 9, 20, 41]), np.array([0, 2, 5, 8]), np.array([8, 8, 8, 8])
+    gp.update(B, s, n)
+    K = dense_kernel(x, gp.bandwidth)
+    p = np.clip(s / n, gp.eps, 1 - gp.eps)
+    A = K[np.ix_(B, B)] + np.diag(1 / (n * p * (1 - p)) + gp.jitter)
+    ref = 1.0 - np.einsum("ij,ji->i", K[:, B], np.linalg.solve(A, K[B, :]))
+    ids = np.r_[np.arange(50), [3, 3]]  # all prompts, then repeats
+    np.testing.assert_allclose(gp.predict_latent_var(ids), ref[ids], atol=1e-10)
