@@ -128,7 +128,13 @@ class PromptGDRO:
        neutral update: ``c`` is the mean score of the observed bins, which is equivalent to
        imputing that mean for unseen bins (softmax is shift invariant, so ``c`` changes nothing
        among observed bins). Log weights are then normalised (log-softmax, so ``log_weights`` are
-       log-probabilities) and floored at ``LOG_WEIGHT_FLOOR = -700``.
+       log-probabilities) and floored at ``LOG_WEIGHT_FLOOR = -700``. The weights *accumulate*
+       (``log w_{t+1} = log w_t + eta s_t``, the exponentiated-gradient adversary of Thm. F.7);
+       Sec. 3.2's phrase "practical counterpart of (16)" could also be read as the memoryless
+       best response ``q = softmax(eta s_t)``. We follow the EXP3-style (cumulative) reading that
+       App. C.2.1 names ("GDRO-EXP3P") and that Thm. F.7 analyses: it
+       concentrates on a persistently hardest bin, the log-odds growing by ``eta`` times the
+       score gap per step (the exploration floor ``gamma / B`` keeps every bin alive).
     3. **Exploration mixing:** ``q = (1 - gamma) softmax(log w) + gamma / B`` with
        ``gamma = exploration`` (exposed as ``weights``).
 

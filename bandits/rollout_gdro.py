@@ -130,7 +130,10 @@ class RolloutGDRO:
     ``L_b(n) = arm_scores[b, n] + mu (n - n_bar)``, ``log w_b <- log w_b - eta L_b``, where arms of
     the bin never played yet are imputed the mean score of its played arms (neutral). Bins absent
     from the batch keep their weights and scores (eq. 64 with ``qhat_b = 0`` leaves them unchanged
-    too).
+    too). Unlike the idealised eq. 64, the step of a *present* bin is not scaled by its share
+    ``qhat_b``: with the paper's practical step 0.65 that factor (about ``1 / n_bins``) would make
+    rare bins learn ten times slower; eq. 64's scaling is kept in :class:`PrimalDualRolloutGDRO`,
+    which is the object Thm. F.22 speaks about.
 
     *Why not Auer's EXP3P update* (:class:`bandits.Exp3P`): the paper's constants (step 0.65,
     exploration 0.01) are meant for this practical rule. The importance-weighted estimate
