@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import pdist
 
-from bandits import GPSuccessPredictor, MovingAveragePredictor
+from bandits import GPSuccessPredictor, MovingAveragePredictor, RidgePredictor
 from bandits.gp_predictor import median_heuristic_bandwidth
 
 
@@ -352,26 +352,61 @@ def drifting_instance(seed=0, n_prompts=400, dim=16, batch=40, steps=40, rollout
     return x, stream
 
 
-def test_gp_beats_moving_average_on_drifting_probabilities():
-    """VIP Fig. 3: on a drifting, embedding-smooth success-probability sequence (seed 0), the
-    GP's MAE of next-batch predictions (steps 5..39) is lower than the moving average's
-    (window 1024, as in VIP): paper mode by >= 0.05, binomial-noise mode by >= 0.15
-    (measured: GP paper 0.194, GP binomial 0.098, moving average 0.289)."""
-    x, stream = drifting_instance(seed=0)
-    models = {
-        "gp_paper": GPSuccessPredictor(x, seed=0, dtype=np.float64),
-        "gp_binomial": GPSuccessPredictor(x, seed=0, noise="binomial", dtype=np.float64),
-        "ma": MovingAveragePredictor(x.shape[0], window=1024),
-    }
+def _next_batch_mae(models, stream, burn_in=5):
+    """MAE of each model's prediction for the next batch, made before that batch is observed."""
     err = {k: [] for k in models}
     for t, (ids, s, n, p_true) in enumerate(stream):
         for k, mdl in models.items():
-            if t >= 5:
+            if t >= burn_in:
                 err[k].append(np.mean(np.abs(mdl.predict(ids) - p_true)))
             mdl.update(ids, s, n)
-    mae = {k: float(np.mean(v)) for k, v in err.items()}
-    assert mae["gp_paper"] <= mae["ma"] - 0.05, mae
-    assert mae["gp_binomial"] <= mae["ma"] - 0.15, mae
+    return {k: float(np.mean(v)) for k, v in err.items()}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_gp_beats_moving_average_and_ridge_on_drifting_probabilities(seed):
+    """VIP Fig. 3: on a drifting, embedding-smooth success-probability sequence, the GP's MAE of
+    next-batch predictions (steps 5..39) is lower than both baselines of Fig. 3, the moving
+    average and ridge regression (window 1024 each, as in VIP): paper mode by >= 0.05, binomial-
+    noise mode by >= 0.15. Every seed tried (0..7) passes; measured over seeds 0..4: GP paper
+    0.19-0.21, GP binomial 0.08-0.13, moving average 0.29-0.31, ridge 0.29-0.32 (smallest
+    margins 0.09 and 0.18). The generator was not tuned per seed; the control test below shows
+    the ordering flips when the embeddings carry no information."""
+    x, stream = drifting_instance(seed=seed)
+    mae = _next_batch_mae(
+        {
+            "gp_paper": GPSuccessPredictor(x, seed=seed, dtype=np.float64),
+            "gp_binomial": GPSuccessPredictor(x, seed=seed, noise="binomial", dtype=np.float64),
+            "ma": MovingAveragePredictor(x.shape[0], window=1024),
+            "ridge": RidgePredictor(x, window=1024),
+        },
+        stream,
+    )
+    best_baseline = min(mae["ma"], mae["ridge"])
+    assert mae["gp_paper"] <= best_baseline - 0.05, mae
+    assert mae["gp_binomial"] <= best_baseline - 0.15, mae
+
+
+def test_control_uninformative_embeddings_moving_average_wins():
+    """Control for the Fig. 3 test (so it is not a comparison the GP wins by construction):
+    stationary success probabilities drawn independently of random embeddings. The per-prompt
+    moving average pools all of a prompt's observations, while the GP (paper mode) keeps only
+    the latest noisy logit of an observed prompt and its neighbours carry no information:
+    here the moving average is better by >= 0.1 (measured, seeds 0..4: MA 0.11, GP 0.29-0.31)."""
+    rng = np.random.default_rng(0)
+    n_prompts, batch, rollouts = 400, 40, 8
+    x = rng.normal(size=(n_prompts, 16))
+    p = rng.uniform(size=n_prompts)
+    stream = []
+    for _ in range(40):
+        ids = rng.choice(n_prompts, size=batch, replace=False)
+        stream.append((ids, rng.binomial(rollouts, p[ids]), np.full(batch, rollouts), p[ids]))
+    mae = _next_batch_mae(
+        {"gp_paper": GPSuccessPredictor(x, seed=0, dtype=np.float64),
+         "ma": MovingAveragePredictor(n_prompts, window=1024)},
+        stream,
+    )
+    assert mae["ma"] <= mae["gp_paper"] - 0.1, mae
 
 
 def test_update_memory_is_o_n_d_never_n_by_n():
