@@ -381,13 +381,26 @@ def solve_continuous(code, a, lower, upper, budget):
             else:
                 n[q], _, _ = _count_at(INVERSE, 1.0, 1.0, level, lower[q], upper[q])
         return n, 0.0, ok
-    s, converged, ni, roots = price_search(code, a, root, lower, upper, budget - zero_lower, False)
+    s, converged, _, roots = price_search(code, a, root, lower, upper, budget - zero_lower, False)
+    inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
+    ni = 0
     for q in range(size):
         if a[q] > 0.0:
-            if code == DRGRPO and roots[q] >= 4.0 and s > 0.0:
-                n[q] = min(max(_drgrpo_root_warm(1.0 / (a[q] * s * s), roots[q]), lower[q]), upper[q])
+            if code == DRGRPO:
+                # the same expressions (bit for bit) as in price_search, so that a prompt the
+                # search put at a bound is at that bound here
+                y = (1.0 / a[q]) * inv_s2
+                u = upper[q]
+                if y >= (lower[q] - 2.0) / (lower[q] * lower[q] * lower[q]):
+                    n[q] = lower[q]
+                elif y <= ((u - 2.0) / (u * u * u) if u < np.inf else 0.0):
+                    n[q] = u
+                else:
+                    n[q] = min(max(_drgrpo_root_warm(y, roots[q]), lower[q]), u)
             else:
                 n[q], _, _ = _count_at(code, a[q], root[q], s, lower[q], upper[q])
+            if lower[q] < n[q] < upper[q]:
+                ni += 1
         else:
             n[q] = lower[q]
     if ni > 0:

@@ -550,3 +550,41 @@ def test_fused_exchange_check_equals_certificate(cost):
         assert fused == full
         agree[full] += 1
     assert agree[True] > 10 and agree[False] > 10
+
+
+def test_drgrpo_prompt_at_its_upper_breakpoint_is_certified():
+    """Found in review: the price search classified a prompt as "at upper" (y <= g(U)) while the
+    final allocation recomputed its root from a differently rounded y, landing 1 ulp inside
+    (L, U): the prompt then counted as interior with marginal != price and the certificate
+    failed on a correct allocation (with the price from the flat-case rule). The final n must
+    use the same classification as the search; the price is then a valid KKT multiplier."""
+    a = np.array([1.6388260078307058, 0.0009164608999842722, 1.8400561922810077,
+                  0.028537023044144027, 0.16532588069790222, 1.5196553236068147])
+    lower = np.array([4.0, 3.0, 4.0, 4.0, 4.0, 4.0])
+    upper = np.array([5.0, 5.0, 6.0, 5.0, 9.0, 8.0])
+    res = allocate(a, 35.0, lower, upper, cost="drgrpo")
+    check_certificate(res, "drgrpo", a, 35.0, lower, upper)
+    n_ref, _ = slow_drgrpo(a, 35.0, lower, upper)
+    np.testing.assert_allclose(res.n, n_ref, rtol=1e-9)
+    assert allocate(a, 35, lower, upper, cost="drgrpo", integer=True).success
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_small_integer_bounds_sweep_certified(cost):
+    """Many small instances with integer bounds (the setting where budgets hit breakpoints
+    exactly): every continuous answer certified against independent KKT formulas, every
+    integer answer equal to an independent greedy from the lower bounds."""
+    rng = np.random.default_rng(11)
+    base = {"rloo": 2, "drgrpo": 3, "inverse": 1}[cost]
+    for _ in range(400):
+        size = int(rng.integers(1, 10))
+        a = rng.gamma(0.5, 1.0, size) * 10.0 ** rng.uniform(-3, 3, size)
+        lower = base + rng.integers(0, 3, size).astype(float)
+        upper = lower + rng.integers(0, 6, size).astype(float)
+        budget = int(rng.integers(lower.sum(), upper.sum() + 1))
+        res = allocate(a, float(budget), lower, upper, cost=cost)
+        check_certificate(res, cost, a, budget, lower, upper)
+        ires = allocate(a, budget, lower, upper, cost=cost, integer=True)
+        assert ires.success, ires.message
+        ref = heapq_greedy(cost, a, budget, lower, upper)
+        assert ires.objective <= f_value(cost, a, ref) * (1 + 1e-12)
