@@ -34,34 +34,52 @@ def _history(seed=0, n_prompts=200, m=160):
     return x, ids, rng.binomial(n, p), n
 
 
-def test_gpytorch_predictive_mean_matches_ours_at_same_hyperparameters():
-    """Exact GP posterior mean (gpytorch ExactGP, RBF lengthscale h, Gaussian noise sigma^2,
-    constant prior mean) equals GPSuccessPredictor's mean after one update with noise=sigma^2."""
+@pytest.mark.parametrize("noise", [0.25, "binomial"])
+def test_gpytorch_predictive_mean_matches_ours_at_same_hyperparameters(noise):
+    """Exact GP posterior (gpytorch ExactGP set up here, not the module's class: constant mean
+    fixed at the prior logit, RBF lengthscale h, Gaussian noise sigma^2 or the fixed binomial
+    variance 1 / (n p (1 - p))) equals GPSuccessPredictor after one update with the same noise:
+    the mean of every prompt, and the latent variance against gpytorch's f-posterior variance."""
     gpytorch = pytest.importorskip("gpytorch")
     torch = pytest.importorskip("torch")
-    from bandits.gp_hyperfit import _exact_gp_class
+
+    class RBFGP(gpytorch.models.ExactGP):
+        def __init__(self, tx, ty, lik):
+            super().__init__(tx, ty, lik)
+            self.mean_module = gpytorch.means.ConstantMean()
+            self.covar_module = gpytorch.kernels.RBFKernel()
+
+        def forward(self, z):
+            return gpytorch.distributions.MultivariateNormal(self.mean_module(z), self.covar_module(z))
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(120, 4))
     ids = rng.choice(120, 30, replace=False)
     n = rng.integers(2, 10, 30)
     s = rng.binomial(n, 0.5)
-    h, sigma2, prior = 1.7, 0.25, -0.4
-    ours = GPSuccessPredictor(x, bandwidth=h, noise=sigma2, jitter=0.0, prior_logit=prior,
+    h, prior = 1.7, -0.4
+    ours = GPSuccessPredictor(x, bandwidth=h, noise=noise, jitter=0.0, prior_logit=prior,
                               eps=0.01, dtype=np.float64)
     ours.update(ids, s, n)
 
     p = np.clip(s / n, 0.01, 0.99)
-    y = torch.as_tensor(np.log(p / (1 - p)) - prior, dtype=torch.float64)
-    lik = gpytorch.likelihoods.GaussianLikelihood().double()
-    lik.noise = sigma2
-    model = _exact_gp_class(gpytorch)(torch.as_tensor(x[ids]), y, lik).double()
+    y = torch.as_tensor(np.log(p / (1 - p)), dtype=torch.float64)
+    if noise == "binomial":
+        lik = gpytorch.likelihoods.FixedNoiseGaussianLikelihood(
+            noise=torch.as_tensor(1.0 / (n * p * (1 - p)), dtype=torch.float64))
+    else:
+        lik = gpytorch.likelihoods.GaussianLikelihood().double()
+        lik.noise = noise
+    model = RBFGP(torch.as_tensor(x[ids]), y, lik).double()
+    model.mean_module.constant = prior
     model.covar_module.lengthscale = h
     model.eval()
     lik.eval()
     with torch.no_grad(), gpytorch.settings.fast_pred_var(False), gpytorch.settings.max_cholesky_size(10**6):
-        mean = model(torch.as_tensor(x)).mean.numpy() + prior
+        post = model(torch.as_tensor(x))
+        mean, var = post.mean.numpy(), post.variance.numpy()
     np.testing.assert_allclose(ours.mean_logit, mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours.predict_latent_var(np.arange(120)), var, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("noise", ["learn", "binomial", 0.3])
