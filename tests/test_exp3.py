@@ -150,6 +150,27 @@ T_REGRET = 8000
 SEEDS = range(4)
 
 
+def test_bound_formulas_pinned_to_the_literature_values():
+    """The three bound functions evaluate the theorems' formulas literally (K = 4, T = 1000,
+    delta = 0.05, natural logs): ACFS02 Thm. 6.3, Neu 2015 Thm. 1, BCB12 Sec. 3.2. Written out
+    here term by term so that a transposed constant (5/3 vs 3/5, 2 vs sqrt 2, ...) in the
+    implementation fails. (The theorem constants themselves could not be checked against the
+    primary texts; see the ``bandits.exp3`` module docstring.)"""
+    from bandits.group_dro import gdro_exp3p_regret_bound
+
+    k, t, d = 4, 1000, 0.05
+    lkt = math.log(k * t / d)  # ln 80000
+    acfs = 4 * math.sqrt(k * t * lkt) + 4 * math.sqrt(5 / 3 * k * t * math.log(k)) + 8 * lkt
+    assert exp3p_regret_bound(k, t, d) == pytest.approx(acfs, rel=1e-14)
+    assert acfs == pytest.approx(1324.886, abs=1e-3)  # by hand: 850.0 + 384.6 + 90.3
+    neu = 2 * math.sqrt(2 * k * t * math.log(k)) + (math.sqrt(2 * k * t / math.log(k)) + 1) * math.log(2 / d)
+    assert exp3ix_regret_bound(k, t, d) == pytest.approx(neu, rel=1e-14)
+    assert neu == pytest.approx(494.539, abs=1e-3)  # 210.6 + 76.97 * ln 40
+    bcb = 5.15 * math.sqrt(t * k * math.log(k / d))
+    assert gdro_exp3p_regret_bound(k, t, d) == pytest.approx(bcb, rel=1e-14)
+    assert bcb == pytest.approx(681.828, abs=1e-3)  # 5.15 * sqrt(4000 ln 80)
+
+
 def test_bound_tests_have_power():
     """Uniform play violates both bounds on the hand-made table (so the regret tests can fail)."""
     table = best_switching_table(T_REGRET)
