@@ -168,7 +168,10 @@ class PromptGDRO:
     exploration : float, default 0.01
         Uniform mixing ``gamma`` in ``[0, 1]``.
     ema : float, default 0.12
-        EMA weight ``beta`` of the new observation ("score EMA decay"), in ``(0, 1]``.
+        EMA weight ``beta`` of the new observation ("score EMA decay"), in ``(0, 1]``. App. C.2.1
+        calls 0.12 a "decay", which could also mean the weight of the *old* value; we read it as
+        the weight of the new one (an average over roughly ``1 / 0.12 ~ 8`` steps), since the other
+        reading (0.88 on each new batch) would hardly smooth at all. Pass ``ema=0.88`` for it.
     weight_cap : float, default 15.0
         Multiplier cap ``w_max`` of eq. 17, ``> 0``.
     normalization : {"share", "uniform"}, default "share"

@@ -164,7 +164,9 @@ class RolloutGDRO:
     exploration : float, default 0.01
         Uniform mixing ``gamma`` in ``[0, 1]``.
     ema : float, default 0.4
-        Arm-score EMA weight of the new observation, in ``(0, 1]``.
+        Arm-score EMA weight of the new observation, in ``(0, 1]``. App. C.2.2's "arm score EMA
+        decay 0.4" is read as the weight of the new value, as in :class:`bandits.PromptGDRO`
+        (pass ``ema=0.6`` for the other reading).
     price_cap : float, default 10.0
         Upper end ``mu_max`` of the shadow-price interval ``[0, mu_max]``.
     selection : {"gumbel", "mode"}, default "gumbel"
