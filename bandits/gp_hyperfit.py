@@ -149,7 +149,8 @@ def fit_gp_hyperparameters(
     initial_noise : float > 0
         Starting noise variance for ``noise="learn"``.
     max_iter : int >= 1
-        L-BFGS iterations (strong-Wolfe line search) on the log-parameters.
+        L-BFGS iterations (strong-Wolfe line search) on gpytorch's raw parameters (softplus-
+        transformed: ``h = softplus(raw)``, ``noise = 1e-6 + softplus(raw)``).
     tol : float > 0
         Convergence tolerance on the change of the (per-point) negative log likelihood.
     seed : None, int or Generator
@@ -263,7 +264,14 @@ def fit_gp_hyperparameters(
         fitted_noise, noise_diag = fixed_noise, noise_diag0
     lml = _log_marginal_likelihood(x, y, h, noise_diag)
 
-    if not (math.isfinite(lml) and lml >= lml0 - 1e-8 * max(1.0, abs(lml0))):
+    if not math.isfinite(lml):
+        status = CERTIFICATE_FAILED
+        message = (
+            f"{MESSAGES[status]}: K_h + noise is numerically singular at the fitted bandwidth "
+            f"{h:.6g} (log marginal likelihood {lml:.6g}); repeated or near-duplicate prompts "
+            f"need noise > 0"
+        )
+    elif not (lml >= lml0 - 1e-8 * max(1.0, abs(lml0))):
         status = CERTIFICATE_FAILED
         message = (
             f"{MESSAGES[status]}: fitted log marginal likelihood {lml:.6g} is below the "

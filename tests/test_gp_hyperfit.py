@@ -136,3 +136,14 @@ def test_fit_uses_recent_history_and_validates():
         fit_gp_hyperparameters(x, ids[:1], s[:1], n[:1])
     with pytest.raises(ValueError, match="max_history must be >= 2"):
         fit_gp_hyperparameters(x, ids, s, n, max_history=1)
+
+
+def test_noise_free_fit_on_repeated_prompts_reports_singular_kernel():
+    """noise=0 with a prompt observed twice makes K_h singular: the fit must not claim success,
+    and the message says why (it used to read '-inf is below the starting value -inf')."""
+    pytest.importorskip("gpytorch")
+    x, ids, s, n = _history()
+    assert np.unique(ids).size < ids.size  # the history repeats prompts
+    res = fit_gp_hyperparameters(x, ids, s, n, noise=0.0, seed=0, max_iter=20)
+    assert not res.success and res.status != 0
+    assert "numerically singular" in res.message and "noise > 0" in res.message
