@@ -86,7 +86,8 @@ class _LogWeightBandit:
         if not np.all(np.isfinite(new_log_weights)):
             raise ValueError(
                 f"{type(self).__name__} update would make the log weights non-finite "
-                "(estimate overflow); state left unchanged"
+                f"(the step eta={getattr(self, 'eta', None)!r} times the importance-weighted "
+                "estimate overflows); state left unchanged"
             )
         self.log_weights = new_log_weights - new_log_weights.max()
         self.t += 1
@@ -324,9 +325,11 @@ class Exp3P(_LogWeightBandit):
         p_arm = p[arm] if propensity is None else check_finite_scalar(
             propensity, "propensity", lo=0.0, hi=1.0, lo_open=True
         )
-        gain = self._bonus_scale / p
-        gain[arm] += reward / p_arm
-        self._commit(self.log_weights + self.eta * gain)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _commit
+            gain = self._bonus_scale / p
+            gain[arm] += reward / p_arm
+            new = self.log_weights + self.eta * gain
+        self._commit(new)
 
 
 def exp3ix_regret_bound(n_arms: int, horizon: int, delta: float) -> float:
@@ -418,5 +421,6 @@ class Exp3IX(_LogWeightBandit):
             )
         new = self.log_weights.copy()
         if loss > 0.0:
-            new[arm] -= self.eta * loss / denom
+            with np.errstate(over="ignore", invalid="ignore"):  # reported by _commit
+                new[arm] -= self.eta * loss / denom
         self._commit(new)

@@ -349,6 +349,28 @@ def test_bad_updates_raise_and_leave_state_unchanged(make, name):
     assert b.t == t
 
 
+def test_overflowing_step_raises_without_warnings_and_keeps_state():
+    """A finite but huge step times the importance-weighted estimate overflows the log weights:
+    ValueError naming eta, no RuntimeWarning, state (weights, t) unchanged."""
+    import warnings
+
+    cases = [
+        (Exp3P(2, horizon=10, eta=1e300, gamma=1e-300, alpha=0.0, seed=0), 1, 1.0),
+        (Exp3IX(2, horizon=10, eta=1e300, gamma=1e-300, seed=0), 1, 1.0),
+    ]
+    for b, arm, value in cases:
+        b.update(0, 1.0 if isinstance(b, Exp3P) else 0.0)
+        before = (b.log_weights.copy(), b.t)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ValueError, match=r"non-finite \(the step eta=1e\+300"):
+                for _ in range(3):  # Exp3IX: drive p[arm] to 0 so the estimate is 1 / gamma
+                    b.update(arm, value)
+                    before = (b.log_weights.copy(), b.t)
+        np.testing.assert_array_equal(b.log_weights, before[0])
+        assert b.t == before[1]
+
+
 def test_constructor_validation():
     with pytest.raises(ValueError, match="n_arms must be >= 1, got 0"):
         Exp3P(0, horizon=10)
