@@ -80,7 +80,7 @@ def cost_value(code, a, n):
     if code == RLOO:
         return a / (n - 1.0)
     if code == DRGRPO:
-        return a * (n - 1.0) / (n * n)
+        return a * ((n - 1.0) / (n * n))  # a last: no overflow for a near DBL_MAX
     return a / n
 
 
@@ -92,7 +92,7 @@ def cost_marginal(code, a, n):
     if code == RLOO:
         return a / ((n - 1.0) * (n - 1.0))
     if code == DRGRPO:
-        return a * (n - 2.0) / (n * n * n)
+        return a * ((n - 2.0) / (n * n * n))
     return a / (n * n)
 
 
@@ -104,7 +104,7 @@ def cost_gain(code, a, n):
     if code == RLOO:
         return a / ((n - 1.0) * n)
     if code == DRGRPO:
-        return a * (n * n - n - 1.0) / (n * n * (n + 1.0) * (n + 1.0))
+        return a * ((n * n - n - 1.0) / (n * n * (n + 1.0) * (n + 1.0)))
     return a / (n * (n + 1.0))
 
 

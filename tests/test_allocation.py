@@ -588,3 +588,18 @@ def test_small_integer_bounds_sweep_certified(cost):
         assert ires.success, ires.message
         ref = heapq_greedy(cost, a, budget, lower, upper)
         assert ires.objective <= f_value(cost, a, ref) * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_huge_a_objective_is_finite(cost):
+    """Found in review: a * (n - 1) / n^2 overflowed to inf for a near DBL_MAX (drgrpo), so a
+    certified result reported objective = inf; the kernels now scale a last."""
+    a = np.array([1e308, 0.5e308])
+    for integer in (False, True):
+        res = allocate(a, 8, 3, 8, cost=cost, integer=integer)
+        assert res.success, res.message
+        assert np.isfinite(res.objective) and np.isfinite(res.lower_bound)
+        assert res.objective == pytest.approx(f_value(cost, a / 1e300, res.n) * 1e300, rel=1e-12)
+    fam = get_cost(cost)
+    assert np.all(np.isfinite(fam.marginal(a, np.array([3.5, 4.0]))))
+    assert np.all(np.isfinite([K.cost_gain(fam.code, 1e308, 3.0), K.cost_value(fam.code, 1e308, 3.0)]))
