@@ -3,10 +3,11 @@
 Definitions, for a group of ``n`` rollouts with rewards ``r_1..r_n`` and mean ``mu``:
 
 * ``"grpo"``   -- ``(r_j - mu) / (sigma + eps)`` with the *population* standard deviation
-  ``sigma = sqrt(mean((r - mu)^2))`` (GDRO paper eq. 3; also DeepSeekMath GRPO's group
-  normalisation). Note: TRL and verl divide by the sample (ddof=1) std instead; the two differ by
-  ``sqrt(n / (n - 1))``. The population std is used because it is the paper's definition and is
-  defined for every group size.
+  ``sigma = sqrt(mean((r - mu)^2))`` (GDRO paper eq. 3 and DRRO paper eq. 4.1 both define
+  ``sigma^2 = (1/n) sum (r - mu)^2``; also DeepSeekMath GRPO's group normalisation). Note: TRL
+  and verl divide by the sample (ddof=1) std instead; the two differ by ``sqrt(n / (n - 1))``.
+  The population std is used because it is the papers' definition and is defined for every
+  group size.
 * ``"drgrpo"`` -- ``r_j - mu`` (Dr.GRPO; VIP paper Sec. 3).
 * ``"rloo"``   -- ``r_j - mean_{k != j} r_k = n / (n - 1) * (r_j - mu)`` (RLOO; VIP paper Sec. 3).
 
@@ -43,21 +44,37 @@ ADVANTAGE_KINDS = MappingProxyType(
 """Registry of advantage kinds: name -> one-line definition (read-only)."""
 
 
+_DBL_MAX = float(np.finfo(np.float64).max)
+
+
 @numba.njit(cache=True)
-def _scale(kind, n, sum_sq, eps):  # pragma: no cover - compiled
-    """Multiplier applied to ``r - mean`` for a group of size ``n`` with sum of squared deviations."""
+def _unit(dev_max):  # pragma: no cover - compiled
+    """A positive factor ``s ~ 1 / max|r - mean|`` (capped at DBL_MAX for subnormal spreads)."""
+    return min(1.0 / dev_max, _DBL_MAX)
+
+
+@numba.njit(cache=True)
+def _scale(kind, n, sum_sq, unit, eps):  # pragma: no cover - compiled
+    """``(unit, mult)`` with advantage ``((r - mean) * unit) * mult`` for a group of size ``n``.
+
+    ``sum_sq`` is the sum of ``((r - mean) * unit)^2`` with ``unit = _unit(max |r - mean|)``, so it
+    lies in [1, n] (no overflow for huge rewards, no underflow for subnormal spreads). GRPO:
+    ``(r - mean) / (std + eps) = ((r - mean) s) / (sqrt(sum_sq / n) + eps s)`` for any ``s > 0``;
+    the other kinds use ``unit = 1``."""
     if n < 2:
-        return 0.0
+        return 1.0, 0.0
     if kind == 0:
-        return 1.0 / (np.sqrt(sum_sq / n) + eps)
+        return unit, 1.0 / (np.sqrt(sum_sq / n) + eps * unit)
     if kind == 2:
-        return n / (n - 1.0)
-    return 1.0
+        return 1.0, n / (n - 1.0)
+    return 1.0, 1.0
 
 
 @numba.njit(cache=True)
 def _dense_kernel(rewards, kind, eps, out):  # pragma: no cover - compiled
+    """Fills ``out``; returns False if any advantage is not finite (float64 overflow)."""
     n_prompts, group = rewards.shape
+    ok = True
     for p in range(n_prompts):
         total = 0.0
         lo = rewards[p, 0]
@@ -68,17 +85,24 @@ def _dense_kernel(rewards, kind, eps, out):  # pragma: no cover - compiled
             lo = min(lo, v)
             hi = max(hi, v)
         mean = total / group
-        sum_sq = 0.0
+        unit, mult = 1.0, 0.0
+        if lo != hi:
+            s = _unit(max(hi - mean, mean - lo))  # max |r - mean| > 0 since lo < hi
+            sum_sq = 0.0
+            for k in range(group):
+                dev = (rewards[p, k] - mean) * s
+                sum_sq += dev * dev
+            unit, mult = _scale(kind, group, sum_sq, s, eps)
         for k in range(group):
-            dev = rewards[p, k] - mean
-            sum_sq += dev * dev
-        scale = 0.0 if lo == hi else _scale(kind, group, sum_sq, eps)
-        for k in range(group):
-            out[p, k] = (rewards[p, k] - mean) * scale
+            v = ((rewards[p, k] - mean) * unit) * mult
+            out[p, k] = v
+            ok &= np.isfinite(v)
+    return ok
 
 
 @numba.njit(cache=True)
 def _ragged_kernel(rewards, group_ids, n_groups, kind, eps, out):  # pragma: no cover - compiled
+    """Fills ``out``; returns False if any advantage is not finite (float64 overflow)."""
     count = np.zeros(n_groups, dtype=np.int64)
     total = np.zeros(n_groups)
     lo = np.full(n_groups, np.inf)
@@ -93,16 +117,26 @@ def _ragged_kernel(rewards, group_ids, n_groups, kind, eps, out):  # pragma: no 
     mean = np.empty(n_groups)
     for g in range(n_groups):
         mean[g] = total[g] / count[g] if count[g] > 0 else 0.0
+    unit = np.ones(n_groups)
+    for g in range(n_groups):
+        if lo[g] < hi[g]:
+            unit[g] = _unit(max(hi[g] - mean[g], mean[g] - lo[g]))
     sum_sq = np.zeros(n_groups)
     for i in range(rewards.shape[0]):
-        dev = rewards[i] - mean[group_ids[i]]
-        sum_sq[group_ids[i]] += dev * dev
-    scale = np.empty(n_groups)
+        g = group_ids[i]
+        dev = (rewards[i] - mean[g]) * unit[g]
+        sum_sq[g] += dev * dev
+    mult = np.zeros(n_groups)
     for g in range(n_groups):
-        scale[g] = 0.0 if lo[g] == hi[g] else _scale(kind, count[g], sum_sq[g], eps)
+        if lo[g] != hi[g]:
+            unit[g], mult[g] = _scale(kind, count[g], sum_sq[g], unit[g], eps)
+    ok = True
     for i in range(rewards.shape[0]):
         g = group_ids[i]
-        out[i] = (rewards[i] - mean[g]) * scale[g]
+        v = ((rewards[i] - mean[g]) * unit[g]) * mult[g]
+        out[i] = v
+        ok &= np.isfinite(v)
+    return ok
 
 
 def _kind_code(kind: Any) -> int:
@@ -167,7 +201,15 @@ def group_advantages(rewards: Any, *, kind: str, group_ids: Any = None, eps: flo
     -----
     Identities (tested): per group, GRPO/Dr.GRPO/RLOO advantages sum to zero, and
     ``rloo = n / (n - 1) * drgrpo``. Means and variances are computed in two passes (no
-    ``E[x^2] - E[x]^2`` cancellation).
+    ``E[x^2] - E[x]^2`` cancellation); the squared deviations are summed after dividing by the
+    largest one, so the GRPO std neither overflows (rewards ~1e200) nor underflows (subnormal
+    spreads with ``eps = 0``).
+
+    Raises
+    ------
+    ValueError
+        Non-finite rewards, bad ``group_ids``/``eps``/``kind`` (TypeError for a non-string kind),
+        or rewards so large that a group mean or deviation overflows float64.
 
     Examples
     --------
@@ -181,9 +223,14 @@ def group_advantages(rewards: Any, *, kind: str, group_ids: Any = None, eps: flo
     if r.size == 0:
         return out
     if ids is None:
-        _dense_kernel(r, code, e, out)
+        ok = _dense_kernel(r, code, e, out)
     else:
-        _ragged_kernel(r, ids, n_groups, code, e, out)
+        ok = _ragged_kernel(r, ids, n_groups, code, e, out)
+    if not ok:
+        raise ValueError(
+            f"{kind} advantages overflowed float64 (max |reward|={float(np.abs(r).max())!r}): "
+            "group means/deviations of these rewards are not representable; rescale the rewards"
+        )
     return out
 
 
@@ -205,17 +252,21 @@ def _group_advantages_numpy(rewards: np.ndarray, kind: str, group_ids: np.ndarra
     safe = np.maximum(count, 1.0)
     mean = np.bincount(ids, weights=flat, minlength=m) / safe
     dev = flat - mean[ids]
-    sum_sq = np.bincount(ids, weights=dev * dev, minlength=m)
     lo = np.full(m, np.inf)
     hi = np.full(m, -np.inf)
     np.minimum.at(lo, ids, flat)
     np.maximum.at(hi, ids, flat)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit = np.where(lo < hi, np.minimum(1.0 / np.maximum(hi - mean, mean - lo), _DBL_MAX), 1.0)
+    sum_sq = np.bincount(ids, weights=(dev * unit[ids]) ** 2, minlength=m)  # scaled, see _scale
     if kind == "grpo":
-        scale = 1.0 / (np.sqrt(sum_sq / safe) + eps)
+        scale = 1.0 / (np.sqrt(sum_sq / safe) + eps * unit)
     elif kind == "rloo":
         scale = count / np.maximum(count - 1.0, 1.0)
     else:
         scale = np.ones(m)
     scale = np.where((count < 2) | (lo == hi), 0.0, scale)
-    out = dev * scale[ids]
+    if kind != "grpo":
+        unit = np.ones(m)
+    out = (dev * unit[ids]) * scale[ids]
     return out.reshape(rewards.shape)

@@ -185,3 +185,27 @@ def test_invalid_inputs():
         group_advantages([[1.0, 2.0]], kind="grpo", eps=-1e-6)
     with pytest.raises(ValueError, match="at least one rollout"):
         group_advantages(np.zeros((2, 0)), kind="grpo")
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+def test_extreme_scales_never_silently_wrong(ragged):
+    """GRPO is scale-invariant (eps negligible): [a, -a, 0] gives +/- sqrt(3/2), 0 for any a.
+    Squared deviations overflowing (a = 1e200) once gave 0 silently; a subnormal spread with
+    eps = 0 once raised ZeroDivisionError; a group mean overflowing float64 gave NaN. Now exact,
+    or a ValueError."""
+
+    def adv(row, **kw):
+        if ragged:
+            return group_advantages(np.asarray(row, dtype=float), group_ids=np.zeros(len(row), int), **kw)
+        return group_advantages([row], **kw)[0]
+
+    expected = np.array([1.0, -1.0, 0.0]) * np.sqrt(1.5)
+    for a in (1e200, 1e-200):
+        np.testing.assert_allclose(adv([a, -a, 0.0], kind="grpo", eps=0.0), expected, rtol=1e-14)
+    np.testing.assert_allclose(adv([1e200, -1e200, 0.0], kind="grpo"), expected, rtol=1e-14)
+    np.testing.assert_allclose(adv([0.0, 1e-310], kind="grpo", eps=0.0), [-1.0, 1.0], rtol=1e-6)
+    assert np.all(np.isfinite(adv([0.0, 5e-324], kind="grpo", eps=0.0)))  # mean 2.5e-324 rounds to 0
+    with pytest.raises(ValueError, match="overflowed float64"):
+        adv([1e308, 1e308, 0.0], kind="grpo")
+    with pytest.raises(ValueError, match="overflowed float64"):
+        adv([1e308, 1e308, 0.0], kind="rloo")
