@@ -138,6 +138,12 @@ class PromptGDRO:
     3. **Exploration mixing:** ``q = (1 - gamma) softmax(log w) + gamma / B`` with
        ``gamma = exploration`` (exposed as ``weights``).
 
+    *Why no importance weighting* (App. C.2.1 names "GDRO-EXP3P", whose estimator divides the
+    observed loss by the probability the adversary sampled the group with): Prompt-GDRO does not
+    sample bins, it reweights a batch drawn by the data pipeline, and it observes the loss of
+    every bin present in the batch. There is no adversary propensity to divide by; the
+    share-debiased EMA plays the estimator's role, and ``q`` only enters through the multipliers.
+
     **Empty bins** (absent from a batch) keep their score exactly (their share is 0, so the gain is
     0); their share EMA decays like every EMA (one tick per update), so a bin that has been absent
     for long gives its next observation more weight. They still take part in step 2 with their
