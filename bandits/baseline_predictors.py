@@ -202,24 +202,36 @@ class RidgePredictor:
         """Append the batch (in order), keep the last ``window`` observations and refit."""
         idx, s, n = _validate_counts(ids, successes, trials, self.n_prompts)
         y = _logit(_clipped_rate(s, n, self.eps))
-        self._ids.extend(idx.tolist())
-        self._y.extend(y.tolist())
-        xw = self._x[np.fromiter(self._ids, dtype=np.int64, count=len(self._ids))]
-        yw = np.fromiter(self._y, dtype=np.float64, count=len(self._y))
+        # fit on the would-be window first; commit only a finite fit (a failed update changes nothing)
+        keep = max(self.window - idx.size, 0)
+        old_ids = list(self._ids)[len(self._ids) - keep :] if keep else []
+        old_y = list(self._y)[len(self._y) - keep :] if keep else []
+        win_ids = np.concatenate([np.asarray(old_ids, dtype=np.int64), idx])[-self.window :]
+        yw = np.concatenate([np.asarray(old_y, dtype=np.float64), y])[-self.window :]
+        xw = self._x[win_ids]
         x_mean = xw.mean(axis=0)
         y_mean = yw.mean()
         xc = xw - x_mean
         m, d = xc.shape
-        if m >= d:  # primal: (Xc'Xc + alpha I) w = Xc'y
-            gram = xc.T @ xc
-            gram[np.diag_indices_from(gram)] += self.alpha
-            coef = linalg.solve(gram, xc.T @ (yw - y_mean), assume_a="pos")
-        else:  # dual: w = Xc' (Xc Xc' + alpha I)^{-1} y
-            gram = xc @ xc.T
-            gram[np.diag_indices_from(gram)] += self.alpha
-            coef = xc.T @ linalg.solve(gram, yw - y_mean, assume_a="pos")
+        primal = m >= d  # primal: (Xc'Xc + alpha I) w = Xc'y; dual: w = Xc' (Xc Xc' + alpha I)^{-1} y
+        with np.errstate(over="ignore", invalid="ignore"):
+            gram = xc.T @ xc if primal else xc @ xc.T
+        gram[np.diag_indices_from(gram)] += self.alpha
+        coef = intercept = math.nan
+        if np.all(np.isfinite(gram)):
+            if primal:
+                coef = linalg.solve(gram, xc.T @ (yw - y_mean), assume_a="pos")
+            else:
+                coef = xc.T @ linalg.solve(gram, yw - y_mean, assume_a="pos")
+            intercept = float(y_mean - x_mean @ coef)
+        if not (np.all(np.isfinite(coef)) and math.isfinite(intercept)):
+            raise FloatingPointError(
+                "ridge fit is not finite (X'X overflows); rescale the embeddings or raise alpha"
+            )
+        self._ids.extend(idx.tolist())
+        self._y.extend(y.tolist())
         self.coef_ = coef
-        self.intercept_ = float(y_mean - x_mean @ coef)
+        self.intercept_ = intercept
         self.step += 1
 
     def predict_logit(self, ids: Any) -> np.ndarray:

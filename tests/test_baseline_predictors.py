@@ -144,3 +144,22 @@ def test_baseline_validation_errors():
         BetaBinomialPredictor(5, discount=0.0)
     with pytest.raises(ValueError, match="alpha must be > 0"):
         RidgePredictor(x, alpha=0.0)
+
+
+@pytest.mark.parametrize("dim", [3, 50])  # primal and dual solves
+def test_ridge_failed_fit_leaves_state_unchanged(dim):
+    """Finite embeddings of magnitude 1e200 overflow X'X: update raises FloatingPointError and
+    the window, coefficients and step are those before the call (the window used to keep the
+    failed batch)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20, dim))
+    big = np.vstack([x, 1e200 * rng.normal(size=(2, dim))])
+    rp = RidgePredictor(big, window=6)
+    rp.update([0, 1, 2, 3], [1, 2, 3, 4], [4, 4, 4, 4])
+    coef, b, step, window = rp.coef_.copy(), rp.intercept_, rp.step, list(rp._ids)
+    with pytest.raises(FloatingPointError, match="ridge fit is not finite"):
+        rp.update([20, 21, 5], [1, 2, 0], [4, 4, 4])
+    np.testing.assert_array_equal(rp.coef_, coef)
+    assert (rp.intercept_, rp.step, list(rp._ids)) == (b, step, window)
+    rp.update([4, 5, 6], [0, 1, 2], [4, 4, 4])  # and keeps working: window = last 6 entries
+    assert list(rp._ids) == [1, 2, 3, 4, 5, 6]
