@@ -323,7 +323,24 @@ def _match_budget_iv(costs, counts, arms, total, nearest):
     dup = srt[1:] == srt[:-1]
     if dup.any():
         raise ValueError(f"arms must be distinct, got {int(srt[1:][dup][0])} more than once")
+    largest = sum(counts.tolist()) * int(srt[-1])  # Python ints: exact
+    if largest >= 2**62:
+        raise ValueError(
+            f"sum(counts) * max(arms) = {largest} would overflow the int64 totals of the DP (limit 2**62)"
+        )
+    with np.errstate(over="ignore"):
+        worst = np.abs(counts[:, None] * costs).max(axis=1, initial=0.0).sum()
+    if not np.isfinite(worst):
+        raise ValueError("counts * costs overflows float64: rescale costs")
     return costs, counts, arms, int(total), bool(nearest)
+
+
+def _check_table_size(rows: int, width: int) -> None:
+    if rows * width > _MAX_TABLE_ENTRIES:
+        raise ValueError(
+            f"problem too large for the exact DP: {rows} bins x {width} states exceeds "
+            f"{_MAX_TABLE_ENTRIES} table entries"
+        )
 
 
 def match_budget(costs, counts, arms, total, *, nearest=False) -> BudgetMatchResult:
@@ -397,21 +414,24 @@ def match_budget(costs, counts, arms, total, *, nearest=False) -> BudgetMatchRes
     reachable = (total - base) % g == 0 and lowest <= total <= highest
     target = (total - base) // g if reachable else -1
     if reachable:
-        if inc.shape[0] * (target + 1) > _MAX_TABLE_ENTRIES:
-            raise ValueError(
-                f"problem too large for the exact DP: {inc.shape[0]} bins x {target + 1} states "
-                f"exceeds {_MAX_TABLE_ENTRIES} table entries"
-            )
+        _check_table_size(inc.shape[0], target + 1)
         choice, value = _budget_dp_kernel(weights, inc, target)
         reachable = bool(np.isfinite(value))
     if not reachable:
-        mask = _reachable_kernel(inc)
-        states = np.flatnonzero(mask)
-        totals = base + g * states
-        below = totals[totals < total]
-        above = totals[totals > total]
-        near_below = int(below.max()) if below.size else None
-        near_above = int(above.min()) if above.size else None
+        # lowest (min arm everywhere) and highest (max arm everywhere) are always reachable, so
+        # the full reachability mask is needed only for a total strictly inside the range
+        if total > highest:
+            near_below, near_above = highest, None
+        elif total < lowest:
+            near_below, near_above = None, lowest
+        else:
+            _check_table_size(1, max_state + 1)
+            states = np.flatnonzero(_reachable_kernel(inc))
+            totals = base + g * states
+            below = totals[totals < total]
+            above = totals[totals > total]
+            near_below = int(below.max()) if below.size else None
+            near_above = int(above.min()) if above.size else None
         if not nearest:
             raise ValueError(
                 f"total {total} is not reachable with these counts and arms: reachable totals "
@@ -427,6 +447,7 @@ def match_budget(costs, counts, arms, total, *, nearest=False) -> BudgetMatchRes
         else:
             total = near_below if total - near_below <= near_above - total else near_above
         target = (total - base) // g
+        _check_table_size(inc.shape[0], target + 1)
         choice, value = _budget_dp_kernel(weights, inc, target)
         status = ADJUSTED
         adjust_note = (

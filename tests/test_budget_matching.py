@@ -243,3 +243,36 @@ def test_matches_scipy_milp_on_medium_instances():
         res = match_budget(costs, counts, arms, total)
         assert res.success and res.total == total
         assert res.objective == pytest.approx(ref.fun, abs=1e-7 * max(1.0, abs(ref.fun)))
+
+
+def test_overflowing_totals_and_weights_are_rejected():
+    """Found in review: sum(counts) * max(arms) beyond int64 wrapped around (the error message
+    then gave a negative "reachable range"), and counts * costs overflowing to inf made a
+    reachable total look unreachable. Both now raise a ValueError naming the cause."""
+    with pytest.raises(ValueError, match="overflow"):
+        match_budget(np.zeros((2, 2)), [2**62, 2**62], [1, 3], 2**63)
+    with pytest.raises(ValueError, match="counts \\* costs"):
+        match_budget(np.array([[1e300, 0.0], [0.0, 0.0]]), [10**10, 1], [1, 2], 10**10 + 1)
+
+
+def test_out_of_range_totals_never_build_the_full_state_space(monkeypatch):
+    """Found in review: a total outside [lowest, highest] built the reachability mask over all
+    max_state + 1 compressed states (unbounded memory: arms [1, 2, 10**12] -> 2e12 states) and,
+    with nearest=True, ran the DP at that size without the table-size guard. The nearest
+    reachable totals outside the range are the range's ends (min / max arm everywhere), and
+    every DP or mask is now bounded by the same limit."""
+    import solvers.budget_matching as bm
+
+    monkeypatch.setattr(bm, "_MAX_TABLE_ENTRIES", 10_000)
+    costs = np.zeros((2, 3))
+    arms = [1, 2, 10**6]
+    with pytest.raises(ValueError, match=r"nearest reachable below: 2000000, above: None"):
+        match_budget(costs, [1, 1], arms, 3 * 10**6)
+    with pytest.raises(ValueError, match=r"nearest reachable below: None, above: 2"):
+        match_budget(costs, [1, 1], arms, 1)
+    res = match_budget(costs, [1, 1], arms, 1, nearest=True)
+    assert res.total == 2 and res.status == ADJUSTED
+    with pytest.raises(ValueError, match="too large"):
+        match_budget(costs, [1, 1], arms, 3 * 10**6, nearest=True)
+    with pytest.raises(ValueError, match="too large"):
+        match_budget(costs, [1, 1], arms, 10**6 + 5)  # in range: the DP itself is too large
