@@ -28,11 +28,15 @@ Implementation notes
   policy permutation-equivariant (equal rewards give the uniform policy).
 * **delta = 0**: the uniform policy on the argmax set (the limit delta -> 0 of the rule above, i.e.
   proxy-greedy with ties split equally).
-* **Large delta**: ``pi_i = 1/n + (r_hat_i - mean)/delta`` holds once
-  ``delta >= n * max(max(r_hat) - mean, mean - min(r_hat))``.  The sufficient condition printed in the
-  paper's "sanity checks" paragraph (``delta > sum_i (r_hat_i - r_hat_n)``) is *not* sufficient: for
-  ``r_hat = (10, 0, 0)`` and ``delta = 15`` it holds, yet the optimum is ``e_1`` (F = 10 versus 9.44
-  for the 1/n formula); we implement the theorem, not that paragraph (tested against the LP).
+* **Large delta**: the returned policy is ``pi_i = 1/n + (r_hat_i - mean)/delta`` (``t* = t0 =
+  mean - delta/n``) if and only if ``delta >= n * max(max(r_hat) - mean, mean - min(r_hat))``, i.e.
+  both (a) ``delta >= n (mean - min r_hat) = sum_i (r_hat_i - r_hat_n)``: every response is active
+  at ``t0`` (``pi_n >= 0``), and (b) ``delta >= n (max r_hat - mean) = sum_i (r_hat_1 - r_hat_i)``:
+  the slope (3.11) of psi at ``t0`` with all responses active is ``<= 0``, so ``t* = t0``.  The
+  paper's "sanity checks" paragraph after Thm 3.4 states only (a) (``delta > sum_i (r_hat_i -
+  r_hat_n)``), which is *not* sufficient: for ``r_hat = (10, 0, 0)`` and ``delta = 15`` (a) holds
+  but (b) fails (15 < 20), and the optimum is ``e_1`` (F = 10 versus 9.44 for the 1/n formula).  We
+  implement the theorem, not that paragraph (tested against the LP, including both boundaries).
 * **Non-uniqueness**: when the slope of psi (eq. 3.11) vanishes on an interval, several policies are
   optimal; taking ``t*`` as the infimum (as the theorem does) returns the one with the largest
   support, so the support is monotone in ``delta``.

@@ -220,3 +220,26 @@ def test_edge_cases():
 def test_validation(r, delta, exc, match):
     with pytest.raises(exc, match=match):
         waterfill(r, delta)
+
+
+@given(rewards, st.floats(0.05, 0.95))
+@settings(max_examples=60)
+def test_large_delta_condition_is_necessary(r, frac):
+    """Module docstring: the 1/n formula is the returned policy *only* if
+    delta >= n max(max r - mean, mean - min r). Below the bound it is either infeasible
+    (delta < n (mean - min r): pi_n < 0) or strictly worse than the LP optimum (3.7)
+    (n (mean - min r) <= delta < n (max r - mean): slope (3.11) positive at t0)."""
+    n = r.size
+    a_need = n * (r.mean() - r.min())  # condition (a), the paper's
+    b_need = n * (r.max() - r.mean())  # condition (b), the missing one
+    need = max(a_need, b_need)
+    if need <= 1e-6 or n < 2:
+        return
+    delta = frac * need
+    formula = 1 / n + (r - r.mean()) / delta
+    pi = waterfill(r, delta)
+    assert np.max(np.abs(pi - formula)) > 1e-9
+    if delta >= a_need and b_need - delta > 1e-6 * need:
+        # the formula is a feasible policy here (the paper's regime), yet not optimal
+        assert np.all(formula >= -1e-12)
+        assert robust_utility(formula, r, delta) < linprog_37(r, delta) - 1e-9 * (1 + delta)
