@@ -142,7 +142,8 @@ def dynamic_budget(delta0: float, alpha: float, kl: Any, *, window: int | None =
     Raises
     ------
     ValueError
-        For negative or non-finite inputs (a budget must be >= 0; k3 estimates are >= 0).
+        For negative or non-finite inputs (a budget must be >= 0; k3 estimates are >= 0), or a
+        budget that overflows float64.
 
     Examples
     --------
@@ -164,7 +165,13 @@ def dynamic_budget(delta0: float, alpha: float, kl: Any, *, window: int | None =
         if k.shape[0] < 1:
             raise ValueError(f"kl history must have at least one entry along axis 0, got shape {k.shape}")
         smoothed = k[-w:].mean(axis=0)
-    budget = d0 + a * smoothed
+    with np.errstate(over="ignore"):
+        budget = d0 + a * smoothed
+    if not np.all(np.isfinite(budget)):
+        raise ValueError(
+            f"dynamic budget overflowed float64: delta0={d0!r} + alpha={a!r} * kl "
+            f"(max {float(np.max(smoothed))!r}) is not finite"
+        )
     if np.ndim(budget) == 0:
         return float(budget)
     return budget

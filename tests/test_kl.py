@@ -191,3 +191,8 @@ def test_dynamic_budget_invalid_inputs():
         dynamic_budget(0.0, 1.0, [], window=5)
     with pytest.raises(ValueError, match="kl must be 1-D or 2-D"):
         dynamic_budget(0.0, 1.0, 0.5, window=5)
+    # an overflowing budget is an error, not a silent inf (delta must be finite downstream)
+    with pytest.raises(ValueError, match="dynamic budget overflowed float64"):
+        dynamic_budget(1e308, 1e308, 1e308)
+    with pytest.raises(ValueError, match="dynamic budget overflowed float64"):
+        dynamic_budget(0.0, 1e300, [[1e10, 0.0]], window=1)
