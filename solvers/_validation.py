@@ -123,12 +123,15 @@ def as_int_array(
     nonneg: bool = False,
     min_size: int = 0,
 ) -> np.ndarray:
-    """Coerce ``x`` to a C-contiguous int64 array; floats are accepted only if integral."""
+    """Coerce ``x`` to a C-contiguous int64 array; floats are accepted only if integral.
+
+    Booleans are rejected (a mask passed where ids or counts are expected is a bug, not data).
+    """
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be an array of integers, got {_describe(x)}")
     arr = np.asarray(x)
     if np.issubdtype(arr.dtype, np.bool_):
-        arr = arr.astype(np.int64)
+        raise TypeError(f"{name} must be an array of integers, got booleans")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             bad = ~np.isfinite(arr)

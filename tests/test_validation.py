@@ -64,6 +64,8 @@ def test_int_array():
         as_int_array([1.0, 2.5], "arms")
     with pytest.raises(ValueError, match="counts must be non-negative"):
         as_int_array([1, -1], "counts", nonneg=True)
+    with pytest.raises(TypeError, match="bin_ids must be an array of integers, got booleans"):
+        as_int_array([True, False], "bin_ids")
 
 
 def test_scalars():
