@@ -962,7 +962,10 @@ def chi2_worst_case(losses: Any, p: Any = None, rho: Any = None) -> DROResult:
         Reference distribution; default uniform. Non-negative, summing to 1 (within 1e-6;
         renormalised). ``p_i = 0`` excludes sample ``i``.
     rho : float
-        Radius, ``rho >= 0`` (required), in the ``1/2 (t - 1)^2`` convention above.
+        Radius, ``rho >= 0`` (required), in the ``1/2 (t - 1)^2`` convention above. The KKT
+        derivation in DRO-REBEL's appendix writes the ball without the 1/2, as
+        ``sum_k (q_k - p_k)^2 / p_k <= rho'``: pass ``rho = rho' / 2`` for that convention (its
+        dual factor is then ``sqrt(1 + rho')``).
 
     Returns
     -------

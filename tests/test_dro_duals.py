@@ -627,3 +627,21 @@ def test_extremely_skewed_reference_distributions(seed):
 def test_kl_max_iter_validation():
     with pytest.raises(ValueError, match=r"max_iter must be >= 1, got 0"):
         kl_worst_case([1.0, 2.0], None, 0.1, max_iter=0)
+
+
+def test_chi2_rebel_convention_without_the_half():
+    """chi2_worst_case docstring: DRO-REBEL's appendix writes the ball as sum (q - p)^2 / p <= rho'
+    (no 1/2); passing rho = rho'/2 solves that problem (checked against cvxpy in that convention)."""
+    cp = pytest.importorskip("cvxpy")
+    rng = np.random.default_rng(7)
+    for rho_rebel in (0.05, 0.4, 1.5):
+        losses = rng.normal(size=6)
+        p = rng.dirichlet(np.ones(6))
+        q = cp.Variable(6, nonneg=True)
+        div = cp.sum(cp.multiply(cp.square(q - p), 1.0 / p))
+        prob = cp.Problem(cp.Maximize(q @ losses), [cp.sum(q) == 1, div <= rho_rebel])
+        prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-9, tol_gap_rel=1e-9, tol_feas=1e-9)
+        res = chi2_worst_case(losses, p, rho_rebel / 2)
+        assert res.success
+        assert res.value == pytest.approx(prob.value, abs=1e-6)
+        assert np.sum((res.weights - p) ** 2 / p) <= rho_rebel * (1 + 1e-9)
