@@ -20,7 +20,7 @@ Rules implemented (``delta`` = delta-tilde, ``tau`` = temperature):
 * DRRO soft (SNIS), eq. (4.15): ``u_k = exp((r_k - delta pi_tilde_k) / tau) / pi_tilde_k``,
   ``w = u / sum u``; shaped ``r_k + delta G w_k pi_tilde_k``.
 * DRO hard: the value-robust promptwise objective is ``<pi, r> - delta ||pi||_inf`` (the inner
-  minimum over the l1 reward ball; DRRO paper Lemma H.1), whose gradient in ``pi_k`` is
+  minimum over the l1 reward ball; DRRO paper Sec. 6.1, Lemma H.1), whose gradient in ``pi_k`` is
   ``r_k - delta 1{k = argmax_i pi_i}``. Sampled in the same group coordinates:
   ``k* = argmax_k pi_tilde_k``; shaped ``r_k - delta 1{k = k*}`` -- a *penalty* of size delta on
   the most likely rollout (DRRO instead gives a *bonus* of size delta to the most threatening one).
@@ -32,6 +32,14 @@ Rules implemented (``delta`` = delta-tilde, ``tau`` = temperature):
 
 So DRO is exactly the DRRO code with the adversary's score ``r_k - delta pi_tilde_k`` replaced by
 ``delta pi_tilde_k`` and the sign of the correction flipped; both share the same kernels.
+
+The DRO rules are *our derivation*: the paper's DRO-RLHF baseline only "applies the value-robust
+correction instead of the regret-robust correction" with "the same rollout and budget interface"
+(DRRO paper App. G) and prints no formula. We differentiate the Sec. 6.1 objective exactly as the
+paper differentiates ``F_delta`` in Prop 4.1 / 4.3 (hard: the indicator of the maximiser; soft:
+the softmax of the smoothed max) and estimate it in the same group coordinates, so the two
+baselines differ only in the robust objective. Sign: the DRO correction is a penalty (the
+adversary lowers the reward of the response the policy relies on most), the DRRO one a bonus.
 """
 
 from __future__ import annotations
@@ -351,7 +359,8 @@ def dro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | Non
 
     The value-robust promptwise objective over the l1 reward ball is
     ``min_{||r - r_hat||_1 <= delta} <pi, r> = <pi, r_hat> - delta max_i pi_i`` (DRRO paper,
-    Lemma H.1), so the DRO correction is the gradient of ``-delta max_i pi_i``:
+    Sec. 6.1; its maximiser is Lemma H.1), so the DRO correction is the gradient of
+    ``-delta max_i pi_i`` (the paper prints no DRO shaping rule; see the module docstring):
 
     * hard (``tau=None``): ``k* = argmax_k pi_tilde_k`` (ties to the lowest index); shaped
       ``r_k - delta 1{k = k*}`` -- a *penalty* delta on the most likely rollout of the group.

@@ -374,3 +374,38 @@ def test_uniform_group_soft_bonus_is_eq_4_8_adversary_mass(tau):
     np.testing.assert_allclose(res.bonus, delta * sigma, rtol=1e-13)
     res_dro = dro_rewards(r, lp, delta, tau=tau)
     np.testing.assert_allclose(res_dro.bonus, -delta / 5, rtol=1e-13)
+
+
+def _fd_grad(f, pi, h=1e-7):
+    """Central finite differences of f on R^n (pi treated as an unconstrained vector, as in Prop 4.1/4.3)."""
+    g = np.empty_like(pi)
+    for i in range(pi.size):
+        e = np.zeros_like(pi)
+        e[i] = h
+        g[i] = (f(pi + e) - f(pi - e)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_shaped_rewards_are_the_gradient_of_the_robust_objective(seed):
+    """When the group is the whole response set (pi_tilde = pi), the hard shaped rewards are the
+    pi-gradient of the promptwise objective: DRRO eq. (4.3) for F_delta (Prop 4.1: r + delta e_{i*}),
+    and for DRO the gradient of the Sec. 6.1 objective <pi, r> - delta max_i pi_i (r - delta e_{argmax pi}).
+    With uniform pi the soft DRO rule is the gradient of <pi, r> - tau log sum exp(delta pi / tau).
+    Independent of the implementation: finite differences of the objectives themselves (checks the
+    sign of the DRO penalty as well as its size)."""
+    rng = np.random.default_rng(seed)
+    n = 6
+    r = rng.normal(size=n)
+    pi = rng.dirichlet(np.ones(n))
+    delta = float(rng.uniform(0.2, 3.0))
+    lp = np.log(pi)[None, :]
+    f_drro = lambda x: x @ r - np.max(r - delta * x)  # noqa: E731  (eq. 3.4)
+    f_dro = lambda x: x @ r - delta * np.max(x)  # noqa: E731  (Sec. 6.1)
+    np.testing.assert_allclose(drro_rewards(r[None], lp, delta).rewards[0], _fd_grad(f_drro, pi), atol=1e-6)
+    np.testing.assert_allclose(dro_rewards(r[None], lp, delta).rewards[0], _fd_grad(f_dro, pi), atol=1e-6)
+    tau = 0.5
+    uniform = np.full(n, 1.0 / n)
+    f_soft = lambda x: x @ r - tau * np.log(np.sum(np.exp(delta * x / tau)))  # noqa: E731
+    res = dro_rewards(r[None], np.zeros((1, n)), delta, tau=tau)
+    np.testing.assert_allclose(res.rewards[0], _fd_grad(f_soft, uniform), atol=1e-6)
