@@ -206,6 +206,22 @@ def _count_at(code, a, root, s, lo, hi):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _bracket_point(lo, hi, s):
+    """Fallback point strictly inside the bracket (lo, hi) when a Newton step leaves it:
+    x256 while ``hi`` is infinite, /256 while ``lo`` is 0, the geometric mean while the bracket
+    spans more than a factor 4 (levels of prompts whose ``a`` differ by hundreds of orders of
+    magnitude), the midpoint otherwise."""
+    if hi == np.inf:
+        return 256.0 * s
+    if lo > 0.0 and hi > 4.0 * lo:
+        return math.sqrt(lo) * math.sqrt(hi)
+    nxt = hi / 256.0 if lo <= 0.0 else 0.5 * (lo + hi)
+    if not (nxt > lo and nxt < hi):
+        nxt = 0.5 * (lo + hi)
+    return nxt
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _linear_level(a, root, lower, upper, target, c, s):
     """Root of sum_{a_k > 0} clip(c + s sqrt(a_k), L_k, U_k) = target by safeguarded Newton (a
     starting point for drgrpo, whose counts are n ~ s sqrt(a) - 1 for large n)."""
@@ -236,7 +252,7 @@ def _linear_level(a, root, lower, upper, target, c, s):
             break
         nxt = s - err / slope if slope > 0.0 else -1.0
         if not (nxt > lo and nxt < hi):
-            nxt = 0.5 * (lo + hi) if hi < np.inf else 2.0 * s
+            nxt = _bracket_point(lo, hi, s)
         s = nxt
     return s
 
@@ -344,7 +360,7 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
             return s, True, ni, guess
         nxt = s - err / slope if slope > 0.0 else -1.0
         if not (nxt > lo and nxt < hi):
-            nxt = 0.5 * (lo + hi) if hi < np.inf else 2.0 * s
+            nxt = _bracket_point(lo, hi, s)
         s = nxt
     return s, False, ni, guess
 

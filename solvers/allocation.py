@@ -255,9 +255,10 @@ def allocate(
 
     Continuous mode returns the unique KKT point of Thm 5.1 (drgrpo) / Thm 5.2 (rloo) / GDRO
     eq. 21 (inverse): ``n_q = clip(n_q(lambda*), lower_q, upper_q)`` with ``-f'(n_q(lambda)) =
-    lambda``; the multiplier is found by an exact breakpoint-partition search (expected O(B), no
-    sort) followed by a closed form on the final segment (rloo, inverse) or a safeguarded Newton
-    solve (drgrpo, with the cubic's closed-form root per prompt). The answer is certified after
+    lambda``; the multiplier is found in the level ``s = lambda**-0.5`` by safeguarded Newton on
+    the consumed budget ``S(s)`` inside a shrinking bracket (O(B) per pass, no sort; S is
+    piecewise linear for rloo and inverse, so Newton lands on the exact root of the final piece;
+    drgrpo uses the cubic's closed-form root per prompt). The answer is certified after
     solving (sum, bounds, equal marginal cost on interior prompts, ``>= lambda`` at upper bounds,
     ``<= lambda`` at lower bounds); a failure is reported in ``status``, never hidden.
 
