@@ -203,11 +203,10 @@ class RidgePredictor:
         idx, s, n = _validate_counts(ids, successes, trials, self.n_prompts)
         y = _logit(_clipped_rate(s, n, self.eps))
         # fit on the would-be window first; commit only a finite fit (a failed update changes nothing)
-        keep = max(self.window - idx.size, 0)
-        old_ids = list(self._ids)[len(self._ids) - keep :] if keep else []
-        old_y = list(self._y)[len(self._y) - keep :] if keep else []
-        win_ids = np.concatenate([np.asarray(old_ids, dtype=np.int64), idx])[-self.window :]
-        yw = np.concatenate([np.asarray(old_y, dtype=np.float64), y])[-self.window :]
+        old_ids = np.fromiter(self._ids, dtype=np.int64, count=len(self._ids))
+        old_y = np.fromiter(self._y, dtype=np.float64, count=len(self._y))
+        win_ids = np.concatenate([old_ids, idx])[-self.window :]
+        yw = np.concatenate([old_y, y])[-self.window :]
         xw = self._x[win_ids]
         x_mean = xw.mean(axis=0)
         y_mean = yw.mean()

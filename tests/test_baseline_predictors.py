@@ -65,9 +65,10 @@ def test_ridge_matches_lstsq_reference_on_the_window(dim):
         p = np.clip(s / n, 0.02, 0.98)
         hist_ids += ids.tolist()
         hist_y += np.log(p / (1 - p)).tolist()
-    w, b = ridge_reference(x[hist_ids[-25:]], np.array(hist_y[-25:]), 0.7)
-    np.testing.assert_allclose(rp.coef_, w, rtol=1e-8, atol=1e-10)
-    assert rp.intercept_ == pytest.approx(b, rel=1e-8, abs=1e-10)
+        # after every update, also while the window is still filling (12, 24, then 25 entries)
+        w, b = ridge_reference(x[hist_ids[-25:]], np.array(hist_y[-25:]), 0.7)
+        np.testing.assert_allclose(rp.coef_, w, rtol=1e-8, atol=1e-10)
+        assert rp.intercept_ == pytest.approx(b, rel=1e-8, abs=1e-10)
     z = x @ w + b
     np.testing.assert_allclose(rp.predict(np.arange(100)), np.clip(1 / (1 + np.exp(-z)), 0.02, 0.98))
 
