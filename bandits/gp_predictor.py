@@ -62,7 +62,8 @@ from solvers._validation import (
 __all__ = ["GPSuccessPredictor"]
 
 _MAX_JITTER_RAISES = 8
-_IV_CHUNK = 65_536
+_IV_CHUNK = 8192  # rows per chunk of the O(N d) passes over the embeddings
+_PAIR_CHUNK = 4096  # pairs per chunk of the median heuristic
 
 
 def _embeddings_iv(embeddings: Any) -> np.ndarray:
@@ -174,8 +175,12 @@ def median_heuristic_bandwidth(
         i = rng.integers(0, n, size=n_pairs)
         j = rng.integers(0, n - 1, size=n_pairs)
         j = j + (j >= i)  # uniform over j != i
-    diff = x[i].astype(np.float64) - x[j].astype(np.float64)
-    dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    dist = np.empty(i.size)
+    for start in range(0, i.size, _PAIR_CHUNK):  # O(_PAIR_CHUNK d) temporaries
+        sl = slice(start, start + _PAIR_CHUNK)
+        diff = x[i[sl]].astype(np.float64)
+        diff -= x[j[sl]]
+        dist[sl] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     dist = dist[dist > 0]
     if dist.size == 0:
         return 1.0
@@ -310,7 +315,9 @@ class GPSuccessPredictor:
         self._z = np.empty((n, d), dtype=dt)
         for start in range(0, n, _IV_CHUNK):  # chunked: no full-size float64 temporary
             stop = min(start + _IV_CHUNK, n)
-            self._z[start:stop] = (x[start:stop] - centre) * scale
+            blk = x[start:stop] - centre  # float64, _IV_CHUNK x d
+            blk *= scale
+            self._z[start:stop] = blk
         sqnorm = np.einsum("ij,ij->i", self._z, self._z, dtype=np.float64)
         if not np.all(np.isfinite(sqnorm)):
             raise ValueError(
