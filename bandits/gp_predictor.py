@@ -313,12 +313,13 @@ class GPSuccessPredictor:
         scale = 1.0 / (np.sqrt(2.0) * self.bandwidth)
         centre = x.mean(axis=0, dtype=np.float64)
         self._z = np.empty((n, d), dtype=dt)
-        for start in range(0, n, _IV_CHUNK):  # chunked: no full-size float64 temporary
-            stop = min(start + _IV_CHUNK, n)
-            blk = x[start:stop] - centre  # float64, _IV_CHUNK x d
-            blk *= scale
-            self._z[start:stop] = blk
-        sqnorm = np.einsum("ij,ij->i", self._z, self._z, dtype=np.float64)
+        with np.errstate(over="ignore"):  # an overflow (tiny bandwidth) is reported below
+            for start in range(0, n, _IV_CHUNK):  # chunked: no full-size float64 temporary
+                stop = min(start + _IV_CHUNK, n)
+                blk = x[start:stop] - centre  # float64, _IV_CHUNK x d
+                blk *= scale
+                self._z[start:stop] = blk
+            sqnorm = np.einsum("ij,ij->i", self._z, self._z, dtype=np.float64)
         if not np.all(np.isfinite(sqnorm)):
             raise ValueError(
                 f"bandwidth {self.bandwidth!r} is too small for these embeddings: the scaled "

@@ -138,6 +138,7 @@ def test_fit_uses_recent_history_and_validates():
         fit_gp_hyperparameters(x, ids, s, n, max_history=1)
 
 
+@pytest.mark.filterwarnings("ignore:Very small noise values detected")
 def test_noise_free_fit_on_repeated_prompts_reports_singular_kernel():
     """noise=0 with a prompt observed twice makes K_h singular: the fit must not claim success,
     and the message says why (it used to read '-inf is below the starting value -inf')."""
