@@ -38,7 +38,7 @@ zero duality gap by weak duality); a failure is reported in ``status``, never si
 Batching
 --------
 ``losses`` may be 1-D (``[B]``) or 2-D (``[P, B]``, one independent problem per row). For 2-D input
-``value`` has shape ``[P]`` and ``weights`` shape ``[P, B]``.
+``value`` has shape ``[P]`` and ``weights`` shape ``[P, B]``; ``P = 0`` (an empty batch) gives empty results.
 """
 
 from __future__ import annotations
@@ -88,10 +88,18 @@ class DROResult:
     message: str
 
 
-def _entropic_iv(losses: Any, eta: Any) -> tuple[np.ndarray, float]:
-    arr = as_float_array(losses, "losses", ndim=(1, 2), min_size=1)
+def _losses_iv(losses: Any) -> np.ndarray:
+    """1-D with >= 1 sample, or 2-D with >= 1 column (a batch of 0 rows is allowed: empty results)."""
+    arr = as_float_array(losses, "losses", ndim=(1, 2))
+    if arr.ndim == 1 and arr.size == 0:
+        raise ValueError(f"losses must have at least 1 element(s), got {arr.size}")
     if arr.ndim == 2 and arr.shape[1] == 0:
         raise ValueError(f"losses must have at least 1 column, got shape {arr.shape}")
+    return arr
+
+
+def _entropic_iv(losses: Any, eta: Any) -> tuple[np.ndarray, float]:
+    arr = _losses_iv(losses)
     eta_f = check_finite_scalar(eta, "eta", lo=0.0, lo_open=True)
     return arr, eta_f
 
@@ -177,9 +185,7 @@ _P_SUM_TOL = 1e-6
 
 def _ball_iv(losses: Any, p: Any, rho: Any) -> tuple[np.ndarray, np.ndarray, float, bool]:
     """Validate ``losses``, ``p``, ``rho``; return 2-D ``losses`` and ``p`` (rows renormalised)."""
-    arr = as_float_array(losses, "losses", ndim=(1, 2), min_size=1)
-    if arr.ndim == 2 and arr.shape[1] == 0:
-        raise ValueError(f"losses must have at least 1 column, got shape {arr.shape}")
+    arr = _losses_iv(losses)
     if rho is None:
         raise TypeError("rho (the radius of the ambiguity set) is required")
     rho_f = check_finite_scalar(rho, "rho", lo=0.0)
@@ -215,7 +221,7 @@ def _ball_iv(losses: Any, p: Any, rho: Any) -> tuple[np.ndarray, np.ndarray, flo
 
 
 def _package(value, weights, dual, status, batched, message_extra) -> DROResult:
-    worst = int(status.max())
+    worst = int(status.max()) if status.size else OPTIMAL
     ok = worst == OPTIMAL
     message = MESSAGES[worst]
     if not ok:

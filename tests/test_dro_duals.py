@@ -645,3 +645,15 @@ def test_chi2_rebel_convention_without_the_half():
         assert res.success
         assert res.value == pytest.approx(prob.value, abs=1e-6)
         assert np.sum((res.weights - p) ** 2 / p) <= rho_rebel * (1 + 1e-9)
+
+
+def test_empty_batch_gives_empty_results():
+    """A 2-D batch of 0 rows (e.g. no prompt in a bin this step) returns empty arrays, like the other
+    batched solvers; a 1-D problem still needs at least one sample."""
+    for res in (entropic_worst_case(np.zeros((0, 3)), 1.0), kl_worst_case(np.zeros((0, 3)), rho=0.1),
+                chi2_worst_case(np.zeros((0, 3)), None, 0.1), kl_worst_case(np.zeros((0, 3)), [0.2, 0.3, 0.5], 0.1)):
+        assert res.success and res.value.shape == (0,) and res.weights.shape == (0, 3) and res.dual.shape == (0,)
+    with pytest.raises(ValueError, match="at least 1 element"):
+        chi2_worst_case([], None, 0.1)
+    with pytest.raises(ValueError, match="at least 1 column"):
+        kl_worst_case(np.zeros((2, 0)), rho=0.1)
