@@ -399,6 +399,7 @@ def solve_continuous(code, a, lower, upper, budget):
         return n, 0.0, ok
     s, converged, _, roots = price_search(code, a, root, lower, upper, budget - zero_lower, False)
     inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
+    snap_tol = 2e-13 * max(1.0, abs(budget - zero_lower))  # twice the search's tolerance on S(s)
     ni = 0
     for q in range(size):
         if a[q] > 0.0:
@@ -416,7 +417,16 @@ def solve_continuous(code, a, lower, upper, budget):
             else:
                 n[q], _, _ = _count_at(code, a[q], root[q], s, lower[q], upper[q])
             if lower[q] < n[q] < upper[q]:
-                ni += 1
+                # within the search's precision of a bound (the budget sits on a breakpoint of
+                # S(s), common with integer bounds and budget): at the bound, so that the price
+                # below is the smallest multiplier, as documented, and not rounding's choice
+                snap = snap_tol + 1e-15 * n[q]
+                if upper[q] - n[q] <= snap:
+                    n[q] = upper[q]
+                elif n[q] - lower[q] <= snap:
+                    n[q] = lower[q]
+                else:
+                    ni += 1
         else:
             n[q] = lower[q]
     if ni > 0:

@@ -127,8 +127,10 @@ class AllocationResult:
     price : float
         The budget's Lagrange multiplier lambda* >= 0 of the continuous problem (the shadow price:
         the marginal decrease of the optimal objective per extra unit of budget). Where the
-        multiplier is not unique (no prompt strictly between its bounds), the smallest value the
-        KKT conditions allow.
+        multiplier is not unique (no prompt strictly between its bounds, e.g. integer bounds and
+        budget on a breakpoint), the smallest value the KKT conditions allow (the right derivative
+        ``-dV/dC+``); a count within the search's precision (~1e-13 budget) of a bound is put at
+        that bound.
     lower_bound : float
         The continuous optimum (a certificate: the integer optimum is >= it); equals ``objective``
         in continuous mode.

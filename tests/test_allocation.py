@@ -626,3 +626,34 @@ def test_a_spanning_hundreds_of_orders_of_magnitude(cost):
         assert np.all(np.isfinite(res.n)) and abs(res.n.sum() - budget) <= 1e-9 * budget
         ires = allocate(a, budget, lower, upper, cost=cost, integer=True)
         assert ires.success and ires.n.sum() == budget, ires.message
+
+
+def test_price_is_the_smallest_multiplier_when_the_budget_sits_on_a_breakpoint():
+    """Found in review: with integer bounds and budget the budget often falls on a breakpoint
+    of S(lambda) where no prompt is strictly interior, and rounding left one prompt a few ulps
+    inside its bound; the price was then that prompt's marginal (the largest multiplier, the
+    left derivative of the optimal value) instead of the documented smallest one (the right
+    derivative -dV/dC+). Reference: a one-sided finite difference of the optimal value."""
+    a = np.array([0.50640518, 0.9683211, 3.35664437, 0.39758009])
+    lower, upper = np.array([1.0, 1.0, 2.0, 3.0]), np.array([1.0, 1.0, 4.0, 6.0])
+    res = allocate(a, 9.0, lower, upper, cost="inverse")
+    assert res.n.tolist() == [1.0, 1.0, 4.0, 3.0]
+    assert res.price == pytest.approx(a[3] / 9.0, rel=1e-12)  # prompt 3 absorbs extra budget
+    rng = np.random.default_rng(13)
+    checked = 0
+    for t in range(600):
+        cost = ["rloo", "inverse", "drgrpo"][t % 3]
+        size = int(rng.integers(1, 7))
+        a = rng.choice([0.0, 0.5, 1.0, 3.0], size) * rng.uniform(0.5, 2, size)
+        base = {"rloo": 2, "drgrpo": 3, "inverse": 1}[cost]
+        lower = base + rng.integers(0, 3, size).astype(float)
+        upper = lower + rng.integers(0, 4, size).astype(float)
+        budget = float(rng.integers(lower.sum(), upper.sum() + 1))
+        res = allocate(a, budget, lower, upper, cost=cost)
+        h = 1e-6
+        if budget + h > upper.sum() or (cost == "drgrpo" and np.any(res.n == 3.0)):
+            continue  # no right derivative / f'' = 0 at n = 3 makes the difference inaccurate
+        right = -(allocate(a, budget + h, lower, upper, cost=cost).objective - res.objective) / h
+        assert res.price == pytest.approx(right, rel=1e-4, abs=1e-9), (cost, a, budget, lower, upper)
+        checked += 1
+    assert checked > 300
