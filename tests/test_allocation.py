@@ -657,3 +657,28 @@ def test_price_is_the_smallest_multiplier_when_the_budget_sits_on_a_breakpoint()
         assert res.price == pytest.approx(right, rel=1e-4, abs=1e-9), (cost, a, budget, lower, upper)
         checked += 1
     assert checked > 300
+
+
+def test_discrete_convexity_on_the_admissible_integer_range():
+    """The integer solver (greedy + exchange certificate) is exact only for discretely convex
+    costs: gains f(n) - f(n+1) non-increasing in n. Checked in exact rational arithmetic for
+    a (n-1)/n^2 on n >= 3, a/(n-1) on n >= 2 and a/n on n >= 1 (n up to 2000), and the gain
+    closed forms of the kernel against the plain difference. Also: drgrpo from n = 2 is NOT
+    discretely convex (gain(2) = a/36 < gain(3) = 5a/144), which is why lower >= 3 is required."""
+    from fractions import Fraction as Fr
+
+    f = {
+        "rloo": lambda n: Fr(1, n - 1),
+        "drgrpo": lambda n: Fr(n - 1, n * n),
+        "inverse": lambda n: Fr(1, n),
+    }
+    start = {"rloo": 2, "drgrpo": 3, "inverse": 1}
+    for cost, fn in f.items():
+        code = get_cost(cost).code
+        gains = [fn(n) - fn(n + 1) for n in range(start[cost], 2001)]
+        assert all(g1 >= g2 > 0 for g1, g2 in zip(gains, gains[1:])), cost
+        for n, g in zip(range(start[cost], 2001, 37), gains[::37]):
+            assert K.cost_gain(code, 1.0, float(n)) == pytest.approx(float(g), rel=1e-15)
+    assert f["drgrpo"](2) - f["drgrpo"](3) < f["drgrpo"](3) - f["drgrpo"](4)
+    with pytest.raises(ValueError, match="needs lower >= 3"):
+        allocate([1.0, 1.0], 7, 2, 10, cost="drgrpo", integer=True)
