@@ -28,9 +28,15 @@ from scipy import linalg
 
 from solvers._validation import as_float_array, check_finite_scalar, check_int_scalar
 
-from .gp_predictor import _clipped_rate, _logit, _sigmoid, _validate_counts, _validate_ids
+from .gp_predictor import (
+    _clipped_rate,
+    _logit,
+    _sigmoid,
+    _validate_counts,
+    _validate_ids,
+)
 
-__all__ = ["MovingAveragePredictor", "RidgePredictor", "BetaBinomialPredictor"]
+__all__ = ["BetaBinomialPredictor", "MovingAveragePredictor", "RidgePredictor"]
 
 
 def _check_n_prompts(n_prompts: Any) -> int:

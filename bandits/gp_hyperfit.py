@@ -92,9 +92,12 @@ class GPHyperparameters:
 
     def make_predictor(self, embeddings: Any, **kwargs: Any) -> GPSuccessPredictor:
         """A :class:`GPSuccessPredictor` with these hyperparameters (``kwargs`` override/extend)."""
-        params: dict[str, Any] = dict(
-            bandwidth=self.bandwidth, noise=self.noise, prior_logit=self.prior_logit, eps=self.eps
-        )
+        params: dict[str, Any] = {
+            "bandwidth": self.bandwidth,
+            "noise": self.noise,
+            "prior_logit": self.prior_logit,
+            "eps": self.eps,
+        }
         params.update(kwargs)
         return GPSuccessPredictor(embeddings, **params)
 

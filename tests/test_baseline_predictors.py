@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandits import BetaBinomialPredictor, GPSuccessPredictor, MovingAveragePredictor, RidgePredictor
+from bandits import (
+    BetaBinomialPredictor,
+    GPSuccessPredictor,
+    MovingAveragePredictor,
+    RidgePredictor,
+)
 
 
 # ----------------------------------------------------------------------------- moving average

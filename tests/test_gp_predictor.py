@@ -249,7 +249,7 @@ def test_near_duplicates_paper_mode_unstable_noise_or_jitter_stable():
     paper.update(ids, s, n)
     assert np.all(np.isfinite(paper.mean_logit))
     assert np.max(np.abs(paper.mean_logit)) > 10 * g_max
-    for kwargs in (dict(noise="binomial"), dict(jitter=1e-2)):
+    for kwargs in ({"noise": "binomial"}, {"jitter": 1e-2}):
         gp = GPSuccessPredictor(x, dtype=np.float64, seed=0, **kwargs)
         gp.update(ids, s, n)
         assert np.max(np.abs(gp.mean_logit)) <= g_max
