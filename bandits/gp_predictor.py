@@ -130,9 +130,14 @@ def _aggregate(
     if uniq.size == ids.size:
         order = np.argsort(ids, kind="stable")
         return ids[order], successes[order], trials[order]
+    n_f = np.bincount(inverse, weights=trials, minlength=uniq.size)
+    if n_f.max() > 2.0**53:  # float64 sums are exact below 2**53 (and int64 cannot overflow)
+        i = int(np.argmax(n_f))
+        raise ValueError(
+            f"trials pooled over repeated ids must be <= 2**53, got {n_f[i]:.6g} for id {int(uniq[i])}"
+        )
     s = np.bincount(inverse, weights=successes, minlength=uniq.size).astype(np.int64)
-    n = np.bincount(inverse, weights=trials, minlength=uniq.size).astype(np.int64)
-    return uniq, s, n
+    return uniq, s, n_f.astype(np.int64)
 
 
 def _clipped_rate(successes: np.ndarray, trials: np.ndarray, eps: float) -> np.ndarray:

@@ -556,3 +556,15 @@ def test_construction_temporaries_are_bounded_chunks():
     j = j + (j >= i)
     d = np.linalg.norm(x[i].astype(np.float64) - x[j].astype(np.float64), axis=1)
     assert median_heuristic_bandwidth(x, seed=3) == pytest.approx(np.median(d[d > 0]), rel=1e-12)
+
+
+def test_pooled_trials_overflow_is_named():
+    """Repeated ids are pooled by summing; sums beyond 2**53 are rejected naming the pooled
+    trials (it used to overflow int64 and fail with 'successes must be non-negative, got -9e18')."""
+    x = np.random.default_rng(11).normal(size=(5, 2))
+    gp = GPSuccessPredictor(x, seed=0)
+    with pytest.raises(ValueError, match=r"trials pooled over repeated ids must be <= 2\*\*53, got 9.22337e\+18 for id 0"):
+        gp.update([0, 0, 1], [2**62, 2**62, 1], [2**62, 2**62, 2])
+    assert gp.step == 0 and np.all(gp.mean_logit == 0.0)
+    gp.update([0, 0], [2**51, 0], [2**51, 2**51])  # large but exact: rate 1/2
+    assert gp.predict_logit([0])[0] == 0.0
