@@ -29,7 +29,12 @@ from scipy import linalg
 from scipy.spatial.distance import cdist
 
 from solvers._status import CERTIFICATE_FAILED, ITERATION_LIMIT, MESSAGES, OPTIMAL
-from solvers._validation import as_float_array, check_finite_scalar, check_int_scalar
+from solvers._validation import (
+    as_float_array,
+    check_finite_scalar,
+    check_int_scalar,
+    check_rng,
+)
 
 from .gp_predictor import (
     GPSuccessPredictor,
@@ -197,6 +202,7 @@ def fit_gp_hyperparameters(
     max_iter = check_int_scalar(max_iter, "max_iter", lo=1)
     tol = check_finite_scalar(tol, "tol", lo=0.0, lo_open=True)
     initial_noise = check_finite_scalar(initial_noise, "initial_noise", lo=0.0, lo_open=True)
+    rng = check_rng(seed)
     if isinstance(noise, str):
         if noise not in ("learn", "binomial"):
             raise ValueError(f"noise must be 'learn', 'binomial' or a float >= 0, got {noise!r}")
@@ -212,7 +218,7 @@ def fit_gp_hyperparameters(
     if isinstance(initial_bandwidth, str):
         if initial_bandwidth != "median":
             raise ValueError(f"initial_bandwidth must be 'median' or a positive float, got {initial_bandwidth!r}")
-        h0 = median_heuristic_bandwidth(x, seed=seed)
+        h0 = median_heuristic_bandwidth(x, seed=rng)
     else:
         h0 = check_finite_scalar(initial_bandwidth, "initial_bandwidth", lo=0.0, lo_open=True)
 

@@ -168,6 +168,8 @@ def median_heuristic_bandwidth(
     random pairs ``i != j`` drawn from ``seed`` -- never all ``N^2`` pairs. Zero distances
     (exact duplicate rows) are excluded; returns ``1.0`` if all distances are zero.
     """
+    n_pairs = check_int_scalar(n_pairs, "n_pairs", lo=1)
+    rng = check_rng(seed)  # validated even when every pair is used
     x = np.asarray(embeddings)
     n = x.shape[0]
     if n < 2:
@@ -176,7 +178,6 @@ def median_heuristic_bandwidth(
     if total <= n_pairs:
         i, j = np.triu_indices(n, k=1)
     else:
-        rng = check_rng(seed)
         i = rng.integers(0, n, size=n_pairs)
         j = rng.integers(0, n - 1, size=n_pairs)
         j = j + (j >= i)  # uniform over j != i

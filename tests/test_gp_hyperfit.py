@@ -148,3 +148,14 @@ def test_noise_free_fit_on_repeated_prompts_reports_singular_kernel():
     res = fit_gp_hyperparameters(x, ids, s, n, noise=0.0, seed=0, max_iter=20)
     assert not res.success and res.status != 0
     assert "numerically singular" in res.message and "noise > 0" in res.message
+
+
+def test_fit_validates_seed_on_a_short_history():
+    """A bad seed used to be accepted silently when the history is short enough for the median
+    heuristic to use every pair (no random draw)."""
+    pytest.importorskip("gpytorch")
+    x, ids, s, n = _history(m=40)
+    with pytest.raises(TypeError, match="seed must be None, an int or a numpy.random.Generator"):
+        fit_gp_hyperparameters(x, ids, s, n, seed="x")
+    with pytest.raises(TypeError, match="seed must be None"):
+        fit_gp_hyperparameters(x, ids, s, n, seed="x", initial_bandwidth=1.0)

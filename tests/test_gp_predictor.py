@@ -568,3 +568,11 @@ def test_pooled_trials_overflow_is_named():
     assert gp.step == 0 and np.all(gp.mean_logit == 0.0)
     gp.update([0, 0], [2**51, 0], [2**51, 2**51])  # large but exact: rate 1/2
     assert gp.predict_logit([0])[0] == 0.0
+
+
+def test_median_heuristic_validates_seed_and_pairs_even_when_using_all_pairs():
+    x = np.random.default_rng(12).normal(size=(10, 2))  # 45 pairs: every pair, no sampling
+    with pytest.raises(TypeError, match="seed must be None, an int or a numpy.random.Generator"):
+        median_heuristic_bandwidth(x, seed="x")
+    with pytest.raises(ValueError, match="n_pairs must be >= 1, got 0"):
+        median_heuristic_bandwidth(x, n_pairs=0)
