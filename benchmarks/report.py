@@ -100,10 +100,14 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
     Returns False (and writes nothing) when the suite has no such series.
     """
     series: OrderedDict[str, list[tuple[float, float]]] = OrderedDict()
+    peer_labels: set[str] = set()
     for m in rows:
         if m.suite != suite or m.median_s is None or not isinstance(m.size, (int, float)):
             continue
-        series.setdefault(f"{m.case}: {m.impl}", []).append((float(m.size), m.median_s))
+        label = f"{m.case}: {m.impl}"
+        series.setdefault(label, []).append((float(m.size), m.median_s))
+        if m.role != "ours":
+            peer_labels.add(label)
     series = OrderedDict((k, sorted(v)) for k, v in series.items() if len(v) >= 2)
     if not series:
         return False
@@ -115,10 +119,11 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, pts in series.items():
         xs, ys = zip(*pts)
-        ax.loglog(xs, ys, marker="o", label=label)
+        peer = label in peer_labels
+        ax.loglog(xs, ys, marker="s" if peer else "o", linestyle="--" if peer else "-", label=label)
     ax.set_xlabel("problem size")
     ax.set_ylabel("median wall time per call [s]")
-    ax.set_title(f"robust-rollouts perf: {suite}")
+    ax.set_title(f"robust-rollouts perf: {suite} (solid: ours, dashed: peers)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

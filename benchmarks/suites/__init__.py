@@ -10,14 +10,13 @@ import importlib
 from types import ModuleType
 
 SUITES: dict[str, str] = {
-    # name: module path -- each suite adds its own line
-    "dro": "benchmarks.suites.dro",
-    "predictor": "benchmarks.suites.predictor",
-    "gdro": "benchmarks.suites.gdro",
-    "shaping": "benchmarks.suites.shaping",
-    "regret": "benchmarks.suites.regret",
-    "allocation": "benchmarks.suites.allocation",
-    "budget": "benchmarks.suites.budget",
+    "allocation": "benchmarks.suites.allocation",  # VIP Thm 5.1/5.2 allocation vs cvxpy, SLSQP
+    "budget": "benchmarks.suites.budget",  # GDRO square-root law and budget-matching DP
+    "regret": "benchmarks.suites.regret",  # DRRO water-filling and DRO policy
+    "shaping": "benchmarks.suites.shaping",  # DRRO/DRO shaped rewards, group advantages
+    "dro": "benchmarks.suites.dro",  # entropic / KL / chi-square duals
+    "gdro": "benchmarks.suites.gdro",  # Prompt-GDRO and Rollout-GDRO steps
+    "predictor": "benchmarks.suites.predictor",  # VIP GP success predictor
 }
 
 
