@@ -147,6 +147,8 @@ def fit_gp_hyperparameters(
     noise : "learn", "binomial" or float >= 0
         ``"learn"``: a homoscedastic noise variance is fitted with the bandwidth;
         ``"binomial"``: per-point ``1 / (n p (1 - p))`` (fixed); a float: fixed variance.
+        (gpytorch rounds fixed noise below ``1e-6`` up to ``1e-6`` while fitting; the reported
+        likelihoods and the certificate use the noise as given.)
     prior_logit : float
         Constant prior mean subtracted from the observed logits.
     eps : float in (0, 0.5)
