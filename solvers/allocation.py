@@ -153,6 +153,10 @@ class AllocationResult:
     integer: bool
 
 
+_MAX_INT_BUDGET = 2**53
+"""Largest integer budget: the kernels hold counts and bounds in float64."""
+
+
 def _fmt(x: float) -> str:
     return str(int(x)) if np.isfinite(x) and float(x).is_integer() and abs(x) < 2**63 else f"{x:g}"
 
@@ -178,7 +182,7 @@ def _fast_path(a: Any, budget: Any, lower: Any, upper: Any, cost: Any, integer: 
         return None
     if type(budget) not in (int, float, np.int64, np.float64) or not math.isfinite(budget):
         return None
-    if integer and not float(budget).is_integer():
+    if integer and not (float(budget).is_integer() and abs(budget) <= _MAX_INT_BUDGET):
         return None
     lo = _bound_fast(lower, a.size)
     hi = _bound_fast(upper, a.size)
@@ -201,7 +205,13 @@ def _allocate_iv(
     a_arr = as_float_array(a, "a", ndim=1, nonneg=True, min_size=1)
     size = a_arr.shape[0]
     if integer:
-        budget_v = float(check_int_scalar(budget, "budget"))
+        budget_i = check_int_scalar(budget, "budget")
+        if abs(budget_i) > _MAX_INT_BUDGET:
+            raise ValueError(
+                f"budget {budget_i} exceeds 2**53: integer=True counts are exact only up to 2**53 "
+                "(float64 integers)"
+            )
+        budget_v = float(budget_i)
     else:
         budget_v = check_finite_scalar(budget, "budget")
     lower_arr = broadcast_to_size(lower, "lower", size)

@@ -682,3 +682,13 @@ def test_discrete_convexity_on_the_admissible_integer_range():
     assert f["drgrpo"](2) - f["drgrpo"](3) < f["drgrpo"](3) - f["drgrpo"](4)
     with pytest.raises(ValueError, match="needs lower >= 3"):
         allocate([1.0, 1.0], 7, 2, 10, cost="drgrpo", integer=True)
+
+
+def test_integer_budget_beyond_float64_integers_is_rejected():
+    """Found in review: an integer budget above 2**53 was rounded to the nearest float64 and the
+    allocation silently summed to a different total (2**53 + 1 -> 2**53, "optimal")."""
+    for budget in (2**53 + 1, np.int64(2**60)):
+        with pytest.raises(ValueError, match=r"budget .* exceeds 2\*\*53"):
+            allocate(np.array([1.0, 2.0]), budget, 3, np.inf, cost="rloo", integer=True)
+    res = allocate(np.array([1.0, 2.0]), 2**53, 3, np.inf, cost="rloo", integer=True)
+    assert int(res.n.sum()) == 2**53
