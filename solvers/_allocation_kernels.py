@@ -182,27 +182,15 @@ def inverse_marginal(code, a, lam, lo, hi):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _count_at(code, a, root, s, lo, hi):
-    """(n_q, dn_q/ds, interior?) at the level s = lambda**-0.5 for one prompt with a > 0."""
-    if code == DRGRPO:
-        if s <= 0.0:
-            n = 3.0
-        else:
-            n = drgrpo_inverse(1.0 / (a * s * s))
-    elif code == RLOO:
-        n = 1.0 + s * root
-    else:
-        n = s * root
+def _count_at(code, root, s, lo, hi):
+    """n_q = clip(c + s sqrt(a_q), lo, hi) at the level s = lambda**-0.5 (rloo: c = 1, inverse:
+    c = 0), the same expression as in :func:`price_search`; drgrpo counts are computed there."""
+    n = (1.0 if code == RLOO else 0.0) + s * root
     if n <= lo:
-        return lo, 0.0, False
+        return lo
     if n >= hi:
-        return hi, 0.0, False
-    if code == DRGRPO:
-        dg = (6.0 - 2.0 * n) / (n * n * n * n)
-        if dg >= 0.0:
-            return n, np.inf, True
-        return n, -2.0 / (a * s * s * s * dg), True
-    return n, root, True
+        return hi
+    return n
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -395,7 +383,7 @@ def solve_continuous(code, a, lower, upper, budget):
             if a[q] > 0.0:
                 n[q] = upper[q]
             else:
-                n[q], _, _ = _count_at(INVERSE, 1.0, 1.0, level, lower[q], upper[q])
+                n[q] = _count_at(INVERSE, 1.0, level, lower[q], upper[q])
         return n, 0.0, ok
     s, converged, _, roots = price_search(code, a, root, lower, upper, budget - zero_lower, False)
     inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
@@ -415,7 +403,7 @@ def solve_continuous(code, a, lower, upper, budget):
                 else:
                     n[q] = min(max(_drgrpo_root_warm(y, roots[q]), lower[q]), u)
             else:
-                n[q], _, _ = _count_at(code, a[q], root[q], s, lower[q], upper[q])
+                n[q] = _count_at(code, root[q], s, lower[q], upper[q])
             if lower[q] < n[q] < upper[q]:
                 # within the search's precision of a bound (the budget sits on a breakpoint of
                 # S(s), common with integer bounds and budget): at the bound, so that the price
