@@ -5,7 +5,8 @@
   and larger ones (the batch grows with the number of bins, 25.6 prompts per bin). Peers: the same
   problem as a mixed-integer LP solved by ``scipy.optimize.milp`` (HiGHS), and the plain-Python DP
   twin of the kernel.
-* ``sqrt_allocation`` (GDRO eq. 20-21 with bounds 2..12, exact breakpoint search) at B bins.
+* ``sqrt_allocation`` (GDRO eq. 20-21 with bounds 2..12; safeguarded Newton on the piecewise-linear
+  budget, exact root of the final piece) at B bins.
   Peer: cvxpy (CLARABEL) on the same convex problem (setup outside the timed call).
 
 JIT compile time is measured in a fresh subprocess with an empty Numba cache and reported in
