@@ -110,7 +110,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
     from solvers import allocate, round_greedy
 
     sizes = [512, 4096] if cfg.quick else [512, 4096, 65536, 1_000_000]
-    drgrpo_max = 4096 if cfg.quick else 65536
+    drgrpo_max = 4096 if cfg.quick else 1_000_000
     slsqp_max = 0 if cfg.quick else 512  # one SLSQP call at B=512 takes minutes on a small box
     cold, warm = cold_start_times(cfg, NAME, _COMPILE_SNIPPET, runs=2)
     compile_s, cached_s = cold.get("first_call"), warm.get("first_call")
