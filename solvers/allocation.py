@@ -195,6 +195,45 @@ def _fast_path(a: Any, budget: Any, lower: Any, upper: Any, cost: Any, integer: 
     return family, res
 
 
+def bounds_iv(
+    lower: Any, upper: Any, size: int, family: CostFamily, budget: float, *, integer: bool, why: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate per-prompt bounds for ``size`` prompts against a cost family and a budget.
+
+    Shared by :func:`allocate` and :func:`solvers.round_greedy`. ``lower`` must be finite and at
+    least what the cost needs; ``upper`` may be ``inf``; with ``integer=True`` both must be
+    integral (``why`` is a template explaining that, formatted with "lower"/"upper"); and
+    ``sum(lower) <= budget <= sum(upper)``. Returns float64 arrays of length ``size``.
+    """
+    lower_arr = broadcast_to_size(lower, "lower", size)
+    upper_arr = broadcast_to_size(upper, "upper", size, finite=False)
+    bad = lower_arr > upper_arr
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"lower must be <= upper, got lower={lower_arr[i]!r} > upper={upper_arr[i]!r} at index {i}")
+    family.check_lower(lower_arr)
+    if integer:
+        fin = np.isfinite(upper_arr)
+        for name, arr, bad in (
+            ("lower", lower_arr, lower_arr != np.floor(lower_arr)),
+            ("upper", upper_arr, fin & (upper_arr != np.floor(np.where(fin, upper_arr, 0.0)))),
+        ):
+            if bad.any():
+                i = int(np.argmax(bad))
+                extra = " or inf" if name == "upper" else ""
+                raise ValueError(
+                    f"{name} must contain integers{extra} ({why.format(name)}), got {name}={arr[i]!r} at index {i}"
+                )
+    lo_sum = float(lower_arr.sum())
+    hi_sum = float(upper_arr.sum())
+    if not (lo_sum <= budget <= hi_sum):
+        raise ValueError(
+            f"budget {_fmt(budget)} is infeasible: need sum(lower)={_fmt(lo_sum)} <= budget "
+            f"<= sum(upper)={_fmt(hi_sum)}"
+        )
+    return lower_arr, upper_arr
+
+
 def _allocate_iv(
     a: Any, budget: Any, lower: Any, upper: Any, cost: Any, integer: Any
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, CostFamily, bool]:
@@ -214,32 +253,9 @@ def _allocate_iv(
         budget_v = float(budget_i)
     else:
         budget_v = check_finite_scalar(budget, "budget")
-    lower_arr = broadcast_to_size(lower, "lower", size)
-    upper_arr = broadcast_to_size(upper, "upper", size, finite=False)
-    bad = lower_arr > upper_arr
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"lower must be <= upper, got lower={lower_arr[i]!r} > upper={upper_arr[i]!r} at index {i}")
-    family.check_lower(lower_arr)
-    if integer:
-        bad = lower_arr != np.floor(lower_arr)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(f"integer=True needs integer lower bounds, got lower={lower_arr[i]!r} at index {i}")
-        fin = np.isfinite(upper_arr)
-        bad = fin & (upper_arr != np.floor(np.where(fin, upper_arr, 0.0)))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(
-                f"integer=True needs integer (or infinite) upper bounds, got upper={upper_arr[i]!r} at index {i}"
-            )
-    lo_sum = float(lower_arr.sum())
-    hi_sum = float(upper_arr.sum())
-    if not (lo_sum <= budget_v <= hi_sum):
-        raise ValueError(
-            f"budget {_fmt(budget_v)} is infeasible: need sum(lower)={_fmt(lo_sum)} <= budget "
-            f"<= sum(upper)={_fmt(hi_sum)}"
-        )
+    lower_arr, upper_arr = bounds_iv(
+        lower, upper, size, family, budget_v, integer=integer, why="integer=True needs integer {} bounds"
+    )
     return a_arr, budget_v, lower_arr, upper_arr, family, integer
 
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from . import _allocation_kernels as _k
 from ._status import OPTIMAL
-from ._validation import as_float_array, broadcast_to_size, check_int_scalar, check_same_shape
-from .allocation import get_cost
+from ._validation import as_float_array, check_int_scalar, check_same_shape
+from .allocation import bounds_iv, get_cost
 
 __all__ = ["round_greedy", "RoundingResult"]
 
@@ -97,28 +97,9 @@ def round_greedy(
     check_same_shape(x_arr, "n_continuous", a_arr, "a")
     size = a_arr.shape[0]
     budget_v = check_int_scalar(budget, "budget")
-    lower_arr = broadcast_to_size(lower, "lower", size)
-    upper_arr = broadcast_to_size(upper, "upper", size, finite=False)
-    bad = lower_arr > upper_arr
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"lower must be <= upper, got lower={lower_arr[i]!r} > upper={upper_arr[i]!r} at index {i}")
-    family.check_lower(lower_arr)
-    bad = lower_arr != np.floor(lower_arr)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"lower must contain integers, got {lower_arr[i]!r} at index {i}")
-    fin = np.isfinite(upper_arr)
-    bad = fin & (upper_arr != np.floor(np.where(fin, upper_arr, 0.0)))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"upper must contain integers (or inf), got {upper_arr[i]!r} at index {i}")
-    lo_sum, hi_sum = float(lower_arr.sum()), float(upper_arr.sum())
-    if not (lo_sum <= budget_v <= hi_sum):
-        hi_txt = str(int(hi_sum)) if np.isfinite(hi_sum) else "inf"
-        raise ValueError(
-            f"budget {budget_v} is infeasible: need sum(lower)={int(lo_sum)} <= budget <= sum(upper)={hi_txt}"
-        )
+    lower_arr, upper_arr = bounds_iv(
+        lower, upper, size, family, budget_v, integer=True, why="Algorithm 2 rounds to integer {} bounds"
+    )
     bad = (x_arr < lower_arr) | (x_arr > upper_arr)
     if bad.any():
         i = int(np.argmax(bad))
