@@ -25,15 +25,13 @@ Choices (documented and tested)
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numba
 import numpy as np
 
-from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL
-from .waterfill import _GAP_RTOL, _SMALL_N, _presort_desc, _sort_desc_small, _waterfill_iv
+from .waterfill import _GAP_RTOL, _SMALL_N, _presort_desc, _row_certificate, _sort_desc_small, _waterfill_iv
 
 __all__ = ["dro_policy", "DroPolicyResult"]
 
@@ -185,15 +183,8 @@ def dro_policy(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
     certified = np.empty(n_rows, dtype=np.bool_)
     if n_rows:
         _dro_kernel(r2, _presort_desc(r2), dl, policy, support, obj, dual, gap, certified)
-    ok = bool(certified.all())
-    status = OPTIMAL if ok else CERTIFICATE_FAILED
-    message = MESSAGES[status]
-    if not ok:
-        rows = np.flatnonzero(~certified)[:5].tolist()
-        message = f"{MESSAGES[status]}: duality gap above tolerance in rows {rows}"
+    ok, status, message = _row_certificate(certified, "dro_policy", warn=not full_output)
     if not full_output:
-        if not ok:
-            warnings.warn(f"dro_policy: {message}", RuntimeWarning, stacklevel=2)
         return policy[0] if one_d else policy
 
     def pick(a: np.ndarray, cast=float) -> Any:

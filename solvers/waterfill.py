@@ -278,6 +278,23 @@ def waterfill_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
     return pi
 
 
+def _row_certificate(certified: np.ndarray, name: str, *, warn: bool) -> tuple[bool, int, str]:
+    """Status and message from per-row duality-gap certificates; optionally warn on failure.
+
+    Shared by :func:`waterfill` and :func:`solvers.dro_policy` (whose plain-array return has no
+    ``status`` field, so a failed certificate is surfaced as a ``RuntimeWarning``).
+    """
+    ok = bool(certified.all())
+    status = OPTIMAL if ok else CERTIFICATE_FAILED
+    message = MESSAGES[status]
+    if not ok:
+        rows = np.flatnonzero(~certified)[:5].tolist()
+        message = f"{MESSAGES[status]}: duality gap above tolerance in rows {rows}"
+        if warn:
+            warnings.warn(f"{name}: {message}", RuntimeWarning, stacklevel=3)
+    return ok, status, message
+
+
 def waterfill(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
     """DRRO optimal policy by water-filling with leftover mass (DRRO Theorem 3.4, eq. 3.5-3.6).
 
@@ -325,15 +342,8 @@ def waterfill(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
     certified = np.empty(n_rows, dtype=np.bool_)
     if n_rows:
         _waterfill_kernel(r2, _presort_desc(r2), dl, policy, tstar, t0, obj, gap, certified)
-    ok = bool(certified.all())
-    status = OPTIMAL if ok else CERTIFICATE_FAILED
-    message = MESSAGES[status]
-    if not ok:
-        rows = np.flatnonzero(~certified)[:5].tolist()
-        message = f"{MESSAGES[status]}: duality gap above tolerance in rows {rows}"
+    ok, status, message = _row_certificate(certified, "waterfill", warn=not full_output)
     if not full_output:
-        if not ok:
-            warnings.warn(f"waterfill: {message}", RuntimeWarning, stacklevel=2)
         return policy[0] if one_d else policy
 
     def pick(a: np.ndarray) -> Any:
