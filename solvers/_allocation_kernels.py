@@ -42,6 +42,7 @@ CERT_INPUT = -1
 _SUM_RTOL = 1e-9
 _MARGINAL_RTOL = 1e-7
 _EXCHANGE_RTOL = 1e-12
+_LEVEL_SAMPLE = 16384  # prompts sampled by the drgrpo starting level (all of them below 2x that)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -210,25 +211,33 @@ def _bracket_point(lo, hi, s):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _linear_level(a, root, lower, upper, target, c, s):
-    """Root of sum_{a_k > 0} clip(c + s sqrt(a_k), L_k, U_k) = target by safeguarded Newton (a
-    starting point for drgrpo, whose counts are n ~ s sqrt(a) - 1 for large n)."""
+def _drgrpo_start_level(a, root, lower, upper, target, s, stride):
+    """Starting level for the drgrpo price search: the root of
+    sum_{a_k > 0} clip(t_k - 1 - 1.5/t_k, L_k, U_k) = target with t_k = s sqrt(a_k), by
+    safeguarded Newton. ``t - 1 - 1.5/t`` is the large-n expansion of the drgrpo count (the root
+    of t^2 = n^3/(n - 2), i.e. n^2 + 2n + 4 + O(1/n) = t^2), so this level is within O(1/n^2) of
+    the exact one. With ``stride > 1`` the sum is estimated from every stride-th prompt (scaled
+    up): a start needs no more, and each pass then reads a fraction of the memory."""
     lo = 0.0
     hi = np.inf
+    scale = a.size / len(range(0, a.size, stride))
     for _ in range(100):
         total = 0.0
         slope = 0.0
-        for k in range(a.size):
+        for k in range(0, a.size, stride):
             if a[k] == 0.0:
                 continue
-            n = c + s * root[k]
+            t = s * root[k]
+            n = t - 1.0 - 1.5 / t
             if n <= lower[k]:
                 total += lower[k]
             elif n >= upper[k]:
                 total += upper[k]
             else:
                 total += n
-                slope += root[k]
+                slope += root[k] * (1.0 + 1.5 / (t * t))
+        total *= scale
+        slope *= scale
         err = total - target
         if abs(err) <= 1e-12 * max(1.0, abs(target)):
             break
@@ -273,27 +282,16 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
             rsum += 1.0 if level_zeros else root[k]
     if m == 0:
         return np.inf, True, 0, np.empty(0, dtype=np.float64)
-    g_lower = np.empty(0, dtype=np.float64)
-    g_upper = np.empty(0, dtype=np.float64)
-    inv_a = np.empty(0, dtype=np.float64)
     guess = np.empty(0, dtype=np.float64)
     if code == DRGRPO:
-        g_lower = np.empty(size, dtype=np.float64)
-        g_upper = np.empty(size, dtype=np.float64)
         guess = np.full(size, -1.0)
-        inv_a = np.empty(size, dtype=np.float64)
-        for k in range(size):
-            inv_a[k] = 1.0 / a[k] if a[k] > 0.0 else 0.0
-            g_lower[k] = (lower[k] - 2.0) / (lower[k] * lower[k] * lower[k])
-            u = upper[k]
-            g_upper[k] = (u - 2.0) / (u * u * u) if u < np.inf else 0.0
     lo = 0.0
     hi = np.inf
     s = (target - c * m) / rsum
     if not (s > 0.0):
         s = 1.0
     if code == DRGRPO:
-        s = _linear_level(a, root, lower, upper, target, -1.0, s)
+        s = _drgrpo_start_level(a, root, lower, upper, target, s, max(1, size // _LEVEL_SAMPLE))
         if not (s > 0.0 and s < np.inf):
             s = 1.0
     tol = 1e-13 * max(1.0, abs(target))
@@ -309,13 +307,21 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
             for k in range(size):
                 if a[k] == 0.0:
                     continue
-                y = inv_a[k] * inv_s2
-                if y >= g_lower[k]:
+                y = (1.0 / a[k]) * inv_s2
+                lk = lower[k]
+                u = upper[k]
+                if y >= (lk - 2.0) / (lk * lk * lk):
                     total += lower[k]
-                elif y <= g_upper[k]:
+                elif y <= ((u - 2.0) / (u * u * u) if u < np.inf else 0.0):
                     total += upper[k]
                 else:
-                    n = _drgrpo_root_warm(y, guess[k])
+                    g0 = guess[k]
+                    if g0 < 0.0:
+                        # first root of this prompt: start from the large-n expansion
+                        # (Newton polishes it; the closed form takes over if it cannot)
+                        t = s * root[k]
+                        g0 = t - 1.0 - 1.5 / t
+                    n = _drgrpo_root_warm(y, g0)
                     guess[k] = n
                     n = min(max(n, lower[k]), upper[k])
                     total += n
@@ -400,6 +406,9 @@ def solve_continuous(code, a, lower, upper, budget):
                     n[q] = lower[q]
                 elif y <= ((u - 2.0) / (u * u * u) if u < np.inf else 0.0):
                     n[q] = u
+                elif converged:
+                    # the search's last pass was at this s: its root is the one it summed
+                    n[q] = min(max(roots[q], lower[q]), u)
                 else:
                     n[q] = min(max(_drgrpo_root_warm(y, roots[q]), lower[q]), u)
             else:
