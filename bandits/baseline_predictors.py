@@ -24,7 +24,6 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-from scipy import linalg
 
 from solvers._validation import as_float_array, check_finite_scalar, check_int_scalar
 
@@ -224,10 +223,12 @@ class RidgePredictor:
         gram[np.diag_indices_from(gram)] += self.alpha
         coef = intercept = math.nan
         if np.all(np.isfinite(gram)):
+            # NumPy's solver, not SciPy's: the two bundle separate OpenBLAS thread pools that
+            # fight over the cores when used back to back (see GPSuccessPredictor._cholesky)
             if primal:
-                coef = linalg.solve(gram, xc.T @ (yw - y_mean), assume_a="pos")
+                coef = np.linalg.solve(gram, xc.T @ (yw - y_mean))
             else:
-                coef = xc.T @ linalg.solve(gram, yw - y_mean, assume_a="pos")
+                coef = xc.T @ np.linalg.solve(gram, yw - y_mean)
             intercept = float(y_mean - x_mean @ coef)
         if not (np.all(np.isfinite(coef)) and math.isfinite(intercept)):
             raise FloatingPointError(

@@ -441,7 +441,7 @@ class GPSuccessPredictor:
             return var
         for start in range(0, idx.size, self.chunk_rows):  # |B| x chunk_rows at a time
             k = self._kernel_block64(self._last_ids, idx[start : start + self.chunk_rows])
-            v = linalg.solve_triangular(self._last_chol, k, lower=True, check_finite=False)
+            v = np.linalg.solve(self._last_chol, k)  # NumPy's BLAS: see _cholesky
             var[start : start + self.chunk_rows] -= np.einsum("ij,ij->j", v, v)
         return np.clip(var, 0.0, 1.0)
 
@@ -504,14 +504,22 @@ class GPSuccessPredictor:
         self._last_chol = chol
 
     def _cholesky(self, k_bb: np.ndarray, diag: np.ndarray) -> tuple[np.ndarray, float]:
-        """Lower Cholesky factor of ``k_bb + diag(diag)``, raising the jitter tenfold on failure."""
+        """Lower Cholesky factor of ``k_bb + diag(diag)``, raising the jitter tenfold on failure.
+
+        NumPy's ``cholesky``, not SciPy's: NumPy and SciPy wheels bundle separate OpenBLAS
+        builds, each with its own thread pool whose idle threads spin for a while after a call.
+        A SciPy level-3 call (``potrf``, ``trsm``) right before the kernel-column products on
+        NumPy's pool left the two pools fighting over the cores: on 2 cores the N = 17,398 step
+        took 115 ms instead of 46 ms. Only level-2 SciPy calls (``cho_solve`` of one vector)
+        remain in the step.
+        """
         base = max(self.jitter, 1e-10)
         for attempt in range(_MAX_JITTER_RAISES + 1):
             extra = 0.0 if attempt == 0 else base * 10.0**attempt - self.jitter
             a = k_bb.copy()
             a[np.diag_indices_from(a)] += diag + extra
             try:
-                chol = linalg.cholesky(a, lower=True, check_finite=False)
+                chol = np.linalg.cholesky(a)
                 if np.all(np.isfinite(chol)):
                     return chol, self.jitter + extra
             except linalg.LinAlgError:
