@@ -610,6 +610,58 @@ def _exchange_ok_from(code, a, lower, upper, start, x, gain_at_start):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def kth_smallest(values, k):
+    """The k-th smallest entry (0-based) of ``values``: ``np.partition(values, k)[k]``, by an
+    iterative quickselect (median-of-three pivot, three-way partition, so runs of equal values
+    cost one pass) on a scratch copy, with a sort of the remaining range as the fallback after
+    2 log2(B) + 8 rounds (worst case O(B log B), typical O(B)). NaN-free input assumed (gains are
+    finite or -inf)."""
+    w = values.copy()
+    lo = 0
+    hi = w.size - 1
+    rounds = 0
+    limit = 2 * int(math.log2(max(w.size, 1))) + 8
+    while lo < hi:
+        if rounds >= limit:
+            w[lo : hi + 1] = np.sort(w[lo : hi + 1])
+            return w[k]
+        rounds += 1
+        mid = (lo + hi) // 2
+        x, y, z = w[lo], w[mid], w[hi]
+        if x > y:
+            x, y = y, x
+        if y > z:
+            y = z
+            if x > y:
+                y = x
+        pivot = y
+        # Dutch national flag: [lo, lt) < pivot, [lt, i) == pivot, (gt, hi] > pivot
+        lt = lo
+        gt = hi
+        i = lo
+        while i <= gt:
+            v = w[i]
+            if v < pivot:
+                w[i] = w[lt]
+                w[lt] = v
+                lt += 1
+                i += 1
+            elif v > pivot:
+                w[i] = w[gt]
+                w[gt] = v
+                gt -= 1
+            else:
+                i += 1
+        if k < lt:
+            hi = lt - 1
+        elif k > gt:
+            lo = gt + 1
+        else:
+            return pivot
+    return w[k]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _one_each(code, a, lower, upper, start, x, remaining):
     """Give one unit to each of the ``remaining`` prompts with the largest gain (ties: fewer
     rollouts, then lower index), by O(B) selection, in place on ``x``.
@@ -622,7 +674,7 @@ def _one_each(code, a, lower, upper, start, x, remaining):
     for q in range(size):
         gain[q] = cost_gain(code, a[q], float(x[q])) if x[q] < upper[q] else -np.inf
     kth = size - remaining
-    tau = np.partition(gain, kth)[kth]
+    tau = kth_smallest(gain, kth)
     if tau == -np.inf:
         return False, False
     above = 0

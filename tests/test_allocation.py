@@ -300,6 +300,34 @@ def test_integer_fallback_paths_are_exact():
 # ----------------------------------------------------------------------------------------------
 
 
+def test_kth_smallest_equals_numpy_partition():
+    """The integer fast path's selection (quickselect with a three-way partition) returns
+    np.partition(v, k)[k] -- compiled and pure-Python twin -- on random, heavily tied, -inf-laden
+    and constant arrays, and on sizes that exhaust its round limit (sorted and reversed input)."""
+    rng = np.random.default_rng(11)
+    for trial in range(2000):
+        size = int(rng.integers(1, 80))
+        kind = trial % 5
+        if kind == 0:
+            v = rng.normal(size=size)
+        elif kind == 1:
+            v = rng.integers(0, 3, size).astype(float)
+        elif kind == 2:
+            v = np.where(rng.random(size) < 0.3, -np.inf, rng.random(size))
+        elif kind == 3:
+            v = np.full(size, 2.5)
+        else:
+            v = np.sort(rng.normal(size=size))[:: 1 if trial % 2 else -1].copy()
+        k = int(rng.integers(0, size))
+        expected = np.partition(v, k)[k]
+        assert K.kth_smallest(v, k) == expected
+        assert K.kth_smallest.py_func(v, k) == expected
+    v = rng.normal(size=100_000)
+    before = v.copy()
+    assert K.kth_smallest(v, 12_345) == np.partition(v, 12_345)[12_345]
+    assert np.array_equal(v, before)  # works on a scratch copy
+
+
 @pytest.mark.parametrize("cost", COSTS)
 def test_kernels_equal_python_twins(cost):
     code = get_cost(cost).code
