@@ -16,11 +16,18 @@ Peers, measured in the same run on the same problem:
   Dr.GRPO cost ``a (n-1)/n^2`` is not DCP-representable as written.
 * ``scipy-slsqp``: ``scipy.optimize.minimize(method="SLSQP")`` on the same objective with the
   equality constraint and the box bounds, analytic gradient, start at the uniform allocation, scipy's
-  default options (maxiter=100, ftol=1e-6; the ``note`` shows the objective it reaches). The
-  public VIP reference code is said (``shared/DESIGN.md``) to call SLSQP with extra ``log p * n``
-  terms; that code could not be located for this suite, so SLSQP is set up on the paper's objective
-  itself (which can only help the peer: same problem, no extra terms). Small B only (dense QP
-  subproblems, O(B^3) per iteration; not in ``--quick`` runs, where one call would dominate).
+  default options (maxiter=100, ftol=1e-6; the ``note`` shows the objective it reaches). This is
+  SLSQP at its best on the paper's problem. Small B only (dense QP subproblems, O(B^3) per
+  iteration; not in ``--quick`` runs, where one call would dominate).
+* ``scipy-slsqp (VIP code)``: SLSQP set up the way the public VIP reference code
+  (github.com/HieuNT91/VIP, ``src/vip/allocation/bernoulli_allocation.py``, function ``solve``)
+  does it: objective ``sum a/(n-1) + gamma n log p`` (rloo, ``gamma = 7e-4``) or
+  ``sum a(n-1)/n^2 + gamma n log p`` (drgrpo, ``gamma = 4e-4``) with ``p`` clipped to
+  ``[1e-6, 1 - 1e-6]``, no gradient (SciPy's finite differences, one objective call per prompt per
+  iteration), no constraint Jacobian, uniform start, default options. Written here from that
+  description, not copied. The extra term changes the problem, so its objective (measured on the
+  paper's cost, in the note) is worse than ours by construction; the row shows what that code costs
+  per training step. Same sizes as ``scipy-slsqp``.
 * Integer cases: the peers' continuous solution followed by VIP Algorithm 2
   (:func:`solvers.round_greedy`), i.e. the paper's pipeline.
 
@@ -57,12 +64,18 @@ print(json.dumps(out))
 """
 
 
-def make_problem(size: int, seed: int) -> tuple[np.ndarray, int]:
-    """The suite's shared instance: (a, budget) for B = ``size`` prompts."""
+def success_rates(size: int, seed: int) -> np.ndarray:
+    """The success probabilities behind :func:`make_problem` (same seed, same values)."""
     rng = np.random.default_rng(seed)
     p = rng.beta(0.5, 0.5, size)
     flip = rng.random(size) < 0.1
     p[flip] = rng.integers(0, 2, int(flip.sum()))
+    return p
+
+
+def make_problem(size: int, seed: int) -> tuple[np.ndarray, int]:
+    """The suite's shared instance: (a, budget) for B = ``size`` prompts."""
+    p = success_rates(size, seed)
     return 4.0 * p * (1.0 - p), PER_PROMPT * size
 
 
@@ -97,6 +110,31 @@ def slsqp(a: np.ndarray, budget: float, cost: str) -> np.ndarray:
     return np.clip(res.x, LOWER, UPPER)
 
 
+VIP_CODE_GAMMA = {"rloo": 7e-4, "drgrpo": 4e-4}
+"""Weight of the extra ``n log p`` term in the VIP reference code's SLSQP objective."""
+
+
+def slsqp_vip_code(p: np.ndarray, budget: float, cost: str) -> np.ndarray:
+    """SLSQP as the VIP reference code sets it up (see the module docstring)."""
+    from scipy.optimize import minimize
+
+    pc = np.clip(p, 1e-6, 1.0 - 1e-6)
+    a = pc * (1.0 - pc)
+    b = VIP_CODE_GAMMA[cost] * np.log(pc)
+    if cost == "rloo":
+        fun = lambda n: float(np.sum(a / (n - 1) + b * n))
+    else:
+        fun = lambda n: float(np.sum(a * (n - 1) / n**2 + b * n))
+    res = minimize(
+        fun,
+        np.full(p.size, budget / p.size),
+        method="SLSQP",
+        bounds=[(LOWER, UPPER)] * p.size,
+        constraints=[{"type": "eq", "fun": lambda n: np.sum(n) - budget}],
+    )
+    return np.clip(res.x, LOWER, UPPER)
+
+
 def _objective(cost: str, a: np.ndarray, n: np.ndarray) -> float:
     n = np.asarray(n, dtype=float)
     return float(np.sum(a / (n - 1))) if cost == "rloo" else float(np.sum(a * (n - 1) / n**2))
@@ -119,6 +157,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
     a_small, b_small = make_problem(16, cfg.seed)
     cvxpy_rloo(a_small, b_small)
     slsqp(a_small, b_small, "rloo")
+    slsqp_vip_code(success_rates(16, cfg.seed), b_small, "rloo")
     for cost in ("rloo", "drgrpo"):
         cont = allocate(a_small, b_small, LOWER, UPPER, cost=cost)
         round_greedy(cont.n, a_small, b_small, LOWER, UPPER, cost=cost)
@@ -127,6 +166,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
     gates: dict[str, PeerGate] = {}  # one gate per case: a peer slow on rloo may still run on drgrpo
     for size in sizes:
         a, budget = make_problem(size, cfg.seed + size)
+        p = success_rates(size, cfg.seed + size)
         for cost in ("rloo", "drgrpo"):
             if cost == "drgrpo" and size > drgrpo_max:
                 continue
@@ -155,6 +195,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
                     peers.append(("cvxpy-clarabel", lambda: cvxpy_rloo(a, budget)))
                 if size <= slsqp_max:
                     peers.append(("scipy-slsqp", lambda: slsqp(a, budget, cost)))
+                    peers.append(("scipy-slsqp (VIP code)", lambda: slsqp_vip_code(p, budget, cost)))
                 for name, solve in peers:
                     impl = name + ("+alg2" if integer else "")
                     fn = (lambda solve=solve: then_round(solve())) if integer else solve
