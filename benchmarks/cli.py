@@ -2,7 +2,9 @@
 
 Subcommands:
   perf   run the performance suites (all by default), print a table with ratios against peers
-         measured in the same run, and write JSON, markdown and log-log PNGs to ``--out``.
+         measured in the same run and the verdicts on the performance targets of
+         ``shared/DESIGN.md`` (:mod:`benchmarks.targets`), and write JSON, markdown and log-log PNGs
+         to ``--out``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from .harness import PerfConfig
 from .report import markdown_table, plot_scaling, write_json
 from .suites import SUITES, load_suite
+from .targets import check_targets, targets_table
 
 
 def _cmd_perf(args: argparse.Namespace) -> int:
@@ -52,9 +55,24 @@ def _cmd_perf(args: argparse.Namespace) -> int:
             cfg.log(f"  wrote {out / f'perf_{name}.png'}")
     table = markdown_table(rows)
     print(table)
-    write_json(rows, out / "perf.json", extra={"quick": args.quick, "suites": names})
+    verdicts = [r for r in check_targets(rows) if r.met is not None]
+    targets = targets_table(verdicts) if verdicts else ""
+    if targets:
+        print("\nPerformance targets (shared/DESIGN.md) measured in this run:\n" + targets)
+        (out / "targets.md").write_text(targets + "\n")
+    extra = {
+        "quick": args.quick,
+        "suites": names,
+        "targets": [
+            {"target": r.target.label, "required": r.target.describe(), "ours_s": r.ours_s, "peer_s": r.peer_s,
+             "peak_mib": r.peak_mib, "met": r.met}
+            for r in verdicts
+        ],
+    }
+    write_json(rows, out / "perf.json", extra=extra)
     (out / "perf.md").write_text(table + "\n")
-    cfg.log(f"total {time.perf_counter() - t_start:.1f} s; wrote {out / 'perf.json'} and {out / 'perf.md'}")
+    cfg.log(f"total {time.perf_counter() - t_start:.1f} s; wrote {out / 'perf.json'}, {out / 'perf.md'}"
+            + (f" and {out / 'targets.md'}" if targets else ""))
     return 0
 
 

@@ -9,6 +9,7 @@ from benchmarks import cli
 from benchmarks.harness import Measurement, PeerGate, PerfConfig, measure, time_call
 from benchmarks.report import markdown_table, plot_scaling, write_json
 from benchmarks.suites import SUITES, load_suite
+from benchmarks.targets import TARGETS, Target, check_targets, targets_table
 
 
 def quiet_cfg(**kw):
@@ -79,3 +80,25 @@ def test_every_suite_exposes_the_protocol(name):
     assert mod.NAME == name
     assert isinstance(mod.DESCRIPTION, str) and mod.DESCRIPTION
     assert callable(mod.run)
+
+
+def test_targets_verdicts_met_missed_and_not_run():
+    """A target is met only when every threshold holds; missing rows give 'not run', not a pass."""
+    t = Target("x", "s", "c", 10, "ours", max_s=1e-3, peer="peer", min_ratio=100.0)
+    ours = Measurement("s", "c", 10, "ours", "ours", 1e-4, repeats=5)
+    fast_peer = Measurement("s", "c", 10, "peer", "peer", 5e-3, repeats=5)  # 50x: too close
+    slow_peer = Measurement("s", "c", 10, "peer", "peer", 5e-2, repeats=5)  # 500x
+    assert check_targets([ours, slow_peer], (t,))[0].met is True
+    missed = check_targets([ours, fast_peer], (t,))[0]
+    assert missed.met is False and missed.ratio == 50.0
+    assert check_targets([ours], (t,))[0].met is None
+    slow_ours = Measurement("s", "c", 10, "ours", "ours", 2e-3, repeats=5)
+    assert check_targets([slow_ours, Measurement("s", "c", 10, "peer", "peer", 1.0)], (t,))[0].met is False
+    table = targets_table(check_targets([ours, fast_peer], (t,)))
+    assert "**no**" in table and "50x" in table and ">= 100x faster than peer" in table
+
+
+def test_every_target_names_rows_its_suite_produces():
+    """Each DESIGN target refers to a registered suite (a renamed case would make it 'not run')."""
+    for t in TARGETS:
+        assert t.suite in SUITES, t
