@@ -679,30 +679,29 @@ def _one_each(code, a, lower, upper, start, x, remaining):
         return False, False
     above = 0
     ties = 0
-    for q in range(size):
+    for q in range(size):  # the prompts strictly above the threshold take their unit now
         if gain[q] > tau:
+            x[q] += 1
             above += 1
         elif gain[q] == tau:
             ties += 1
     need = remaining - above
-    tie_idx = np.empty(ties, dtype=np.int64)
-    tie_x = np.empty(ties, dtype=np.int64)
-    t = 0
-    for q in range(size):
-        if gain[q] == tau:
-            tie_idx[t] = q
-            tie_x[t] = x[q]
-            t += 1
-    for q in range(size):
-        if gain[q] > tau:
-            x[q] += 1
-    if need < ties:
+    if need == ties:  # the usual case (one prompt at the threshold): every tie takes a unit
+        for q in range(size):
+            if gain[q] == tau:
+                x[q] += 1
+    else:  # fewer units than ties: fewer rollouts first, then lower index (x of ties unchanged)
+        tie_idx = np.empty(ties, dtype=np.int64)
+        tie_x = np.empty(ties, dtype=np.int64)
+        t = 0
+        for q in range(size):
+            if gain[q] == tau:
+                tie_idx[t] = q
+                tie_x[t] = x[q]
+                t += 1
         order = np.argsort(tie_x, kind="mergesort")  # stable: equal counts keep index order
         for t in range(need):
             x[tie_idx[order[t]]] += 1
-    else:
-        for t in range(ties):
-            x[tie_idx[t]] += 1
     return True, _exchange_ok_from(code, a, lower, upper, start, x, gain)
 
 
@@ -799,10 +798,9 @@ def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
         x = np.empty(a.size, dtype=np.int64)
         for q in range(a.size):
             x[q] = np.int64(math.floor(n_cont[q]))
-    xf = np.empty(a.size, dtype=np.float64)
+    value = 0.0
     for q in range(a.size):
-        xf[q] = float(x[q])
-    value = objective(code, a, xf)
+        value += cost_value(code, a[q], float(x[q]))
     if detail == CERT_OK and value < lower_bound - 1e-9 * max(1.0, abs(lower_bound)):
         detail = CERT_EXCHANGE  # cannot beat the relaxation: something is inconsistent
     return n_cont, x, price, value, lower_bound, detail, where, converged, path
