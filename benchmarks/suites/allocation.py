@@ -211,6 +211,6 @@ def run(cfg: PerfConfig) -> list[Measurement]:
                         rows.append(Measurement(NAME, case, size, impl, "peer", None, note=f"failed: {exc!r}"))
                         continue
                     if "n" in last:
-                        row.note = _rel(_objective(cost, a, last["n"]), ours.objective)
+                        row.note = _rel(_objective(cost, a, last["n"]), _objective(cost, a, ours.n))  # same summation
                     rows.append(row)
     return rows
