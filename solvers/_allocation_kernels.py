@@ -254,6 +254,56 @@ def _drgrpo_start_level(a, root, lower, upper, target, s, stride):
     return s
 
 
+_AT_LOWER = 0
+_AT_UPPER = 1
+_NEWTON_OK = 2
+_NEEDS_CLOSED_FORM = 3
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _drgrpo_pass_roots(a, root, lower, upper, s, guess, out_n, out_class):
+    """One drgrpo pass of the price search at level ``s``, without reductions or early exits so
+    that LLVM vectorises it (about 10x faster than the per-prompt branchy loop at B = 10^6).
+
+    For every prompt: ``y = 1/(a s^2)``; ``out_class`` is _AT_LOWER when ``y >= g(L)``,
+    _AT_UPPER when ``y <= g(U)`` (g(n) = (n-2)/n^3, the same expressions, bit for bit, as in
+    :func:`solve_continuous`), otherwise _NEWTON_OK or _NEEDS_CLOSED_FORM. ``out_n`` holds the
+    result of exactly four Newton steps on F(n) = y n^3 - n + 2 from ``guess`` (or, where
+    ``guess < 0``, from the large-n expansion t - 1 - 1.5/t, t = s sqrt(a)); it is trusted
+    (_NEWTON_OK) only if every iterate stayed >= 4 (F' > 0 there, far from the double root at
+    n = 3) and the last step was <= 1e-8 n (quadratic convergence then leaves ~1e-16), as in
+    :func:`_drgrpo_root_warm`; otherwise the caller uses the closed form. Prompts with a = 0
+    get some class and are ignored by the caller."""
+    inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
+    for k in range(a.size):
+        y = (1.0 / a[k]) * inv_s2
+        lk = lower[k]
+        u = upper[k]
+        g_lower = (lk - 2.0) / (lk * lk * lk)
+        g_upper = (u - 2.0) / (u * u * u) if u < np.inf else 0.0
+        n = guess[k]
+        if n < 0.0:
+            t = s * root[k]
+            n = t - 1.0 - 1.5 / t
+        lowest = n
+        step = 0.0
+        for _ in range(4):
+            n2 = n * n
+            step = ((y * n2 - 1.0) * n + 2.0) / (3.0 * y * n2 - 1.0)
+            n -= step
+            lowest = min(lowest, n)
+        out_n[k] = n
+        good = lowest >= 4.0 and abs(step) <= 1e-8 * n
+        if y >= g_lower:
+            out_class[k] = _AT_LOWER
+        elif y <= g_upper:
+            out_class[k] = _AT_UPPER
+        elif good:
+            out_class[k] = _NEWTON_OK
+        else:
+            out_class[k] = _NEEDS_CLOSED_FORM
+
+
 @numba.njit(cache=True, error_model="numpy")
 def price_search(code, a, root, lower, upper, target, level_zeros):
     """Level s* = lambda*^(-1/2) with sum_q n_q(s*) = target over the selected prompts.
@@ -283,8 +333,12 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
     if m == 0:
         return np.inf, True, 0, np.empty(0, dtype=np.float64)
     guess = np.empty(0, dtype=np.float64)
+    work_n = np.empty(0, dtype=np.float64)
+    work_class = np.empty(0, dtype=np.int8)
     if code == DRGRPO:
         guess = np.full(size, -1.0)
+        work_n = np.empty(size, dtype=np.float64)
+        work_class = np.empty(size, dtype=np.int8)
     lo = 0.0
     hi = np.inf
     s = (target - c * m) / rsum
@@ -302,26 +356,21 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
         ni = 0
         if code == DRGRPO:
             # prompt k is at L when 1/(a s^2) >= g(L), at U when <= g(U) (g(n) = (n-2)/n^3 is
-            # decreasing on [3, inf)); only interior prompts need the root, warm-started
+            # decreasing on [3, inf)); interior prompts need the root, warm-started. The roots
+            # and classes come from a vectorised pass, the sums from this scalar one.
+            _drgrpo_pass_roots(a, root, lower, upper, s, guess, work_n, work_class)
             inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
             for k in range(size):
                 if a[k] == 0.0:
                     continue
-                y = (1.0 / a[k]) * inv_s2
-                lk = lower[k]
-                u = upper[k]
-                if y >= (lk - 2.0) / (lk * lk * lk):
+                cls = work_class[k]
+                if cls == _AT_LOWER:
                     total += lower[k]
-                elif y <= ((u - 2.0) / (u * u * u) if u < np.inf else 0.0):
+                elif cls == _AT_UPPER:
                     total += upper[k]
                 else:
-                    g0 = guess[k]
-                    if g0 < 0.0:
-                        # first root of this prompt: start from the large-n expansion
-                        # (Newton polishes it; the closed form takes over if it cannot)
-                        t = s * root[k]
-                        g0 = t - 1.0 - 1.5 / t
-                    n = _drgrpo_root_warm(y, g0)
+                    y = (1.0 / a[k]) * inv_s2
+                    n = work_n[k] if cls == _NEWTON_OK else drgrpo_inverse(y)
                     guess[k] = n
                     n = min(max(n, lower[k]), upper[k])
                     total += n
