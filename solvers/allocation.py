@@ -286,7 +286,9 @@ def allocate(
     lambda``; the multiplier is found in the level ``s = lambda**-0.5`` by safeguarded Newton on
     the consumed budget ``S(s)`` inside a shrinking bracket (O(B) per pass, no sort; S is
     piecewise linear for rloo and inverse, so Newton lands on the exact root of the final piece;
-    drgrpo uses the cubic's closed-form root per prompt). The answer is certified after
+    drgrpo needs the root of the cubic ``a (n - 2) / n^3 = lambda`` per prompt: Newton steps
+    warm-started from the previous pass, in a vectorised pass, with the trigonometric closed form
+    wherever Newton cannot be trusted). The answer is certified after
     solving (sum, bounds, equal marginal cost on interior prompts, ``>= lambda`` at upper bounds,
     ``<= lambda`` at lower bounds); a failure is reported in ``status``, never hidden.
 

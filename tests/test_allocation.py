@@ -363,6 +363,42 @@ def test_drgrpo_inverse_roots():
         assert (n - 2) / n**3 == pytest.approx(y, rel=1e-10)
 
 
+def test_drgrpo_vectorised_pass_roots_are_the_cubic_roots():
+    """The price search's vectorised drgrpo pass (VIP Thm 5.1: n solves a (n - 2)/n^3 = lambda):
+    compiled == pure-Python twin; the class of each prompt is the bound test of solve_continuous
+    (y >= g(L): lower, y <= g(U): upper); every root it marks as trusted equals the closed-form
+    root drgrpo_inverse(y) to a few ulp, from cold (guess < 0) and from perturbed warm starts, and
+    roots near the double root n = 3 are left to the closed form."""
+    rng = np.random.default_rng(12)
+    size = 4000
+    a = np.exp(rng.uniform(-12, 12, size))
+    root = np.sqrt(a)
+    lower = rng.integers(3, 6, size).astype(float)
+    upper = lower + rng.integers(0, 200, size)
+    upper[::7] = np.inf
+    for s in (0.3, 3.0, 11.4, 250.0):
+        y = 1.0 / a / (s * s)
+        exact = np.array([K.drgrpo_inverse(v) for v in y])
+        for guess in (np.full(size, -1.0), exact * (1.0 + rng.uniform(-0.05, 0.05, size))):
+            out = []
+            for fn in (K._drgrpo_pass_roots, K._drgrpo_pass_roots.py_func):
+                n, cls = np.empty(size), np.empty(size, dtype=np.int8)
+                fn(a, root, lower, upper, s, guess, n, cls)
+                out.append((n, cls))
+            np.testing.assert_array_equal(out[0][0], out[1][0])
+            np.testing.assert_array_equal(out[0][1], out[1][1])
+            n, cls = out[0]
+            g_lower = (lower - 2.0) / lower**3
+            with np.errstate(invalid="ignore"):  # inf / inf where upper = inf (masked out)
+                g_upper = np.where(np.isfinite(upper), (upper - 2.0) / upper**3, 0.0)
+            np.testing.assert_array_equal(cls == K._AT_LOWER, y >= g_lower)
+            np.testing.assert_array_equal(cls == K._AT_UPPER, (y < g_lower) & (y <= g_upper))
+            ok = cls == K._NEWTON_OK
+            assert ok.sum() > 0
+            np.testing.assert_allclose(n[ok], exact[ok], rtol=1e-14)
+            assert np.all(exact[ok] >= 4.0 - 1e-9)
+
+
 # ----------------------------------------------------------------------------------------------
 # properties
 # ----------------------------------------------------------------------------------------------
