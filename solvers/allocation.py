@@ -161,11 +161,25 @@ def _fmt(x: float) -> str:
     return str(int(x)) if np.isfinite(x) and float(x).is_integer() and abs(x) < 2**63 else f"{x:g}"
 
 
+_SCALAR_BOUNDS: dict[tuple[float, int], np.ndarray] = {}
+"""Scalar bounds broadcast to arrays, reused across calls (a training loop passes the same
+scalar bounds every step). The kernels never write to their bound arrays and these never leave
+this module. Small sizes only (at large B filling the array costs nothing next to the solve)."""
+_SCALAR_BOUNDS_MAX_SIZE = 1 << 16
+_SCALAR_BOUNDS_MAX_ENTRIES = 16
+
+
 def _bound_fast(x: Any, size: int) -> np.ndarray | None:
     """A bound as a float64 array of length ``size`` if that needs no checking of shape or dtype."""
     if type(x) in (int, float):
-        out = np.empty(size)
-        out.fill(x)
+        if size > _SCALAR_BOUNDS_MAX_SIZE:
+            return np.full(size, float(x))
+        key = (x, size)
+        out = _SCALAR_BOUNDS.get(key)
+        if out is None:
+            if len(_SCALAR_BOUNDS) >= _SCALAR_BOUNDS_MAX_ENTRIES:
+                _SCALAR_BOUNDS.clear()
+            out = _SCALAR_BOUNDS[key] = np.full(size, float(x))
         return out
     if type(x) is np.ndarray and x.dtype == np.float64 and x.shape == (size,) and x.flags.c_contiguous:
         return x
