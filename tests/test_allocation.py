@@ -756,3 +756,23 @@ def test_integer_budget_beyond_float64_integers_is_rejected():
             allocate(np.array([1.0, 2.0]), budget, 3, np.inf, cost="rloo", integer=True)
     res = allocate(np.array([1.0, 2.0]), 2**53, 3, np.inf, cost="rloo", integer=True)
     assert int(res.n.sum()) == 2**53
+
+
+def test_scalar_bound_cache_is_bounded_and_never_changes_results():
+    """Scalar bounds are broadcast once per (value, size) and reused: results equal those with
+    explicit arrays, the cached arrays keep their values after solves, and the cache stays small."""
+    from solvers import allocation as alloc_mod
+
+    rng = np.random.default_rng(13)
+    for trial in range(40):
+        size = int(rng.integers(1, 50))
+        a = rng.uniform(0.0, 2.0, size)
+        lo, hi = int(rng.integers(2, 5)), float(rng.integers(6, 20))
+        budget = int(rng.integers(lo * size, int(hi) * size + 1))
+        for integer in (False, True):
+            got = allocate(a, budget, lo, hi, cost="rloo", integer=integer)
+            ref = allocate(a, budget, np.full(size, float(lo)), np.full(size, hi), cost="rloo", integer=integer)
+            np.testing.assert_array_equal(got.n, ref.n)
+    assert len(alloc_mod._SCALAR_BOUNDS) <= alloc_mod._SCALAR_BOUNDS_MAX_ENTRIES
+    for (value, size), arr in alloc_mod._SCALAR_BOUNDS.items():
+        assert arr.shape == (size,) and np.all(arr == value)
