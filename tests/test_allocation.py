@@ -300,10 +300,11 @@ def test_integer_fallback_paths_are_exact():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_kth_smallest_equals_numpy_partition():
+def test_kth_smallest_equals_numpy_partition(monkeypatch):
     """The integer fast path's selection (quickselect with a three-way partition) returns
-    np.partition(v, k)[k] -- compiled and pure-Python twin -- on random, heavily tied, -inf-laden
-    and constant arrays, and on sizes that exhaust its round limit (sorted and reversed input)."""
+    np.partition(v, k)[k] -- compiled and pure-Python twin -- on random, heavily tied, -inf-laden,
+    constant, sorted and reversed arrays; and so does its sort fallback (forced in the twin by a
+    round limit of 0, since median-of-three rarely exhausts the real one)."""
     rng = np.random.default_rng(11)
     for trial in range(2000):
         size = int(rng.integers(1, 80))
@@ -322,6 +323,17 @@ def test_kth_smallest_equals_numpy_partition():
         expected = np.partition(v, k)[k]
         assert K.kth_smallest(v, k) == expected
         assert K.kth_smallest.py_func(v, k) == expected
+    class NoRounds:  # log2 -> -4 makes the round limit 2 * (-4) + 8 = 0: sort at once
+        @staticmethod
+        def log2(x):
+            return -4.0
+
+    monkeypatch.setattr(K, "math", NoRounds)
+    for trial in range(200):
+        v = rng.integers(0, 5, int(rng.integers(2, 40))).astype(float)
+        k = int(rng.integers(0, v.size))
+        assert K.kth_smallest.py_func(v, k) == np.partition(v, k)[k]
+    monkeypatch.undo()
     v = rng.normal(size=100_000)
     before = v.copy()
     assert K.kth_smallest(v, 12_345) == np.partition(v, 12_345)[12_345]
