@@ -220,7 +220,7 @@ class StateReader:
             if arr.dtype != np.bool_:
                 bad = (arr != 0) & (arr != 1)
                 if bad.any():
-                    raise ValueError(f"{where} must hold booleans, got {arr[bad].flat[0]!r}")
+                    raise ValueError(f"{where} must hold booleans, got {arr[bad].flat[0].item()!r}")
             return np.ascontiguousarray(arr, dtype=np.bool_)
         if np.issubdtype(want, np.integer):
             if arr.dtype == np.bool_:
@@ -228,22 +228,22 @@ class StateReader:
             if np.issubdtype(arr.dtype, np.floating):
                 bad = ~np.isfinite(arr) | (arr != np.round(arr))
                 if bad.any():
-                    raise ValueError(f"{where} must hold integers, got {arr[bad].flat[0]!r}")
+                    raise ValueError(f"{where} must hold integers, got {arr[bad].flat[0].item()!r}")
             info = np.iinfo(want)
             if arr.size and (arr.min() < info.min or arr.max() > info.max):
                 raise ValueError(f"{where} has values outside the range of {want.name}")
         elif finite and np.issubdtype(arr.dtype, np.floating):
             bad = ~np.isfinite(arr)
             if bad.any():
-                raise ValueError(f"{where} must be finite, got {arr[bad].flat[0]!r}")
+                raise ValueError(f"{where} must be finite, got {arr[bad].flat[0].item()!r}")
         elif np.issubdtype(arr.dtype, np.floating):
             bad = np.isnan(arr)
             if bad.any():
                 raise ValueError(f"{where} must not contain NaN")
         if lo is not None and arr.size and (arr < lo).any():
-            raise ValueError(f"{where} must be >= {lo}, got {arr[arr < lo].flat[0]!r}")
+            raise ValueError(f"{where} must be >= {lo}, got {arr[arr < lo].flat[0].item()!r}")
         if hi is not None and arr.size and (arr > hi).any():
-            raise ValueError(f"{where} must be <= {hi}, got {arr[arr > hi].flat[0]!r}")
+            raise ValueError(f"{where} must be <= {hi}, got {arr[arr > hi].flat[0].item()!r}")
         return np.ascontiguousarray(arr, dtype=want)
 
     def int(self, key: str, *, lo: int | None = None, hi: int | None = None) -> int:
