@@ -75,7 +75,7 @@ def make_predictor(kind: Any, n_prompts: int, embeddings: Any, options: Any, rng
         if len(shape) != 2 or shape[0] != n_prompts:
             raise ValueError(f"embeddings must have shape (n_prompts, d) = ({n_prompts}, d), got {shape}")
         if kind == "gp":
-            return GPSuccessPredictor(embeddings, **{"seed": rng, **opts})
+            return GPSuccessPredictor(embeddings, seed=rng, **opts)
         return RidgePredictor(embeddings, **opts)
     if embeddings is not None:
         raise ValueError(f"embeddings= is only used by the predictors 'gp' and 'ridge', not {kind!r}")
@@ -141,6 +141,9 @@ class _PredictiveController(Controller):
         if predictor_options is not None and not isinstance(predictor_options, dict):
             raise TypeError(f"predictor_options must be a dict of keyword arguments, got "
                             f"{type(predictor_options).__name__}")
+        if predictor_options and "seed" in predictor_options:
+            raise TypeError("predictor_options must not set 'seed': the predictor's randomness comes from the "
+                            "controller's seed")
         defaults = self.default_predictor_options.get(predictor, {}) if isinstance(predictor, str) else {}
         self.predictor_name = predictor
         self.predictor_options = {**defaults, **(predictor_options or {})}
