@@ -1,0 +1,136 @@
+"""VIP App. B: tests of Assumption 4.1(ii) (reward vs projected score) and of equal score variance.
+
+All tests take one ragged batch: flat ``rewards`` and ``scores`` (``Z = ||H(o)||_2``) with integer
+``group_ids`` (one group per prompt).
+
+* :func:`fisher_test` (App. B.1): per prompt, the Pearson correlation of ``(R_j, Z_j)`` and its
+  two-sided p-value ``p_q`` (t test with ``n_q - 2`` degrees of freedom); Fisher's statistic
+  ``-2 sum_q ln p_q ~ chi^2_{2Q}`` under ``H_0: rho_q = 0 for all q``.
+* :func:`edgington_test` (App. B.2): ``S = sum_q p_q``, one-sided global p-value
+  ``Phi((S - Q/2) / sqrt(Q/12))``.
+* :func:`levene_test` (App. B.3): Levene's test (median-centred, Brown-Forsythe) of
+  ``H_0: sigma_{Z_q}^2`` equal for every prompt, ``W ~ F_{Q-1, N-Q}``.
+
+The paper leaves implicit what happens to a prompt whose correlation is undefined: a group whose
+rewards (or scores) are all equal, e.g. all rollouts wrong, has no Pearson correlation
+(``scipy.stats.pearsonr`` returns NaN). Such prompts, and prompts with fewer than three rollouts
+(no t test), are left out of the combination; the results say how many prompts were used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import stats
+
+from solvers._validation import as_float_array, as_int_array
+
+__all__ = ["IndependenceTest", "edgington_test", "fisher_test", "levene_test", "pearson_by_group"]
+
+
+class IndependenceTest(NamedTuple):
+    """Result of one global test: statistic, global p-value, prompts used, the method's name."""
+
+    statistic: float
+    pvalue: float
+    n_groups: int
+    method: str
+
+
+def _ragged_iv(values: Any, name: str, group_ids: Any, other: np.ndarray | None = None):
+    v = as_float_array(values, name, ndim=1, min_size=1)
+    g = as_int_array(group_ids, "group_ids", ndim=1, nonneg=True)
+    if g.shape != v.shape:
+        raise ValueError(f"group_ids must have the shape of {name} {v.shape}, got {g.shape}")
+    if other is not None and other.shape != v.shape:
+        raise ValueError(f"rewards and scores must have the same shape, got {other.shape} and {v.shape}")
+    return v, g
+
+
+def pearson_by_group(rewards: Any, scores: Any, group_ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group Pearson correlation, two-sided p-value and size (App. B.1).
+
+    Returns ``(r, pvalue, n)``, each shape ``(G,)`` with ``G = max(group_ids) + 1``; ``r`` and
+    ``pvalue`` are NaN where undefined (fewer than 3 rollouts, or constant rewards or scores).
+    """
+    r = as_float_array(rewards, "rewards", ndim=1, min_size=1)
+    z, g = _ragged_iv(scores, "scores", group_ids, other=r)
+    size = int(g.max()) + 1
+    n = np.bincount(g, minlength=size).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mr = np.bincount(g, weights=r, minlength=size) / n
+        mz = np.bincount(g, weights=z, minlength=size) / n
+        dr = r - mr[g]
+        dz = z - mz[g]
+        srr = np.bincount(g, weights=dr * dr, minlength=size)
+        szz = np.bincount(g, weights=dz * dz, minlength=size)
+        srz = np.bincount(g, weights=dr * dz, minlength=size)
+        # a spread below 1e-12 of the values' scale is rounding noise of a constant group
+        tiny_r = srr <= 1e-24 * np.maximum(np.bincount(g, weights=r * r, minlength=size), 1e-300)
+        tiny_z = szz <= 1e-24 * np.maximum(np.bincount(g, weights=z * z, minlength=size), 1e-300)
+        rho = np.clip(srz / np.sqrt(srr * szz), -1.0, 1.0)
+    valid = (n >= 3) & ~tiny_r & ~tiny_z
+    rho = np.where(valid, rho, np.nan)
+    df = np.maximum(n - 2.0, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = rho * np.sqrt(df / np.maximum(1.0 - rho * rho, 0.0))
+    pval = np.where(valid, 2.0 * stats.t.sf(np.abs(t), df), np.nan)
+    return rho, pval, n
+
+
+def fisher_test(rewards: Any, scores: Any, group_ids: Any) -> IndependenceTest:
+    """Fisher's combination of per-prompt Pearson tests (VIP App. B.1)."""
+    _, pval, _ = pearson_by_group(rewards, scores, group_ids)
+    p = pval[np.isfinite(pval)]
+    if p.size == 0:
+        return IndependenceTest(float("nan"), float("nan"), 0, "fisher")
+    stat = float(-2.0 * np.sum(np.log(np.maximum(p, np.finfo(np.float64).tiny))))
+    return IndependenceTest(stat, float(stats.chi2.sf(stat, 2 * p.size)), int(p.size), "fisher")
+
+
+def edgington_test(rewards: Any, scores: Any, group_ids: Any) -> IndependenceTest:
+    """Edgington's sum of per-prompt p-values, normal approximation (VIP App. B.2)."""
+    _, pval, _ = pearson_by_group(rewards, scores, group_ids)
+    p = pval[np.isfinite(pval)]
+    if p.size == 0:
+        return IndependenceTest(float("nan"), float("nan"), 0, "edgington")
+    s = float(p.sum())
+    q = p.size
+    return IndependenceTest(s, float(stats.norm.cdf((s - q / 2.0) / np.sqrt(q / 12.0))), int(q), "edgington")
+
+
+def levene_test(scores: Any, group_ids: Any) -> IndependenceTest:
+    """Levene's (median-centred) test of equal ``Var(Z_q)`` across prompts (VIP App. B.3).
+
+    Groups with fewer than two rollouts are left out.
+    """
+    z, g = _ragged_iv(scores, "scores", group_ids)
+    size = int(g.max()) + 1
+    n = np.bincount(g, minlength=size)
+    keep = n[g] >= 2
+    z, g = z[keep], g[keep]
+    if z.size == 0:
+        return IndependenceTest(float("nan"), float("nan"), 0, "levene")
+    _, g = np.unique(g, return_inverse=True)
+    size = int(g.max()) + 1
+    n = np.bincount(g, minlength=size).astype(np.float64)
+    order = np.lexsort((z, g))
+    zs, gs = z[order], g[order]
+    start = np.concatenate([[0], np.cumsum(n[:-1])]).astype(np.int64)
+    cnt = n.astype(np.int64)
+    med = 0.5 * (zs[start + (cnt - 1) // 2] + zs[start + cnt // 2])
+    y = np.abs(zs - med[gs])
+    ybar_q = np.bincount(gs, weights=y, minlength=size) / n
+    ybar = y.mean()
+    big_n, q = float(y.size), float(size)
+    within = float(np.sum((y - ybar_q[gs]) ** 2))
+    between = float(np.sum(n * (ybar_q - ybar) ** 2))
+    if q < 2 or big_n <= q:
+        return IndependenceTest(float("nan"), float("nan"), int(q), "levene")
+    if within <= 0.0:
+        w = float("inf") if between > 0 else float("nan")
+    else:
+        w = (big_n - q) * between / ((q - 1.0) * within)
+    pv = float(stats.f.sf(w, q - 1.0, big_n - q)) if np.isfinite(w) else (0.0 if w == float("inf") else float("nan"))
+    return IndependenceTest(float(w), pv, int(q), "levene")

@@ -1,0 +1,81 @@
+"""Tests of VIP App. B's statistical tests (sim.independence) against SciPy references."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sim import (
+    IndependentScoreBandit,
+    SoftmaxRLVR,
+    edgington_test,
+    fisher_test,
+    levene_test,
+    pearson_by_group,
+)
+
+
+def test_pearson_by_group_matches_scipy_and_skips_undefined_groups():
+    rng = np.random.default_rng(0)
+    counts = np.array([5, 2, 8, 6, 4])
+    gid = np.repeat(np.arange(5), counts)
+    r = rng.integers(0, 2, size=gid.size).astype(float)
+    z = rng.gamma(2.0, size=gid.size)
+    r[gid == 3] = 1.0  # constant rewards: undefined correlation
+    rho, pval, n = pearson_by_group(r, z, gid)
+    assert np.array_equal(n, counts)
+    for g in range(5):
+        if g in (1, 3):  # fewer than 3 rollouts / constant rewards
+            assert np.isnan(rho[g]) and np.isnan(pval[g])
+            continue
+        ref = stats.pearsonr(r[gid == g], z[gid == g])
+        assert rho[g] == pytest.approx(ref.statistic, abs=1e-12)
+        assert pval[g] == pytest.approx(ref.pvalue, rel=1e-8)
+
+
+def test_fisher_and_edgington_combine_the_pvalues():
+    rng = np.random.default_rng(1)
+    gid = np.repeat(np.arange(40), 16)
+    r, z = rng.normal(size=gid.size), rng.normal(size=gid.size)
+    _, pval, _ = pearson_by_group(r, z, gid)
+    f = fisher_test(r, z, gid)
+    assert f.statistic == pytest.approx(-2 * np.log(pval).sum())
+    assert f.pvalue == pytest.approx(stats.combine_pvalues(pval, method="fisher").pvalue)
+    e = edgington_test(r, z, gid)
+    assert e.statistic == pytest.approx(pval.sum())
+    assert e.pvalue == pytest.approx(stats.norm.cdf((pval.sum() - 20) / np.sqrt(40 / 12)))
+
+
+def test_levene_matches_scipy():
+    rng = np.random.default_rng(2)
+    counts = [5, 9, 7, 1]
+    gid = np.repeat(np.arange(4), counts)
+    z = rng.normal(size=gid.size) * np.repeat([1.0, 2.0, 1.5, 1.0], counts)
+    got = levene_test(z, gid)
+    ref = stats.levene(*[z[gid == g] for g in range(3)], center="median")  # the group of one is left out
+    assert got.n_groups == 3
+    assert got.statistic == pytest.approx(ref.statistic) and got.pvalue == pytest.approx(ref.pvalue)
+
+
+def test_fisher_test_size_under_independence_and_power_on_softmax_rlvr():
+    """Under Assumption 4.1 (IndependentScoreBandit) the global p-values are uniform: over 200
+    repetitions the rejection rate at 0.05 stays within 4 binomial standard errors of 0.05. On
+    SoftmaxRLVR, where Z = ||score|| depends on the answer, 600 prompts x 16 rollouts reject."""
+    env = IndependentScoreBandit(np.linspace(0.2, 0.8, 50), mu_z=1.0, sigma_z=0.3)
+    rng = np.random.default_rng(3)
+    rejections = 0
+    for _ in range(200):
+        b = env.rollout(np.arange(50), 16, rng)
+        rejections += fisher_test(b.rewards, b.scores, b.group_ids).pvalue < 0.05
+    assert abs(rejections / 200 - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 200)
+    sm = SoftmaxRLVR(n_prompts=600, seed=0)
+    ids = np.arange(600)
+    b = sm.rollout(ids, 16, rng)
+    z = np.linalg.norm(sm.scores(ids)[b.group_ids, b.actions], axis=1)
+    assert fisher_test(2 * b.rewards - 1, z, b.group_ids).pvalue < 1e-6
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="rewards and scores must have the same shape"):
+        fisher_test([0.0, 1.0, 1.0], [1.0, 2.0], [0, 0])
+    with pytest.raises(ValueError, match="group_ids must have the shape of scores"):
+        levene_test([1.0, 2.0], [0])
