@@ -11,6 +11,10 @@ All tests take one ragged batch: flat ``rewards`` and ``scores`` (``Z = ||H(o)||
 * :func:`levene_test` (App. B.3): Levene's test (median-centred, Brown-Forsythe) of
   ``H_0: sigma_{Z_q}^2`` equal for every prompt, ``W ~ F_{Q-1, N-Q}``.
 
+Each result also carries ``log10_pvalue``, which stays finite when the p-value underflows (the
+chi-square tail in log space; for Levene, ``F(d1, d2) ~ chi2_d1 / d1`` at the large ``d2`` of these
+tests).
+
 The paper leaves implicit what happens to a prompt whose correlation is undefined: a group whose
 rewards (or scores) are all equal, e.g. all rollouts wrong, has no Pearson correlation
 (``scipy.stats.pearsonr`` returns NaN). Such prompts, and prompts with fewer than three rollouts
@@ -22,7 +26,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from solvers._validation import as_float_array, as_int_array
 
@@ -30,12 +34,48 @@ __all__ = ["IndependenceTest", "edgington_test", "fisher_test", "levene_test", "
 
 
 class IndependenceTest(NamedTuple):
-    """Result of one global test: statistic, global p-value, prompts used, the method's name."""
+    """Result of one global test: statistic, global p-value, prompts used, the method's name, and
+    ``log10_pvalue`` (finite where ``pvalue`` underflows to 0)."""
 
     statistic: float
     pvalue: float
     n_groups: int
     method: str
+    log10_pvalue: float = float("nan")
+
+
+_LN10 = float(np.log(10.0))
+
+
+def _log10_chi2_sf(x: float, dof: float) -> float:
+    """``log10 P(chi2_dof >= x)``, finite where the p-value underflows.
+
+    SciPy's survival function while it is representable (``>= 1e-300``); beyond, the upper
+    incomplete gamma ``Q(a, y)`` (``a = dof/2``, ``y = x/2``) in log space from its continued
+    fraction (modified Lentz, as in Numerical Recipes ``gcf``), valid for ``y > a + 1`` -- always
+    the case that far in the tail."""
+    sf = float(stats.chi2.sf(x, dof))
+    if sf >= 1e-300:
+        return float(np.log10(sf))
+    a, y = 0.5 * dof, 0.5 * x
+    tiny = 1e-300
+    b = y + 1.0 - a
+    c = 1.0 / tiny
+    d = 1.0 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return float(-y + a * np.log(y) - special.gammaln(a) + np.log(h)) / _LN10
 
 
 def _ragged_iv(values: Any, name: str, group_ids: Any, other: np.ndarray | None = None):
@@ -86,7 +126,9 @@ def fisher_test(rewards: Any, scores: Any, group_ids: Any) -> IndependenceTest:
     if p.size == 0:
         return IndependenceTest(float("nan"), float("nan"), 0, "fisher")
     stat = float(-2.0 * np.sum(np.log(np.maximum(p, np.finfo(np.float64).tiny))))
-    return IndependenceTest(stat, float(stats.chi2.sf(stat, 2 * p.size)), int(p.size), "fisher")
+    dof = 2 * p.size
+    return IndependenceTest(stat, float(stats.chi2.sf(stat, dof)), int(p.size), "fisher",
+                            _log10_chi2_sf(stat, dof))
 
 
 def edgington_test(rewards: Any, scores: Any, group_ids: Any) -> IndependenceTest:
@@ -97,7 +139,8 @@ def edgington_test(rewards: Any, scores: Any, group_ids: Any) -> IndependenceTes
         return IndependenceTest(float("nan"), float("nan"), 0, "edgington")
     s = float(p.sum())
     q = p.size
-    return IndependenceTest(s, float(stats.norm.cdf((s - q / 2.0) / np.sqrt(q / 12.0))), int(q), "edgington")
+    z = (s - q / 2.0) / np.sqrt(q / 12.0)
+    return IndependenceTest(s, float(stats.norm.cdf(z)), int(q), "edgington", float(stats.norm.logcdf(z)) / _LN10)
 
 
 def levene_test(scores: Any, group_ids: Any) -> IndependenceTest:
@@ -132,5 +175,10 @@ def levene_test(scores: Any, group_ids: Any) -> IndependenceTest:
         w = float("inf") if between > 0 else float("nan")
     else:
         w = (big_n - q) * between / ((q - 1.0) * within)
-    pv = float(stats.f.sf(w, q - 1.0, big_n - q)) if np.isfinite(w) else (0.0 if w == float("inf") else float("nan"))
-    return IndependenceTest(float(w), pv, int(q), "levene")
+    if np.isfinite(w):
+        pv = float(stats.f.sf(w, q - 1.0, big_n - q))
+        # below 1e-300: F(d1, d2) ~ chi2_d1 / d1 for the large d2 = N - Q of these tests
+        lp = float(np.log10(pv)) if pv >= 1e-300 else _log10_chi2_sf((q - 1.0) * w, q - 1.0)
+    else:
+        pv, lp = (0.0, float("-inf")) if w == float("inf") else (float("nan"), float("nan"))
+    return IndependenceTest(float(w), pv, int(q), "levene", lp)

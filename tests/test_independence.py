@@ -40,6 +40,7 @@ def test_fisher_and_edgington_combine_the_pvalues():
     f = fisher_test(r, z, gid)
     assert f.statistic == pytest.approx(-2 * np.log(pval).sum())
     assert f.pvalue == pytest.approx(stats.combine_pvalues(pval, method="fisher").pvalue)
+    assert 10**f.log10_pvalue == pytest.approx(f.pvalue)
     e = edgington_test(r, z, gid)
     assert e.statistic == pytest.approx(pval.sum())
     assert e.pvalue == pytest.approx(stats.norm.cdf((pval.sum() - 20) / np.sqrt(40 / 12)))
@@ -54,6 +55,7 @@ def test_levene_matches_scipy():
     ref = stats.levene(*[z[gid == g] for g in range(3)], center="median")  # the group of one is left out
     assert got.n_groups == 3
     assert got.statistic == pytest.approx(ref.statistic) and got.pvalue == pytest.approx(ref.pvalue)
+    assert 10**got.log10_pvalue == pytest.approx(got.pvalue)
 
 
 def test_fisher_test_size_under_independence_and_power_on_softmax_rlvr():
@@ -71,7 +73,22 @@ def test_fisher_test_size_under_independence_and_power_on_softmax_rlvr():
     ids = np.arange(600)
     b = sm.rollout(ids, 16, rng)
     z = np.linalg.norm(sm.scores(ids)[b.group_ids, b.actions], axis=1)
-    assert fisher_test(2 * b.rewards - 1, z, b.group_ids).pvalue < 1e-6
+    res = fisher_test(2 * b.rewards - 1, z, b.group_ids)
+    assert res.pvalue < 1e-6 and np.isfinite(res.log10_pvalue) and res.log10_pvalue < -6
+
+
+def test_log10_pvalue_in_the_far_tail(monkeypatch):
+    """The log-space continued fraction agrees with SciPy where SciPy's p-value is representable
+    (forced by calling it below the switch), and stays finite and decreasing beyond."""
+    from sim import independence
+
+    cases = [(dof, t, stats.chi2.isf(t, dof)) for dof in (20.0, 884.0) for t in (1e-30, 1e-200, 1e-290)]
+    with monkeypatch.context() as m:
+        m.setattr(independence.stats.chi2, "sf", lambda *_: 0.0)  # force the continued fraction
+        for dof, target, x in cases:
+            assert independence._log10_chi2_sf(x, dof) == pytest.approx(np.log10(target), abs=1e-9)
+    far = [independence._log10_chi2_sf(x, 884.0) for x in (2e4, 5e4, 1e5)]
+    assert all(np.isfinite(far)) and far[0] > far[1] > far[2] and far[0] < -300
 
 
 def test_bad_input():
