@@ -17,6 +17,8 @@ EXPECTED_CLAIMS = {
         "variance.softmax_formula_initial", "variance.softmax_formula_trained",
         "variance.app_b_fisher_initial", "variance.app_b_fisher_trained",
         "variance.app_b_levene_initial", "variance.app_b_levene_trained", "variance.app_b_control",
+        "variance.alloc_vip_vs_uniform", "variance.alloc_vip_paper_vs_uniform", "variance.alloc_oracle_vs_uniform",
+        "variance.alloc_vip_vs_inverse_accuracy", "variance.alloc_vip_vs_inverse_variance",
     },
     "predictor": {"predictor.gp_vs_moving_average", "predictor.gp_vs_ridge"},
 }  # fmt: skip
@@ -74,6 +76,34 @@ def test_variance_study_numbers(quick_results):
     for ck in ("initial", "trained"):
         assert claims[f"variance.app_b_fisher_{ck}"].verdict == "does not hold"
         assert claims[f"variance.softmax_formula_{ck}"].estimate.mean > 0
+
+
+def test_exact_optimum_is_optimal_and_never_beaten(quick_results):
+    """The exact-optimum reference (largest marginal decreases of convex per-prompt variances) equals
+    brute force on small instances, and no controller's batch variance is below it at any step."""
+    import itertools
+
+    from sim.studies.variance import exact_optimal_counts
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        b, lower, upper = 3, 2, 6
+        beta = rng.normal(size=b)
+        alpha = np.abs(beta) + rng.random(b)  # alpha >= 0, alpha + beta >= 0: convex for n >= 2
+        n = np.arange(lower, upper + 1)
+        table = beta[:, None] / n + alpha[:, None] / (n - 1)
+        total = int(rng.integers(b * lower, b * upper + 1))
+        best = min((c for c in itertools.product(n, repeat=b) if sum(c) == total),
+                   key=lambda c: sum(table[q, c[q] - lower] for q in range(b)))
+        got = exact_optimal_counts(table, lower, total)
+        assert got.sum() == total
+        assert sum(table[q, got[q] - lower] for q in range(b)) == pytest.approx(
+            sum(table[q, best[q] - lower] for q in range(b)), rel=1e-12)
+    alloc = quick_results["variance"].data["allocation"]
+    for per_seed in alloc.values():
+        opt = np.array(per_seed["exact-optimum"]["vector"])
+        for name, rec in per_seed.items():
+            assert np.all(np.array(rec["vector"]) >= opt * (1 - 1e-9)), name
 
 
 def test_predictor_study_numbers(quick_results):

@@ -21,6 +21,20 @@ Parts (each a task per seed):
    ratio: ``[0.8, 1.25]`` -- the RLOO allocation is ``n_q ~ 1 + sqrt(a_q / lambda)``, so an error of
    that size in ``a_q`` moves allocations by about 10 %; chosen before any run.
 
+3. ``allocation`` -- the claim that matters: the variance of the *batch* gradient at equal budget.
+   Along one uniform-RLOO training trajectory (shared by all, so steps are paired), each controller
+   of ``bandits.controllers`` plans the counts of every mini-batch (``mean_budget`` rollouts per
+   prompt on average, ``lower <= n <= upper``), observes rollouts drawn with its own counts, and
+   its allocation is scored by the exact variance of the RLOO batch gradient,
+   ``tr Cov(g) = (1/B^2) sum_q tr Var(g_q(n_q))`` (closed form at the step's policy). The ratio of
+   each controller's total over the trajectory to uniform's is reported with its CI. A reference
+   no controller can beat is added: the exact minimiser of that total (the per-prompt exact
+   variance is ``beta/n + alpha/(n-1)`` with ``alpha >= 0`` and ``alpha + beta >= 0``, convex for
+   ``n >= 2``, so the largest marginal decreases over all prompts give the integer optimum).
+   Claims (VIP Sec. 5.2 and Table 3): ``vip``, ``vip-paper`` and ``oracle`` have a lower batch
+   variance than ``uniform``, and ``vip`` a lower one than the inverse-accuracy and
+   inverse-variance heuristics.
+
 The geometric mean of the per-prompt ratios is used (ratios are scale factors); prompts whose
 success probability is within ``1e-12`` of 0 or 1 (formula and variance both 0) are left out.
 Every random draw comes from ``(seed, part, ...)`` streams; results are a pure function of the
@@ -70,6 +84,13 @@ def config(scale: str) -> dict:
             "app_b_rollouts": 16,
             "alpha": 0.05,
         },
+        "allocation": {
+            "controllers": ["uniform", "vip", "vip-paper", "oracle", "inverse-accuracy", "inverse-variance",
+                            "skip-saturated"],
+            "mean_budget": 8,
+            "lower": 2,
+            "upper": 32,
+        },
     }
     if scale == "quick":
         cfg["seeds"] = 3
@@ -88,7 +109,7 @@ def config(scale: str) -> dict:
 def tasks(config: dict, seeds) -> list[dict]:
     out = []
     for s in seeds:
-        for part in ("bandit", "softmax"):
+        for part in ("bandit", "softmax", "allocation"):
             out.append({"seed": int(s), "part": part, "label": f"{part} seed {s}"})
     return out
 
@@ -183,8 +204,65 @@ def _run_softmax(cfg: dict, seed: int) -> dict:
     return out
 
 
+def exact_optimal_counts(var_table: np.ndarray, lower: int, total: int) -> np.ndarray:
+    """Integer counts minimising ``sum_q V_q(n_q)`` with ``sum n = total``, ``n_q`` in
+    ``[lower, lower + var_table.shape[1] - 1]``, for per-prompt tables ``var_table[q, j] = V_q(lower + j)``
+    that are convex in ``n`` (every exact RLOO group variance is): the ``total - B lower`` largest
+    marginal decreases ``V_q(n) - V_q(n+1)`` over all prompts, ties broken by prompt then ``n``."""
+    b, width = var_table.shape
+    extra = int(total) - b * int(lower)
+    gains = (var_table[:, :-1] - var_table[:, 1:]).ravel()
+    if extra <= 0:
+        return np.full(b, int(lower), dtype=np.int64)
+    order = np.lexsort((np.arange(gains.size), -gains))[:extra]
+    return int(lower) + np.bincount(order // (width - 1), minlength=b).astype(np.int64)
+
+
+def _run_allocation(cfg: dict, seed: int) -> dict:
+    from bandits.controllers import make_controller
+
+    acfg = cfg["allocation"]
+    env = make_env(cfg["env"], seed)
+    trainer = Trainer(env, cfg["training"], stream(seed, _PART_TAG["allocation"], 1))
+    batch_size = cfg["training"]["batch"]
+    names = list(acfg["controllers"])
+    ctrls = {}
+    for k, name in enumerate(names):
+        opts = {}
+        if name == "oracle":
+            opts["true_success"] = env.success_prob
+        elif name != "uniform":
+            opts["embeddings"] = env.embeddings
+        ctrls[name] = make_controller(name, n_prompts=env.n_prompts, mean_budget=acfg["mean_budget"],
+                                      lower=acfg["lower"], upper=acfg["upper"], seed=stream(seed, 3, 2, k), **opts)
+    rngs = {name: stream(seed, 3, 3, k) for k, name in enumerate(names)}
+    total = batch_size * acfg["mean_budget"]
+    n_range = np.arange(acfg["lower"], acfg["upper"] + 1)
+    out = {name: {"vector": [], "projected": [], "counts_sd": []} for name in [*names, "exact-optimum"]}
+    for _ in range(cfg["training"]["steps"]):
+        ids = trainer.next_ids()
+        for name in names:
+            plan = ctrls[name].plan(ids)
+            counts = plan.counts
+            out[name]["vector"].append(float(env.gradient_variance(ids, counts, "rloo").sum() / batch_size**2))
+            out[name]["projected"].append(float(env.gradient_variance(ids, counts, "rloo", projected=True).sum()))
+            out[name]["counts_sd"].append(float(np.std(counts)))
+            batch = env.rollout(ids, counts, rngs[name])
+            ctrls[name].observe(ids, counts, batch.rewards, batch.group_ids)
+        table = np.stack([env.gradient_variance(ids, n, "rloo") for n in n_range], axis=1)
+        best = exact_optimal_counts(table, acfg["lower"], total)
+        out["exact-optimum"]["vector"].append(float(table[np.arange(batch_size), best - acfg["lower"]].sum()
+                                                    / batch_size**2))
+        out["exact-optimum"]["projected"].append(float(env.gradient_variance(ids, best, "rloo", projected=True).sum()))
+        out["exact-optimum"]["counts_sd"].append(float(np.std(best)))
+        trainer.update(env.rollout(ids, cfg["training"]["rollouts"], trainer.rng))
+    return out
+
+
 def run_task(task: dict, config: dict) -> dict:
     part = task["part"]
+    if part == "allocation":
+        return _run_allocation(config, task["seed"])
     if part == "bandit":
         return _run_bandit(config, task["seed"])
     if part == "softmax":
@@ -202,7 +280,7 @@ _PROPS = {
 
 
 def _by_part(tasks, results):
-    out: dict = {"bandit": {}, "softmax": {}}
+    out: dict = {"bandit": {}, "softmax": {}, "allocation": {}}
     for t, r in zip(tasks, results):
         out[t["part"]][t["seed"]] = r
     return out
@@ -332,6 +410,68 @@ def summarize(config: dict, seeds, tasks, results) -> StudyResult:
                                   "for one seed.", ncols=3))
     data["softmax"] = {str(s): sm[s] for s in seeds}
 
+    # ---- part 3: allocation at equal budget
+    acfg = config["allocation"]
+    al = {s: parts["allocation"][s] for s in seeds}
+    names = [*acfg["controllers"], "exact-optimum"]
+    ratio = {}
+    for name in names:
+        ratio[name] = {kind: np.array([np.sum(al[s][name][kind]) / np.sum(al[s]["uniform"][kind]) for s in seeds])
+                       for kind in ("vector", "projected")}
+    alloc_claims = [
+        ("vip", "uniform", "VIP Sec. 5.2", "VIP allocation (GP + exact integer allocation)"),
+        ("vip-paper", "uniform", "VIP Sec. 5.2 / Alg. 2", "VIP as published (continuous optimum + Alg. 2 rounding)"),
+        ("oracle", "uniform", "VIP Sec. 5.2", "variance-optimal allocation with the true success probabilities"),
+        ("vip", "inverse-accuracy", "VIP Table 3", "VIP allocation"),
+        ("vip", "inverse-variance", "VIP Table 3", "VIP allocation"),
+    ]
+    budget_note = (f"mean {acfg['mean_budget']} rollouts per prompt, n in [{acfg['lower']}, {acfg['upper']}], "
+                   f"batch {config['training']['batch']}, {config['training']['steps']} steps of one shared trajectory")
+    for a, b, source, who in alloc_claims:
+        if a not in ratio or b not in ratio:
+            continue
+        vals = np.array([np.sum(al[s][a]["vector"]) / np.sum(al[s][b]["vector"]) for s in seeds])
+        opt = mean_ci(ratio["exact-optimum"]["vector"])
+        claims.append(make_claim(
+            f"variance.alloc_{a.replace('-', '_')}_vs_{b.replace('-', '_')}", source,
+            f"{who} gives a lower total variance of the RLOO batch gradient than {b} at equal rollout budget",
+            f"exact tr Cov(batch gradient), summed over steps: {a} / {b}", mean_ci(vals), less=1.0,
+            note=f"{budget_note}; the exact optimum reaches {opt.format()} of uniform"))
+    rows = []
+    bars, bars_p = [], []
+    for k, name in enumerate(names):
+        ev, ep = mean_ci(ratio[name]["vector"]), mean_ci(ratio[name]["projected"])
+        sd = mean_ci([np.mean(al[s][name]["counts_sd"]) for s in seeds])
+        rows.append((name, ev.mean, ev.low, ev.high, ep.mean, ep.low, ep.high, sd.mean))
+        bars.append((k, ev))
+        bars_p.append((k, ep))
+    tables.append(Table(
+        "Batch-gradient variance at equal budget, relative to uniform (total over the trajectory, 95% CI over seeds)",
+        ("controller", "tr Cov ratio", "CI low", "CI high", "VIP objective ratio", "CI low", "CI high",
+         "sd of counts"), tuple(rows),
+        note=f"{budget_note}. tr Cov: exact variance of the RLOO batch-gradient vector; VIP objective: sum over "
+             "prompts of the exact variance of VIP's projected G. exact-optimum: the integer allocation minimising "
+             "the exact tr Cov at each step (a reference no controller can beat)."))
+    steps_x = list(range(1, config["training"]["steps"] + 1))
+    curves = []
+    for name in ("vip", "oracle", "inverse-accuracy", "exact-optimum"):
+        if name in names:
+            per = np.array([np.array(al[s][name]["vector"]) / np.array(al[s]["uniform"]["vector"]) for s in seeds])
+            curves.append(Series(name, steps_x, *curve_ci(per)))
+    ticks = tuple(names)
+    figures.append(Figure("allocation", "Batch-gradient variance at equal rollout budget", (
+        Panel("total over the trajectory", "controller", "tr Cov(batch gradient) / uniform's",
+              (Series("exact RLOO batch variance", [k for k, _ in bars], [e.mean for _, e in bars],
+                      [e.low for _, e in bars], [e.high for _, e in bars], style="bar"),
+               Series("VIP objective (projected)", [k for k, _ in bars_p], [e.mean for _, e in bars_p],
+                      [e.low for _, e in bars_p], [e.high for _, e in bars_p], style="bar")),
+              hlines=((1.0, "uniform"),), xticklabels=ticks),
+        Panel("per step", "training step", "tr Cov(batch gradient) / uniform's", tuple(curves),
+              hlines=((1.0, "uniform"),)),
+    ), caption="Exact variance of the RLOO batch gradient under each controller's allocation, relative to uniform "
+               "allocation on the same step (95% CI over seeds); below 1 is better.", ncols=2))
+    data["allocation"] = {str(s): al[s] for s in seeds}
+
     held = [c for c in claims if c.verdict == "holds"]
     ratios = {ck: mean_ci([sm[s][ck]["projected"]["all"][j_claim] for s in seeds]) for ck in CHECKPOINTS}
     summary = (
@@ -340,6 +480,9 @@ def summarize(config: dict, seeds, tasks, results) -> StudyResult:
         f"(p, n) cells. On SoftmaxRLVR ({config['env']['n_prompts']} prompts, {config['env']['n_answers']} answers, "
         f"d = {config['env']['dim']}) the exact per-prompt RLOO variance is {ratios['initial'].format()} times "
         f"Prop 4.3 at the initial policy and {ratios['trained'].format()} after {config['training']['steps']} "
-        f"training steps (geometric mean over prompts, n = {scfg['claim_n']}). {len(held)} of {len(claims)} claims hold."
+        f"training steps (geometric mean over prompts, n = {scfg['claim_n']}). At equal budget the exact variance of "
+        f"the RLOO batch gradient relative to uniform allocation is "
+        + ", ".join(f"{n} {mean_ci(ratio[n]['vector']).format()}" for n in names if n != "uniform")
+        + f" (total over the trajectory). {len(held)} of {len(claims)} claims hold."
     )
     return StudyResult(NAME, TITLE, summary, config, seeds, tuple(claims), tuple(tables), tuple(figures), data)
