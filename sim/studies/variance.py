@@ -50,6 +50,7 @@ import numpy as np
 from solvers import grad_variance, grad_variance_continuous
 from solvers.claims import Figure, Panel, Series, StudyResult, Table, make_claim, mean_ci
 
+from ..group_variance import group_gradient_variance
 from ..independence import edgington_test, fisher_test, levene_test
 from ..independent_bandit import IndependentScoreBandit
 from ..softmax_rlvr import DIFFICULTY_CLASSES
@@ -250,20 +251,25 @@ def _run_allocation(cfg: dict, seed: int) -> dict:
     out = {name: {"vector": [], "projected": [], "counts_sd": []} for name in [*names, "exact-optimum"]}
     for _ in range(cfg["training"]["steps"]):
         ids = trainer.next_ids()
-        for name in names:
-            plan = ctrls[name].plan(ids)
-            counts = plan.counts
-            out[name]["vector"].append(float(env.gradient_variance(ids, counts, "rloo").sum() / batch_size**2))
-            out[name]["projected"].append(float(env.gradient_variance(ids, counts, "rloo", projected=True).sum()))
+        # the step's exact ingredients, computed once (same as env.gradient_variance(ids, n, "rloo"[, projected]))
+        pi, rew, sc = env.policy(ids), env.reward_table[ids], env.scores(ids)
+        r_pm, z = 2.0 * rew - 1.0, np.linalg.norm(sc, axis=2)
+
+        def record(name, counts):
+            out[name]["vector"].append(float(group_gradient_variance(pi, rew, sc, counts, estimator="rloo").sum()
+                                             / batch_size**2))
+            out[name]["projected"].append(float(group_gradient_variance(pi, r_pm, z, counts, estimator="rloo").sum()))
             out[name]["counts_sd"].append(float(np.std(counts)))
+
+        for name in names:
+            counts = ctrls[name].plan(ids).counts
+            record(name, counts)
             batch = env.rollout(ids, counts, rngs[name])
             ctrls[name].observe(ids, counts, batch.rewards, batch.group_ids)
-        table = np.stack([env.gradient_variance(ids, n, "rloo") for n in n_range], axis=1)
-        best = exact_optimal_counts(table, acfg["lower"], total)
-        out["exact-optimum"]["vector"].append(float(table[np.arange(batch_size), best - acfg["lower"]].sum()
-                                                    / batch_size**2))
-        out["exact-optimum"]["projected"].append(float(env.gradient_variance(ids, best, "rloo", projected=True).sum()))
-        out["exact-optimum"]["counts_sd"].append(float(np.std(best)))
+        m = n_range.size  # V_q(n) for every n in [lower, upper]: one call on m copies of the batch
+        table = group_gradient_variance(np.repeat(pi, m, axis=0), np.repeat(rew, m, axis=0), np.repeat(sc, m, axis=0),
+                                        np.tile(n_range, batch_size), estimator="rloo").reshape(batch_size, m)
+        record("exact-optimum", exact_optimal_counts(table, acfg["lower"], total))
         trainer.update(env.rollout(ids, cfg["training"]["rollouts"], trainer.rng))
     return out
 
