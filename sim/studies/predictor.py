@@ -29,8 +29,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from bandits import BetaBinomialPredictor, GPSuccessPredictor, MovingAveragePredictor, RidgePredictor
-from solvers.claims import Figure, Panel, Series, StudyResult, Table, make_claim, mean_ci
+from bandits import (
+    BetaBinomialPredictor,
+    GPSuccessPredictor,
+    MovingAveragePredictor,
+    RidgePredictor,
+)
+from solvers.claims import (
+    Figure,
+    Panel,
+    Series,
+    StudyResult,
+    Table,
+    make_claim,
+    mean_ci,
+)
 
 from ._common import Trainer, curve_ci, make_env, stream
 

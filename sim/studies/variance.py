@@ -48,7 +48,15 @@ from __future__ import annotations
 import numpy as np
 
 from solvers import grad_variance, grad_variance_continuous
-from solvers.claims import Figure, Panel, Series, StudyResult, Table, make_claim, mean_ci
+from solvers.claims import (
+    Figure,
+    Panel,
+    Series,
+    StudyResult,
+    Table,
+    make_claim,
+    mean_ci,
+)
 
 from ..group_variance import group_gradient_variance
 from ..independence import edgington_test, fisher_test, levene_test
@@ -227,6 +235,14 @@ def exact_optimal_counts(var_table: np.ndarray, lower: int, total: int) -> np.nd
     return int(lower) + np.bincount(order // (width - 1), minlength=b).astype(np.int64)
 
 
+def _record(rec: dict, step: tuple, counts: np.ndarray, batch_size: int) -> None:
+    """Append the exact batch variances of ``counts`` at one step: ``step = (pi, r, scores, R, Z)``."""
+    pi, rew, sc, r_pm, z = step
+    rec["vector"].append(float(group_gradient_variance(pi, rew, sc, counts, estimator="rloo").sum() / batch_size**2))
+    rec["projected"].append(float(group_gradient_variance(pi, r_pm, z, counts, estimator="rloo").sum()))
+    rec["counts_sd"].append(float(np.std(counts)))
+
+
 def _run_allocation(cfg: dict, seed: int) -> dict:
     from bandits.controllers import make_controller
 
@@ -253,23 +269,16 @@ def _run_allocation(cfg: dict, seed: int) -> dict:
         ids = trainer.next_ids()
         # the step's exact ingredients, computed once (same as env.gradient_variance(ids, n, "rloo"[, projected]))
         pi, rew, sc = env.policy(ids), env.reward_table[ids], env.scores(ids)
-        r_pm, z = 2.0 * rew - 1.0, np.linalg.norm(sc, axis=2)
-
-        def record(name, counts):
-            out[name]["vector"].append(float(group_gradient_variance(pi, rew, sc, counts, estimator="rloo").sum()
-                                             / batch_size**2))
-            out[name]["projected"].append(float(group_gradient_variance(pi, r_pm, z, counts, estimator="rloo").sum()))
-            out[name]["counts_sd"].append(float(np.std(counts)))
-
+        step = (pi, rew, sc, 2.0 * rew - 1.0, np.linalg.norm(sc, axis=2))
         for name in names:
             counts = ctrls[name].plan(ids).counts
-            record(name, counts)
+            _record(out[name], step, counts, batch_size)
             batch = env.rollout(ids, counts, rngs[name])
             ctrls[name].observe(ids, counts, batch.rewards, batch.group_ids)
         m = n_range.size  # V_q(n) for every n in [lower, upper]: one call on m copies of the batch
         table = group_gradient_variance(np.repeat(pi, m, axis=0), np.repeat(rew, m, axis=0), np.repeat(sc, m, axis=0),
                                         np.tile(n_range, batch_size), estimator="rloo").reshape(batch_size, m)
-        record("exact-optimum", exact_optimal_counts(table, acfg["lower"], total))
+        _record(out["exact-optimum"], step, exact_optimal_counts(table, acfg["lower"], total), batch_size)
         trainer.update(env.rollout(ids, cfg["training"]["rollouts"], trainer.rng))
     return out
 
@@ -381,8 +390,8 @@ def summarize(config: dict, seeds, tasks, results) -> StudyResult:
             hlines=((lo_band, ""), (hi_band, f"claim band [{lo_band}, {hi_band}]"))))
         # App. B
         for test, key, statement in (
-            ("fisher_log10p", "app_b_fisher", "Fisher's combination of per-prompt Pearson tests (App. B.1) does not "
-                                              "reject uncorrelated reward and score norm (Assumption 4.1(ii))"),
+            ("fisher_log10p", "app_b_fisher", ("Fisher's combination of per-prompt Pearson tests (App. B.1) does not "
+                                               "reject uncorrelated reward and score norm (Assumption 4.1(ii))")),
             ("levene_log10p", "app_b_levene", "Levene's test (App. B.3) does not reject equal sigma_Z across prompts"),
         ):
             vals = [sm[s][ck]["app_b"][test] for s in seeds]
