@@ -57,10 +57,14 @@ __all__ = [
 SCALES = ("quick", "default", "full")
 
 #: name -> module path. Order is the report's reading order.
-STUDIES: dict[str, str] = {}
+STUDIES: dict[str, str] = {
+    "overopt": "sim.studies.overopt",
+    "preference-shift": "sim.studies.preference_shift",
+    "rate": "sim.studies.rate",
+}
 
 #: the studies ``robust-rollouts study`` runs when no name is given (the README's main job).
-DEFAULT_STUDIES: tuple[str, ...] = ()
+DEFAULT_STUDIES: tuple[str, ...] = ("overopt", "preference-shift", "rate")
 
 _REQUIRED = ("NAME", "TITLE", "config", "tasks", "run_task", "summarize")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
