@@ -1,5 +1,5 @@
 """Pure, stateless array functions: exact allocation, variance formulas, regret/DRO closed forms,
-SNIS shaping, advantages and DRO duals. Numba kernels behind validated Python wrappers.
+SNIS shaping, advantages, DRO duals and REBEL / DRO-REBEL updates. Numba kernels behind validated Python wrappers.
 
 Every public name is re-exported here; ``solvers`` imports nothing else of the project.
 """
@@ -31,6 +31,18 @@ from .shaping import ShapedRewards, dro_rewards, drro_rewards
 # DRO duals (GDRO eq. 14-16, DRO-REBEL)
 from .dro_duals import DROResult, chi2_worst_case, entropic_worst_case, kl_worst_case
 
+# REBEL and DRO-REBEL updates (DRO-REBEL: relative-reward regression; KL / chi-square / Wasserstein)
+from .rebel import (
+    DRO_REBEL_KINDS,
+    RebelLoss,
+    RebelStepResult,
+    WassersteinPenalty,
+    dro_rebel_weights,
+    rebel_loss,
+    rebel_step_linear,
+    wasserstein_penalty,
+)
+
 __all__ = [
     "allocate", "AllocationResult", "COST_FAMILIES", "CostFamily", "get_cost",
     "round_greedy", "RoundingResult",
@@ -46,4 +58,6 @@ __all__ = [
     "k3_kl", "K3KL", "dynamic_budget",
     "group_advantages", "ADVANTAGE_KINDS",
     "entropic_worst_case", "kl_worst_case", "chi2_worst_case", "DROResult",
+    "rebel_loss", "RebelLoss", "dro_rebel_weights", "DRO_REBEL_KINDS", "wasserstein_penalty",
+    "WassersteinPenalty", "rebel_step_linear", "RebelStepResult",
 ]  # fmt: skip

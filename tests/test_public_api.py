@@ -15,6 +15,7 @@ SOLVERS_API = [
     "variance_proxy", "weighted_standard_error", "worst_case_regret", "waterfill", "dro_policy",
     "soft_regret_objective", "soft_regret_grad", "drro_rewards", "dro_rewards", "k3_kl",
     "dynamic_budget", "group_advantages", "entropic_worst_case", "kl_worst_case", "chi2_worst_case",
+    "rebel_loss", "dro_rebel_weights", "wasserstein_penalty", "rebel_step_linear",
 ]  # fmt: skip
 BANDITS_API = [
     "Exp3", "Exp3P", "Exp3IX", "GroupDRO", "GDROExp3P", "PassAtKBinner", "PromptGDRO",

@@ -7,6 +7,11 @@ confidence intervals over seeds, tables, declarative figures). Nothing here plot
   variance of allocation rules at equal budget.
 * :mod:`sim.studies.predictor` -- VIP Fig. 3: predicting the next mini-batch's success
   probabilities along a training trajectory.
+* :mod:`sim.studies.overopt` -- DRRO Sec. 6 / Table 1: reward over-optimisation on finite-response
+  RLHF (GRPO, DRO, DRRO hard/soft/soft+dynamic, GRPO+KL).
+* :mod:`sim.studies.preference_shift` -- DRO-REBEL: REBEL vs W/KL/chi-square DRO-REBEL under
+  preference shift.
+* :mod:`sim.studies.rate` -- DRO-REBEL's O(d/n) parameter-error rate.
 """
 
 __all__: list[str] = []
