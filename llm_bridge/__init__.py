@@ -20,6 +20,13 @@ _EXPORTS = {
     "digit_partial_credit": "tasks",
     # tokenizer
     "char_tokenizer": "tokenizer", "check_tokenizer_covers": "tokenizer", "encode_prompts": "tokenizer",
+    # models
+    "ModelSpec": "models", "WarmStartConfig": "models", "WarmStartResult": "models", "build_model": "models",
+    "load_model": "models", "warm_start": "models", "prompt_embeddings": "models",
+    "count_parameters": "models", "default_cache_dir": "models", "ARCHITECTURES": "models",
+    # generation
+    "SamplingConfig": "generation", "RolloutBatch": "generation", "GenerationBackend": "generation",
+    "HFBackend": "generation", "BACKENDS": "generation", "make_backend": "generation",
 }  # fmt: skip
 
 __all__ = sorted(_EXPORTS)

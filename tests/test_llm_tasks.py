@@ -167,41 +167,47 @@ def test_importing_llm_bridge_and_tasks_does_not_import_torch():
 
 
 # ----------------------------------------------------------------------------- tokenizer
-transformers = pytest.importorskip("transformers")
-from llm_bridge.tokenizer import char_tokenizer, check_tokenizer_covers, encode_prompts  # noqa: E402
+# (needs the llm extra; the task tests above run without it)
+def _tok_module():
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    from llm_bridge import tokenizer
+
+    return tokenizer
 
 
 @given(text=st.text("0123456789+-*= \nab", min_size=1, max_size=30))
 @settings(max_examples=100)
 def test_char_tokenizer_round_trip(text):
     """One token per character, and decode(encode(s)) == s for any string over the alphabet."""
-    tok = _TOK
+    tok = _tok_module().char_tokenizer("0123456789+-*= \nab")
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert len(ids) == len(text)
     assert tok.decode(ids) == text
 
 
-_TOK = char_tokenizer("0123456789+-*= \nab")
-
-
 def test_char_tokenizer_specials_and_save_load(tmp_path):
-    tok = char_tokenizer("=+0123456789")
+    mod = _tok_module()
+    import transformers
+
+    tok = mod.char_tokenizer("=+0123456789")
     assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2)
     assert len(tok) == 3 + 12
     assert tok.decode([4, 5, tok.eos_token_id, 0], skip_special_tokens=True) == "01"
     tok.save_pretrained(tmp_path)
     again = transformers.AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
     assert again("12+3=", add_special_tokens=False)["input_ids"] == tok("12+3=", add_special_tokens=False)["input_ids"]
-    assert encode_prompts(tok, ["1+1=", "9="]) == [[5, 3, 5, 14], [13, 14]]
+    assert mod.encode_prompts(tok, ["1+1=", "9="]) == [[5, 3, 5, 14], [13, 14]]
 
 
 def test_tokenizer_lacking_task_characters_is_an_error():
-    tok = char_tokenizer("0123456789+=")
+    mod = _tok_module()
+    tok = mod.char_tokenizer("0123456789+=")
     task = make_task("arithmetic", n_prompts=30, seed=0)
     with pytest.raises(ValueError, match=r"lacks characters of the task: \['\*', '-'\]"):
-        check_tokenizer_covers(tok, task.alphabet, what="the task")
-    check_tokenizer_covers(char_tokenizer(task.alphabet), task.alphabet)
+        mod.check_tokenizer_covers(tok, task.alphabet, what="the task")
+    mod.check_tokenizer_covers(mod.char_tokenizer(task.alphabet), task.alphabet)
     with pytest.raises(ValueError, match="at least one character"):
-        char_tokenizer("")
+        mod.char_tokenizer("")
     with pytest.raises(TypeError, match="alphabet must be a string"):
-        char_tokenizer(None)
+        mod.char_tokenizer(None)
