@@ -27,6 +27,7 @@ _EXPORTS = {
     # generation
     "SamplingConfig": "generation", "RolloutBatch": "generation", "GenerationBackend": "generation",
     "HFBackend": "generation", "BACKENDS": "generation", "make_backend": "generation",
+    "VLLMBackend": "vllm_backend",
 }  # fmt: skip
 
 __all__ = sorted(_EXPORTS)

@@ -291,8 +291,7 @@ class HFBackend:
                     steps = t + 1
                     if not bool(alive.any()) or t + 1 == t_max:
                         break
-                    # rows that already finished feed a pad token that nothing attends to later
-                    attn[:, lp + t] = 1
+                    # rows that already finished feed a pad token; their outputs are never used
                     out = self.model(input_ids=tok[:, None], attention_mask=attn[:, : lp + t + 1],
                                      position_ids=next_pos + t, use_cache=True, **{self._cache_kw: cache})
         finally:
