@@ -28,6 +28,11 @@ _EXPORTS = {
     "SamplingConfig": "generation", "RolloutBatch": "generation", "GenerationBackend": "generation",
     "HFBackend": "generation", "BACKENDS": "generation", "make_backend": "generation",
     "VLLMBackend": "vllm_backend",
+    # ragged batch and losses
+    "SHAPINGS": "batch", "AdvantageResult": "batch", "compute_advantages": "batch",
+    "policy_token_logprobs": "batch", "sequence_logprobs": "batch",
+    "AGGREGATIONS": "losses", "PolicyLoss": "losses", "aggregate": "losses", "clipped_policy_loss": "losses",
+    "k3_token_kl": "losses", "token_entropy": "losses",
 }  # fmt: skip
 
 __all__ = sorted(_EXPORTS)
