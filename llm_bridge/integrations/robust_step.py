@@ -137,21 +137,13 @@ class RobustStepResult:
 
 
 def _shape_ragged(rule: str, rewards: np.ndarray, seq_logprobs: np.ndarray, group_ids: np.ndarray,
-                  sizes: np.ndarray, delta: float, tau: float | None) -> np.ndarray:
-    """Shape every group with the dense solver: groups of equal size are stacked into one
-    (P_s, s) call, which is exact because the shaping rules act on each row independently."""
+                  delta: float, tau: float | None) -> np.ndarray:
+    """Shape every group with the ragged solver (each group as its own row of eq. 4.14 / 4.15)."""
     fn = drro_rewards if rule.startswith("drro") else dro_rewards
-    order = np.argsort(group_ids, kind="stable")  # rows of group 0, then group 1, ...
-    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    out = np.empty_like(rewards)
-    for s in np.unique(sizes):
-        groups = np.flatnonzero(sizes == s)
-        rows = order[(starts[groups][:, None] + np.arange(s)[None, :])]  # (P_s, s) row indices
-        res = fn(rewards[rows], seq_logprobs[rows], delta, tau=tau)
-        if not res.success:  # pragma: no cover - defensive; the solver certifies its weights
-            raise RuntimeError(f"{rule} shaping failed its certificate: {res.message}")
-        out[rows] = res.rewards
-    return out
+    res = fn(rewards, seq_logprobs, delta, tau=tau, group_ids=group_ids)
+    if not res.success:  # pragma: no cover - defensive; the solver certifies its weights
+        raise RuntimeError(f"{rule} shaping failed its certificate: {res.message}")
+    return res.rewards
 
 
 class RobustAdvantage:
@@ -243,7 +235,7 @@ class RobustAdvantage:
                                              window=self.shaping.kl_window))
                 self.kl_history = history[-self.shaping.kl_window:]
             tau = self.shaping.tau if self.shaping.soft else None
-            shaped = _shape_ragged(self.shaping.rule, r, lp, g, sizes, delta, tau)
+            shaped = _shape_ragged(self.shaping.rule, r, lp, g, delta, tau)
         adv = group_advantages(shaped, kind=self.kind, group_ids=g, eps=self.eps) * m[g]
         return RobustStepResult(adv, r, shaped, g, sizes, m, delta, kl)
 

@@ -345,3 +345,37 @@ def test_trainer_refuses_rewards_outside_unit_interval_without_touching_state(ve
     assert ctrl.observed == [] and len(trainer._robust_plans) == 2
     with pytest.raises(ValueError, match="single-output agent loops"):
         trainer._robust_advantage_step(["a_0_1", "a_1_0", "b_0_0", "b_1_0"], data)
+
+
+def test_trainer_with_a_real_controller_from_the_config(verl_config):
+    """robust.controller names a bandits.controllers controller; its plan keeps the budget exact."""
+    cfg = verl_config.copy()
+    cfg.robust.controller, cfg.robust.lower, cfg.robust.upper = "rollout-gdro", 2, 6
+    trainer = rv.RobustPPOTrainer(cfg)
+    assert type(trainer.controller).__name__ != "ScriptedController"
+    rng = np.random.default_rng(1)
+    for step in range(3):
+        ids = rng.choice(10, size=4, replace=False)
+        uids = [f"s{step}p{q}" for q in ids]
+        batch = trainer._plan_batch(tu.get_tensordict({"index": ids.astype(object), "uid": np.array(uids, dtype=object)}))
+        counts = batch[rv.ROLLOUT_N_KEY].tolist()
+        assert sum(counts) == 4 * 3 and min(counts) >= 2 and max(counts) <= 6
+        keys, rm, lp = [], [], []
+        for u, n in zip(uids, counts):
+            for s in range(n):
+                keys.append(f"{u}_{s}_0")
+                rm.append(torch.tensor([0.0, float(rng.integers(0, 2))]))
+                lp.append(torch.tensor(rng.uniform(-2, -0.1, 2), dtype=torch.float32))
+        data = tu.get_tensordict({
+            "rm_scores": torch.nested.as_nested_tensor(rm, layout=torch.jagged),
+            "response_mask": torch.nested.as_nested_tensor([torch.ones(2, dtype=torch.int64)] * len(rm),
+                                                            layout=torch.jagged),
+            "old_log_probs": torch.nested.as_nested_tensor(lp, layout=torch.jagged)})
+        shaped, table, metrics = trainer._robust_advantage_step(keys, data)
+        assert shaped is None and set(table) == set(uids)
+        assert trainer.last_step["counts"].tolist() == counts
+    state = trainer.robust_state_dict()
+    other = rv.RobustPPOTrainer(cfg)
+    other.load_robust_state_dict(state)
+    probe = np.arange(4)
+    assert np.array_equal(trainer.controller.plan(probe).counts, other.controller.plan(probe).counts)
