@@ -10,6 +10,12 @@
 Import the framework modules explicitly; importing this package imports neither framework.
 """
 
-from .robust_step import SHAPING_RULES, RobustAdvantage, RobustStepResult, Shaping, step_metrics
+from .robust_step import (
+    SHAPING_RULES,
+    RobustAdvantage,
+    RobustStepResult,
+    Shaping,
+    step_metrics,
+)
 
-__all__ = ["SHAPING_RULES", "Shaping", "RobustAdvantage", "RobustStepResult", "step_metrics"]
+__all__ = ["SHAPING_RULES", "RobustAdvantage", "RobustStepResult", "Shaping", "step_metrics"]

@@ -25,10 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from solvers import ADVANTAGE_KINDS, dro_rewards, drro_rewards, dynamic_budget, group_advantages, k3_kl
-from solvers._validation import as_float_array, as_int_array, check_finite_scalar, check_int_scalar
+from solvers import (
+    ADVANTAGE_KINDS,
+    dro_rewards,
+    drro_rewards,
+    dynamic_budget,
+    group_advantages,
+    k3_kl,
+)
+from solvers._validation import (
+    as_float_array,
+    as_int_array,
+    check_finite_scalar,
+    check_int_scalar,
+)
 
-__all__ = ["SHAPING_RULES", "Shaping", "RobustStepResult", "RobustAdvantage", "step_metrics"]
+__all__ = ["SHAPING_RULES", "RobustAdvantage", "RobustStepResult", "Shaping", "step_metrics"]
 
 SHAPING_RULES = {
     "drro": "DRRO hard rule, eq. (4.14): bonus delta on argmax_k r_k - delta pi_tilde_k",
@@ -79,7 +91,7 @@ class Shaping:
         object.__setattr__(self, "kl_window", check_int_scalar(self.kl_window, "kl_window", lo=1))
 
     @classmethod
-    def coerce(cls, shaping: Any, **params: Any) -> "Shaping | None":
+    def coerce(cls, shaping: Any, **params: Any) -> Shaping | None:
         """``None`` -> None; a rule name plus keyword parameters -> Shaping; a Shaping as is."""
         if shaping is None:
             if params:

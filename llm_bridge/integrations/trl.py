@@ -55,7 +55,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from .robust_step import RobustAdvantage, RobustStepResult, Shaping, step_metrics
 
-__all__ = ["RobustGRPOTrainer", "SUPPORTED_TRL", "advantage_kind_for"]
+__all__ = ["SUPPORTED_TRL", "RobustGRPOTrainer", "advantage_kind_for"]
 
 SUPPORTED_TRL = ("1.16",)
 """TRL minor versions this integration is tested with."""

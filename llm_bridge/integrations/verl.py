@@ -85,10 +85,10 @@ __all__ = [
     "ESTIMATORS",
     "MULTIPLIER_KEY",
     "ROLLOUT_N_KEY",
-    "robust_advantage_estimator",
-    "compute_robust_advantage",
-    "RobustPPOTrainer",
     "TRAINER_NAME",
+    "RobustPPOTrainer",
+    "compute_robust_advantage",
+    "robust_advantage_estimator",
 ]
 
 MULTIPLIER_KEY = "robust_multipliers"
@@ -195,7 +195,7 @@ def compute_robust_advantage(data: DataProto, adv_estimator: str = "robust_grpo"
         raise ValueError(f"adv_estimator must be one of {sorted(ESTIMATORS)}, got {adv_estimator!r}")
     if multiplier_column in data.non_tensor_batch:
         col = np.asarray(data.non_tensor_batch[multiplier_column], dtype=np.float64)
-    elif data.batch is not None and multiplier_column in data.batch.keys():
+    elif data.batch is not None and multiplier_column in data.batch.keys():  # noqa: SIM118 - TensorDict has no 'in'
         col = data.batch[multiplier_column].detach().to("cpu", torch.float64).numpy().reshape(-1)
     else:
         col = None
@@ -344,7 +344,7 @@ class RobustPPOTrainer(PPOTrainerSync):
 
     def _plan_batch(self, batch):
         """Ask the controller for counts and inject them as ``__rollout_n__`` (int64 column)."""
-        if "index" not in batch.keys():
+        if "index" not in batch.keys():  # noqa: SIM118 - TensorDict has no 'in'
             raise ValueError("the training batch has no 'index' field: give every example a stable "
                              "extra_info.index in [0, robust.n_prompts) (verl copies it to 'index')")
         ids = np.asarray([int(v) for v in _as_list(batch["index"])], dtype=np.int64)
@@ -414,7 +414,7 @@ class RobustPPOTrainer(PPOTrainerSync):
         rewards = scores_tok.sum(dim=-1).numpy()
         seq_lp = (padded["old_log_probs"][:, :width].to(torch.float64) * resp[:, :width]).sum(-1).numpy()
         ref_lp = None
-        if "ref_log_prob" in padded.keys():
+        if "ref_log_prob" in padded.keys():  # noqa: SIM118 - TensorDict has no 'in'
             ref_lp = (padded["ref_log_prob"][:, :width].to(torch.float64) * resp[:, :width]).sum(-1).numpy()
 
         group_uids, gid = _group_ids(uids)

@@ -21,14 +21,14 @@ pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
 torch.set_num_threads(1)
 
-from trl import GRPOConfig  # noqa: E402
+from trl import GRPOConfig
 
-from bandits.controllers import make_controller  # noqa: E402
-from llm_bridge.integrations.trl import RobustGRPOTrainer  # noqa: E402
-from llm_bridge.models import ModelSpec, build_model  # noqa: E402
-from llm_bridge.tasks import make_task  # noqa: E402
-from llm_bridge.tokenizer import char_tokenizer  # noqa: E402
-from solvers import drro_rewards, group_advantages  # noqa: E402
+from bandits.controllers import make_controller
+from llm_bridge.integrations.trl import RobustGRPOTrainer
+from llm_bridge.models import ModelSpec, build_model
+from llm_bridge.tasks import make_task
+from llm_bridge.tokenizer import char_tokenizer
+from solvers import drro_rewards, group_advantages
 
 pytestmark = pytest.mark.trl
 
@@ -72,7 +72,7 @@ def setup():
 
 
 def _trainer(setup, tmp_path, controller, *, steps=3, **robust):
-    task, tok, dataset, reward = setup
+    _task, tok, dataset, reward = setup
     model = build_model(ModelSpec(hidden_size=32, num_layers=1, num_heads=2, max_positions=32), tok, seed=0)
     args = GRPOConfig(
         output_dir=str(tmp_path), use_cpu=True, report_to="none", save_strategy="no", logging_steps=1,
@@ -171,7 +171,6 @@ def test_refusals(setup, tmp_path):
 @pytest.mark.skipif(os.environ.get("ROBUST_ROLLOUTS_TRL_VLLM") != "1", reason="vLLM colocate needs a GPU machine")
 def test_vllm_colocate_mode(setup, tmp_path):  # pragma: no cover - GPU only
     pytest.importorskip("vllm")
-    task, tok, dataset, reward = setup
     ctrl = ScriptedController([1, 5, 5, 5])
     trainer = _trainer(setup, tmp_path, ctrl, steps=2)
     trainer.args.use_vllm, trainer.args.vllm_mode = True, "colocate"

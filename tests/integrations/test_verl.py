@@ -17,16 +17,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("verl")
 torch.set_num_threads(1)
 
-from omegaconf import OmegaConf  # noqa: E402
-from tensordict import TensorDict  # noqa: E402
-from verl.protocol import DataProto  # noqa: E402
-from verl.trainer.ppo import core_algos  # noqa: E402
-from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
-from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories  # noqa: E402
-from verl.utils import tensordict_utils as tu  # noqa: E402
+from omegaconf import OmegaConf
+from verl.protocol import DataProto
+from verl.trainer.ppo import core_algos
+from verl.trainer.ppo.ray_trainer import compute_advantage
+from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
+from verl.utils import tensordict_utils as tu
 
-from llm_bridge.integrations import verl as rv  # noqa: E402
-from solvers import drro_rewards, group_advantages  # noqa: E402
+from llm_bridge.integrations import verl as rv
+from solvers import drro_rewards, group_advantages
 
 pytestmark = pytest.mark.verl
 
@@ -80,7 +79,7 @@ def test_compute_advantage_with_uneven_groups(kind):
 
 def test_verls_builtin_grpo_gives_a_group_of_one_its_raw_score():
     """The trap the robust estimators fix (INTEGRATION.md): verl's GRPO, size-1 group -> raw score."""
-    data, scores, uids, mask = _batch()
+    data, _scores, uids, _mask = _batch()
     out = compute_advantage(data, adv_estimator="grpo", config=OmegaConf.create({}))
     row = np.flatnonzero(uids == "u1")[0]
     assert out.batch["advantages"][row].sum().item() != 0.0
@@ -129,7 +128,7 @@ def test_rollout_n_column_survives_verls_tensordict_helpers():
     both = tu.concat_tensordict([a, b])
     assert both[rv.ROLLOUT_N_KEY].tolist() == [1, 5, 6]
     # the V1 agent loop takes one row as a dict and pops the column as its n
-    prompt = {k: both[k][2] for k in both.keys() if isinstance(both[k], torch.Tensor)}
+    prompt = {k: both[k][2] for k in both.keys() if isinstance(both[k], torch.Tensor)}  # noqa: SIM118 - TensorDict has no 'in'
     assert len(range(prompt.pop(rv.ROLLOUT_N_KEY))) == 6
 
 
@@ -226,10 +225,9 @@ class _MemoryTQ:
     def put(self, keys, partition_id, fields=None, tags=None):
         for i, k in enumerate(keys):
             row = self.rows.setdefault(k, {})
-            for name in fields.keys():
+            for name in fields.keys():  # noqa: SIM118 - TensorDict has no 'in'
                 v = fields[name]
                 row[name] = v[i] if not hasattr(v, "tolist") or isinstance(v, torch.Tensor) else v.tolist()[i]
-        return None
 
     def get(self, keys, partition_id, select_fields=None):
         out = {}
@@ -317,7 +315,7 @@ def test_trainer_advantage_step_on_a_hand_built_batch(verl_config, monkeypatch, 
     (pids, counts, rewards, groups), = ctrl.observed
     assert sorted(zip(pids.tolist(), counts.tolist())) == sorted((prompt_of[g], n) for g, n in enumerate(sizes))
     for p, n in zip(pids.tolist(), counts.tolist()):
-        g = [g for g, q in prompt_of.items() if q == p][0]
+        g = next(g for g, q in prompt_of.items() if q == p)
         assert np.allclose(np.sort(rewards[groups == list(pids).index(p)]), np.sort(raw[gid == g]))
     assert metrics["robust/groups_of_one"] == 1.0 and metrics["robust/group_size/max"] == 5.0
     assert metrics["robust/bin_1/rollouts"] == 6.0 and metrics["robust/bin_0/prompts"] == 2.0
@@ -371,7 +369,7 @@ def test_trainer_with_a_real_controller_from_the_config(verl_config):
             "response_mask": torch.nested.as_nested_tensor([torch.ones(2, dtype=torch.int64)] * len(rm),
                                                             layout=torch.jagged),
             "old_log_probs": torch.nested.as_nested_tensor(lp, layout=torch.jagged)})
-        shaped, table, metrics = trainer._robust_advantage_step(keys, data)
+        shaped, table, _ = trainer._robust_advantage_step(keys, data)
         assert shaped is None and set(table) == set(uids)
         assert trainer.last_step["counts"].tolist() == counts
     state = trainer.robust_state_dict()
