@@ -36,6 +36,8 @@ counts: the trainer refuses it, as it refuses a custom ``rollout_func`` and the
 
 from __future__ import annotations
 
+import os
+import pickle
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +48,7 @@ try:
     import torch
     import trl
     from accelerate.utils import broadcast_object_list, gather_object
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
     from trl import GRPOTrainer
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -55,7 +58,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from .robust_step import RobustAdvantage, RobustStepResult, Shaping, step_metrics
 
-__all__ = ["SUPPORTED_TRL", "RobustGRPOTrainer", "advantage_kind_for"]
+__all__ = ["ROBUST_STATE_FILE", "SUPPORTED_TRL", "RobustGRPOTrainer", "advantage_kind_for"]
+
+ROBUST_STATE_FILE = "robust_state.pkl"
+"""File in each TRL checkpoint folder with the controller's and the shaping's state (plain types)."""
 
 SUPPORTED_TRL = ("1.16",)
 """TRL minor versions this integration is tested with."""
@@ -261,3 +267,32 @@ class RobustGRPOTrainer(GRPOTrainer):
         self.last_step = {"prompt_ids": prompt_ids, "counts": counts, "group_ids": group_ids,
                           "rewards": rewards, "seq_logprobs": seq_lp, "result": result}
         return output
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def robust_state_dict(self) -> dict[str, Any]:
+        """Controller and shaping state (plain numbers, lists and arrays) and a format version."""
+        return {"version": 1, "controller": self.controller.state_dict(),
+                "advantage": self.robust_advantage.state_dict()}
+
+    def load_robust_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or state.get("version") != 1:
+            raise ValueError("not a RobustGRPOTrainer state (version 1)")
+        self.controller.load_state_dict(state["controller"])
+        self.robust_advantage.load_state_dict(state["advantage"])
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            with open(os.path.join(folder, ROBUST_STATE_FILE), "wb") as f:
+                pickle.dump(self.robust_state_dict(), f)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            path = os.path.join(checkpoint, ROBUST_STATE_FILE)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"checkpoint {checkpoint!r} has no {ROBUST_STATE_FILE}: it was not written by "
+                                        "RobustGRPOTrainer, so the controller cannot resume from it")
+            with open(path, "rb") as f:
+                self.load_robust_state_dict(pickle.load(f))

@@ -135,6 +135,22 @@ def test_real_controller_and_drro_shaping(setup, tmp_path):
     np.testing.assert_allclose(res.advantages, expected, atol=1e-12)
 
 
+def test_checkpoint_saves_and_restores_the_controller(setup, tmp_path):
+    ctrl = make_controller("rollout-gdro", n_prompts=N_PROMPTS, mean_budget=G, lower=2, upper=8, seed=0)
+    trainer = _trainer(setup, tmp_path, ctrl, steps=2)
+    trainer.args.save_strategy, trainer.args.save_steps = "steps", 2
+    trainer.train()
+    ckpt = tmp_path / "checkpoint-2"
+    assert (ckpt / "robust_state.pkl").exists()
+    fresh = make_controller("rollout-gdro", n_prompts=N_PROMPTS, mean_budget=G, lower=2, upper=8, seed=0)
+    other = _trainer(setup, tmp_path / "b", fresh, steps=2)
+    other.create_optimizer_and_scheduler(num_training_steps=2)
+    other._load_optimizer_and_scheduler(str(ckpt))  # what Trainer.train(resume_from_checkpoint=...) calls
+    probe = np.arange(4)
+    a, b = ctrl.plan(probe), fresh.plan(probe)
+    assert np.array_equal(a.counts, b.counts) and np.array_equal(a.multipliers, b.multipliers)
+
+
 def test_sequence_logprobs_equal_a_direct_forward_pass(setup, tmp_path):
     trainer = _trainer(setup, tmp_path, ScriptedController([G] * 4), steps=1,
                        shaping="drro-soft", shaping_params={"delta": 0.3, "tau": 2.0})
