@@ -142,7 +142,7 @@ class RolloutBatch:
 @runtime_checkable
 class GenerationBackend(Protocol):
     """``generate(prompts, counts, sampling) -> RolloutBatch``; ``sync_weights(model)``;
-    ``state_dict()`` / ``load_state_dict()`` of its random state; ``exact_logprobs`` says whether
+    ``state_dict()`` / ``load_state_dict()`` of its random state, ``reseed(seed)``; ``exact_logprobs`` says whether
     its token log-probs equal the trainer's forward pass up to float rounding."""
 
     exact_logprobs: bool
@@ -151,6 +151,9 @@ class GenerationBackend(Protocol):
         ...
 
     def sync_weights(self, model: Any) -> None:
+        ...
+
+    def reseed(self, seed: int) -> None:
         ...
 
     def state_dict(self) -> dict:
@@ -232,6 +235,10 @@ class HFBackend:
     def sync_weights(self, model: Any) -> None:
         """Nothing to do: the loop samples from the policy module itself."""
         self.model = model
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampler's generator from ``seed``."""
+        self.generator.manual_seed(check_int_scalar(seed, "seed", lo=0))
 
     def state_dict(self) -> dict:
         return {"format": 1, "generator": self.generator.get_state().cpu().numpy()}
