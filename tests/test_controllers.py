@@ -142,6 +142,8 @@ def test_bad_construction_arguments(kwargs, exc, pattern):
     ("vip", {"predictor": "lstm"}, ValueError, r"unknown predictor 'lstm'; valid predictors"),
     ("vip", {"predictor": "beta-binomial"}, ValueError, "embeddings= is only used by the predictors"),
     ("vip", {"predictor_options": {"noize": 1.0}}, TypeError, "noize"),
+    ("vip", {"predictor_options": {"seed": 3}}, TypeError, "must not set 'seed'"),
+    ("vip", {"predictor_options": [("noise", 0.0)]}, TypeError, "predictor_options must be a dict"),
     ("oracle", {"true_success": None}, TypeError, "controller 'oracle' needs true_success="),
     ("oracle", {"true_success": [0.5] * N}, TypeError, "true_success must be callable"),
     ("rollout-gdro", {"upper": math.inf}, ValueError, "needs a finite upper"),
@@ -313,7 +315,7 @@ def test_checkpoint_resumes_bit_identically(name, json_trip):
     a = _make(name, **kw)
     _drive(a, 0, 5)
     state = a.state_dict()
-    saved = json.loads(json.dumps(plain(state))) if json_trip else copy.deepcopy(state)
+    saved = json.loads(json.dumps(plain(state), allow_nan=False)) if json_trip else copy.deepcopy(state)
     b = _make(name, **kw)
     b.load_state_dict(saved)
     assert _state_json(b) == json.dumps(plain(state), sort_keys=True)
@@ -355,6 +357,20 @@ def test_bad_checkpoint_is_rejected_and_changes_nothing(name):
         assert _state_json(b) == before
     b.load_state_dict(good)
     assert _state_json(b) == json.dumps(plain(good), sort_keys=True)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CONTROLLERS.items() if c.allows_infinite_upper))
+def test_checkpoint_with_unbounded_upper_is_strict_json(name):
+    """upper = inf is stored as the string "inf": the state is strict JSON (no Infinity/NaN)."""
+    a = _make(name, upper=math.inf)
+    _drive(a, 0, 2)
+    text = json.dumps(plain(a.state_dict()), allow_nan=False)
+    b = _make(name, upper=math.inf)
+    b.load_state_dict(json.loads(text))
+    _same_plans(_drive(a, 2, 3), _drive(b, 2, 3))
+    c = _make(name, upper=64)
+    with pytest.raises(ValueError, match="hyperparameter 'upper' differs"):
+        c.load_state_dict(json.loads(text))
 
 
 def test_checkpoint_does_not_store_embeddings_and_checks_them():
@@ -658,6 +674,16 @@ def test_counts_of_one(name):
         plan = ctrl.plan(ids)
         assert plan.counts.tolist() == [1, 1, 1, 1]
         ctrl.observe(ids, plan.counts, np.array([1.0, 0.0, 0.5, 1.0]), np.arange(4))
+
+
+@pytest.mark.parametrize("name", ["vip", "vip-paper", "oracle", "inverse-variance"])
+def test_observed_groups_of_one_where_plans_need_two(name):
+    """A controller whose plans need lower >= 2 still accepts an observation with groups of one
+    (e.g. generations that failed): the predictor sees one trial; plans stay exact."""
+    ctrl = _make(name, lower=2, upper=8, mean_budget=4)
+    ids = np.array([0, 1, 2, 3])
+    ctrl.observe(ids, [1, 1, 2, 1], np.array([1.0, 0.0, 0.5, 0.5, 1.0]), np.array([0, 1, 2, 2, 3]))
+    assert ctrl.plan(ids).total == 16
 
 
 def test_near_saturated_predictions_for_all_prompts():

@@ -154,7 +154,7 @@ ALL = {**FACTORIES, **VARIANTS}
 
 
 def _json_round_trip(state):
-    return json.loads(json.dumps(plain(state)))
+    return json.loads(json.dumps(plain(state), allow_nan=False))  # strict JSON
 
 
 def _assert_plain(value, path="state"):

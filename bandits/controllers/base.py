@@ -365,8 +365,9 @@ class Controller(ABC):
         return {}
 
     def _hyperparameters(self) -> dict:
+        upper = self.upper if self.upper != math.inf else "inf"  # strict JSON has no Infinity
         return {"controller": self.name, "n_prompts": self.n_prompts, "mean_budget": self.mean_budget,
-                "lower": self.lower, "upper": self.upper, **plain(self._options())}
+                "lower": self.lower, "upper": upper, **plain(self._options())}
 
     def state_dict(self) -> dict:
         """Checkpoint: hyperparameters (name, sizes, budget, bounds, options), ``step``, the
