@@ -57,7 +57,9 @@ __all__ = [
 SCALES = ("quick", "default", "full")
 
 #: name -> module path. Order is the report's reading order.
-STUDIES: dict[str, str] = {}
+STUDIES: dict[str, str] = {
+    "llm": "llm_bridge.study",  # GRPO on a tiny transformer: controllers at equal rollouts (not a default study)
+}
 
 #: the studies ``robust-rollouts study`` runs when no name is given (the README's main job).
 DEFAULT_STUDIES: tuple[str, ...] = ()
