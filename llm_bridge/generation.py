@@ -29,8 +29,9 @@ Needs the ``llm`` extra (torch, transformers).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class SamplingConfig:
     top_k: int = 0
     top_p: float = 1.0
 
-    def validate(self) -> "SamplingConfig":
+    def validate(self) -> SamplingConfig:
         check_int_scalar(self.max_new_tokens, "max_new_tokens", lo=1)
         check_finite_scalar(self.temperature, "temperature", lo=0.0, lo_open=True)
         check_int_scalar(self.top_k, "top_k", lo=0)

@@ -51,7 +51,7 @@ def success_metrics(rewards: Any, group_ids: Any, n_groups: int, *, k: int = 4) 
     rate = c / n
     mean_r = np.bincount(g, weights=r, minlength=m) / n
     eligible = n >= kk
-    pk = [pass_at_k(int(n[i]), int(round(c[i])), kk) for i in np.flatnonzero(eligible)]
+    pk = [pass_at_k(int(n[i]), round(c[i]), kk) for i in np.flatnonzero(eligible)]
     return {
         "accuracy": float(rate.mean()),
         "reward": float(mean_r.mean()),

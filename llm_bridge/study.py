@@ -40,8 +40,6 @@ Nothing here plots (``benchmarks`` renders the declarative figures).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from solvers.claims import Figure, Panel, Series, StudyResult, Table, make_claim, mean_ci

@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from llm_bridge.generation import HFBackend, SamplingConfig, make_backend  # noqa: E402
-from llm_bridge.models import ModelSpec, WarmStartConfig, build_model, warm_start  # noqa: E402
-from llm_bridge.tasks import make_task  # noqa: E402
-from llm_bridge.tokenizer import char_tokenizer, encode_prompts  # noqa: E402
+from llm_bridge.generation import HFBackend, SamplingConfig, make_backend
+from llm_bridge.models import ModelSpec, WarmStartConfig, build_model, warm_start
+from llm_bridge.tasks import make_task
+from llm_bridge.tokenizer import char_tokenizer, encode_prompts
 
 torch.set_num_threads(1)
 HAS_VLLM = importlib.util.find_spec("vllm") is not None

@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from benchmarks.study_runner import run_study  # noqa: E402
-from llm_bridge import study  # noqa: E402
-from solvers.claims import VERDICTS, to_jsonable  # noqa: E402
+from benchmarks.study_runner import run_study
+from llm_bridge import study
+from solvers.claims import VERDICTS, to_jsonable
 
 
 @pytest.fixture(autouse=True)

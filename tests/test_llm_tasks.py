@@ -237,3 +237,14 @@ def test_tokenizer_lacking_task_characters_is_an_error():
         mod.char_tokenizer("")
     with pytest.raises(TypeError, match="alphabet must be a string"):
         mod.char_tokenizer(None)
+
+
+def test_missing_extra_gives_clear_import_error(monkeypatch):
+    import sys
+
+    from llm_bridge._deps import require
+
+    for module, extra in (("torch", "llm"), ("transformers", "llm"), ("tokenizers", "llm"), ("vllm", "vllm")):
+        monkeypatch.setitem(sys.modules, module, None)  # makes "import module" raise ImportError
+        with pytest.raises(ImportError, match=rf'pip install "robust-rollouts\[{extra}\]"'):
+            require(module)

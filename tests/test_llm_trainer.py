@@ -14,13 +14,13 @@ from llm_bridge.metrics import pass_at_k, success_metrics
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import llm_bridge.trainer as trainer_mod  # noqa: E402
-from bandits.controllers import StepPlan  # noqa: E402
-from llm_bridge.batch import policy_token_logprobs  # noqa: E402
-from llm_bridge.generation import SamplingConfig  # noqa: E402
-from llm_bridge.models import ModelSpec, WarmStartConfig, build_model  # noqa: E402
-from llm_bridge.tokenizer import char_tokenizer  # noqa: E402
-from llm_bridge.trainer import TrainConfig, Trainer  # noqa: E402
+import llm_bridge.trainer as trainer_mod
+from bandits.controllers import StepPlan
+from llm_bridge.batch import policy_token_logprobs
+from llm_bridge.generation import SamplingConfig
+from llm_bridge.models import ModelSpec, WarmStartConfig, build_model
+from llm_bridge.tokenizer import char_tokenizer
+from llm_bridge.trainer import TrainConfig, Trainer
 
 torch.set_num_threads(1)
 
@@ -34,10 +34,10 @@ def cache(tmp_path_factory):
 
 
 def tiny_config(cache, **kw):
-    base = dict(task="arithmetic-partial", n_prompts=12, prompts_per_step=6, model=TINY,
-                warm_start=WarmStartConfig(steps=100, batch_size=32, n_examples=512), cache_dir=cache,
-                sampling=SamplingConfig(max_new_tokens=5), minibatch_size=8, mean_budget=3, lower=1, upper=8,
-                steps=3, lr=1e-3)
+    base = {"task": "arithmetic-partial", "n_prompts": 12, "prompts_per_step": 6, "model": TINY,
+            "warm_start": WarmStartConfig(steps=100, batch_size=32, n_examples=512), "cache_dir": cache,
+            "sampling": SamplingConfig(max_new_tokens=5), "minibatch_size": 8, "mean_budget": 3, "lower": 1,
+            "upper": 8, "steps": 3, "lr": 1e-3}
     base.update(kw)
     return TrainConfig(**base)
 
