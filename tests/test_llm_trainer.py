@@ -246,3 +246,19 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert "unknown controller 'greedy'" in capsys.readouterr().err
     assert main(["train", "--backend", "tgi", "--steps", "1", *common]) == 2
     assert "unknown backend 'tgi'" in capsys.readouterr().err
+
+
+def test_config_round_trip_and_checkpoint_encoding():
+    cfg = TrainConfig(controller="vip", controller_options={"cost": "drgrpo"}, shaping="drro", shaping_tau=2.0,
+                      sampling=SamplingConfig(max_new_tokens=7, top_k=5), model=TINY)
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    with pytest.raises(ValueError, match=r"unknown TrainConfig keys \['learning_rate'\]"):
+        TrainConfig.from_dict({"learning_rate": 1e-3})
+    assert "steps" not in cfg.fingerprint() and "lr" in cfg.fingerprint()
+    state = {"a": np.arange(5, dtype=np.int64), "b": [np.float32(1.5), {"c": np.array([[0.1, np.pi]])}],
+             "rng": np.random.default_rng(3).bit_generator.state}
+    back = trainer_mod._decode(json.loads(json.dumps(trainer_mod._encode(state))))
+    assert back["a"].dtype == np.int64 and back["a"].tolist() == [0, 1, 2, 3, 4]
+    assert back["b"][1]["c"].tobytes() == state["b"][1]["c"].tobytes()  # bit-exact floats
+    assert back["rng"] == state["rng"]
