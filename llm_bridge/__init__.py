@@ -33,6 +33,9 @@ _EXPORTS = {
     "policy_token_logprobs": "batch", "sequence_logprobs": "batch",
     "AGGREGATIONS": "losses", "PolicyLoss": "losses", "aggregate": "losses", "clipped_policy_loss": "losses",
     "k3_token_kl": "losses", "token_entropy": "losses",
+    # metrics and the trainer
+    "success_metrics": "metrics", "pass_at_k": "metrics",
+    "TrainConfig": "trainer", "Trainer": "trainer",
 }  # fmt: skip
 
 __all__ = sorted(_EXPORTS)

@@ -29,8 +29,9 @@ Needs the ``llm`` extra (torch, transformers).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class SamplingConfig:
     top_k: int = 0
     top_p: float = 1.0
 
-    def validate(self) -> "SamplingConfig":
+    def validate(self) -> SamplingConfig:
         check_int_scalar(self.max_new_tokens, "max_new_tokens", lo=1)
         check_finite_scalar(self.temperature, "temperature", lo=0.0, lo_open=True)
         check_int_scalar(self.top_k, "top_k", lo=0)
@@ -142,7 +143,7 @@ class RolloutBatch:
 @runtime_checkable
 class GenerationBackend(Protocol):
     """``generate(prompts, counts, sampling) -> RolloutBatch``; ``sync_weights(model)``;
-    ``state_dict()`` / ``load_state_dict()`` of its random state; ``exact_logprobs`` says whether
+    ``state_dict()`` / ``load_state_dict()`` of its random state, ``reseed(seed)``; ``exact_logprobs`` says whether
     its token log-probs equal the trainer's forward pass up to float rounding."""
 
     exact_logprobs: bool
@@ -151,6 +152,9 @@ class GenerationBackend(Protocol):
         ...
 
     def sync_weights(self, model: Any) -> None:
+        ...
+
+    def reseed(self, seed: int) -> None:
         ...
 
     def state_dict(self) -> dict:
@@ -232,6 +236,10 @@ class HFBackend:
     def sync_weights(self, model: Any) -> None:
         """Nothing to do: the loop samples from the policy module itself."""
         self.model = model
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampler's generator from ``seed``."""
+        self.generator.manual_seed(check_int_scalar(seed, "seed", lo=0))
 
     def state_dict(self) -> dict:
         return {"format": 1, "generator": self.generator.get_state().cpu().numpy()}

@@ -32,7 +32,7 @@ import numpy as np
 from solvers._validation import check_finite_scalar, check_int_scalar
 
 from ._deps import require
-from .tasks import Task, TASKS
+from .tasks import TASKS, Task
 from .tokenizer import check_tokenizer_covers
 
 __all__ = [
@@ -80,7 +80,7 @@ class ModelSpec:
     max_positions: int = 64
     tie_embeddings: bool = True
 
-    def validate(self) -> "ModelSpec":
+    def validate(self) -> ModelSpec:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown model architecture {self.arch!r}; valid: {list(ARCHITECTURES)}")
         h = check_int_scalar(self.hidden_size, "hidden_size", lo=1)
@@ -186,7 +186,7 @@ class WarmStartConfig:
     n_examples: int = 8192
     seed: int = 0
 
-    def validate(self) -> "WarmStartConfig":
+    def validate(self) -> WarmStartConfig:
         check_int_scalar(self.steps, "warm_start.steps", lo=0)
         check_int_scalar(self.batch_size, "warm_start.batch_size", lo=1)
         check_finite_scalar(self.lr, "warm_start.lr", lo=0.0, lo_open=True)

@@ -44,9 +44,10 @@ This module is pure Python + NumPy (no torch).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -13,7 +13,8 @@ Needs the ``llm`` extra (``tokenizers``, ``transformers``).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ._deps import require
 

@@ -118,6 +118,10 @@ class VLLMBackend:
         weights = [(n, t.cpu()) for n, t in vllm_weights(model)]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
 
+    def reseed(self, seed: int) -> None:
+        """Restart the generator of the per-request seeds from ``seed``."""
+        self.rng = np.random.default_rng(seed)
+
     def state_dict(self) -> dict:
         return {"format": 1, "rng": self.rng.bit_generator.state}
 

@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from llm_bridge.generation import HFBackend, SamplingConfig, make_backend  # noqa: E402
-from llm_bridge.models import ModelSpec, WarmStartConfig, build_model, warm_start  # noqa: E402
-from llm_bridge.tasks import make_task  # noqa: E402
-from llm_bridge.tokenizer import char_tokenizer, encode_prompts  # noqa: E402
+from llm_bridge.generation import HFBackend, SamplingConfig, make_backend
+from llm_bridge.models import ModelSpec, WarmStartConfig, build_model, warm_start
+from llm_bridge.tasks import make_task
+from llm_bridge.tokenizer import char_tokenizer, encode_prompts
 
 torch.set_num_threads(1)
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
@@ -31,6 +31,22 @@ def policy(tmp_path_factory):
     model = build_model(ModelSpec(), tok, seed=0)
     warm_start(model, tok, task, WarmStartConfig(steps=60), cache_dir=tmp_path_factory.mktemp("warm"))
     return model, tok, encode_prompts(tok, task.prompts)
+
+
+_VLLM_ENGINES = {}
+
+
+def backend_for(name, model, tok, seed):
+    """hf: a fresh backend; vllm: one engine per module (engine start-up is slow), reseeded."""
+    if name == "hf":
+        return make_backend("hf", model, tok, seed=seed)
+    key = id(model)
+    if key not in _VLLM_ENGINES:
+        _VLLM_ENGINES[key] = make_backend("vllm", model, tok, seed=seed)
+    backend = _VLLM_ENGINES[key]
+    backend.reseed(seed)
+    backend.sync_weights(model)
+    return backend
 
 
 def _direct_token_logprobs(model, batch, temperature):
@@ -88,7 +104,7 @@ def _check_contract(batch, prompts, counts, tok, sampling):
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_rollout_batch_contract(policy, backend_name, temperature):
     model, tok, prompts = policy
-    backend = make_backend(backend_name, model, tok, seed=1)
+    backend = backend_for(backend_name, model, tok, seed=1)
     sampling = SamplingConfig(max_new_tokens=6, temperature=temperature)
     batch = backend.generate(prompts, COUNTS, sampling)
     _check_contract(batch, prompts, COUNTS, tok, sampling)
@@ -101,7 +117,7 @@ def test_rollout_batch_contract(policy, backend_name, temperature):
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_bad_counts_and_prompts(policy, backend_name):
     model, tok, prompts = policy
-    backend = make_backend(backend_name, model, tok, seed=0)
+    backend = backend_for(backend_name, model, tok, seed=0)
     s = SamplingConfig(max_new_tokens=2)
     with pytest.raises(ValueError, match=r"counts must be >= 1 for every prompt, got 0 at index 1"):
         backend.generate(prompts[:3], [2, 0, 1], s)
@@ -121,11 +137,11 @@ def test_bad_counts_and_prompts(policy, backend_name):
 def test_seeded_and_resumable(policy, backend_name):
     model, tok, prompts = policy
     s = SamplingConfig(max_new_tokens=5)
-    a = make_backend(backend_name, model, tok, seed=7)
+    a = backend_for(backend_name, model, tok, seed=7)
     first = a.generate(prompts, COUNTS, s)
     state = a.state_dict()
     second = a.generate(prompts, COUNTS, s)
-    b = make_backend(backend_name, model, tok, seed=7)
+    b = backend_for(backend_name, model, tok, seed=7)
     assert torch.equal(b.generate(prompts, COUNTS, s).input_ids, first.input_ids)
     b.load_state_dict(state)
     again = b.generate(prompts, COUNTS, s)
@@ -140,15 +156,20 @@ def test_vllm_weight_sync_tracks_the_policy(policy):
     import copy
 
     model, tok, prompts = policy
-    model = copy.deepcopy(model)
-    backend = make_backend("vllm", model, tok, seed=3)
+    backend = backend_for("vllm", model, tok, seed=3)
+    perturbed = copy.deepcopy(model)
     with torch.no_grad():
-        for p in model.parameters():
+        for p in perturbed.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    backend.sync_weights(model)
-    batch = backend.generate(prompts, COUNTS, SamplingConfig(max_new_tokens=6))
-    direct = _direct_token_logprobs(model, batch, 1.0)
-    torch.testing.assert_close(batch.token_logprobs, direct, atol=LOGPROB_TOL["vllm"], rtol=0)
+    try:
+        backend.sync_weights(perturbed)
+        batch = backend.generate(prompts, COUNTS, SamplingConfig(max_new_tokens=6))
+        direct = _direct_token_logprobs(perturbed, batch, 1.0)
+        torch.testing.assert_close(batch.token_logprobs, direct, atol=LOGPROB_TOL["vllm"], rtol=0)
+        stale = _direct_token_logprobs(model, batch, 1.0)  # the sync really changed the engine
+        assert (batch.token_logprobs - stale).abs().max() > 10 * LOGPROB_TOL["vllm"]
+    finally:
+        backend.sync_weights(model)
 
 
 def test_unknown_backend(policy):

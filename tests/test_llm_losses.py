@@ -11,8 +11,8 @@ from solvers import drro_rewards, group_advantages, k3_kl
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from llm_bridge.batch import policy_token_logprobs, sequence_logprobs  # noqa: E402
-from llm_bridge.losses import aggregate, clipped_policy_loss, k3_token_kl, token_entropy  # noqa: E402
+from llm_bridge.batch import policy_token_logprobs, sequence_logprobs
+from llm_bridge.losses import aggregate, clipped_policy_loss, k3_token_kl, token_entropy
 
 torch.set_num_threads(1)
 

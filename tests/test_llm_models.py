@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from llm_bridge.generation import HFBackend, SamplingConfig  # noqa: E402
-from llm_bridge.models import (  # noqa: E402
+from llm_bridge.generation import HFBackend, SamplingConfig
+from llm_bridge.models import (
     ModelSpec,
     WarmStartConfig,
     build_model,
@@ -18,8 +18,8 @@ from llm_bridge.models import (  # noqa: E402
     prompt_embeddings,
     warm_start,
 )
-from llm_bridge.tasks import make_task  # noqa: E402
-from llm_bridge.tokenizer import char_tokenizer, encode_prompts  # noqa: E402
+from llm_bridge.tasks import make_task
+from llm_bridge.tokenizer import char_tokenizer, encode_prompts
 
 torch.set_num_threads(1)
 TOK = char_tokenizer("0123456789+-*=")

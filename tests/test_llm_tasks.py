@@ -159,6 +159,32 @@ def test_wrong_number_of_examples_is_an_error():
         make_task("short-test", n_prompts=3)
 
 
+def test_llm_bridge_layering():
+    """llm_bridge uses solvers and bandits, never sim or benchmarks; torch & co. only inside it."""
+    import ast
+
+    def imports(package):
+        found = set()
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+        return found
+
+    assert not imports("llm_bridge") & {"sim", "benchmarks"}
+    assert "llm_bridge" not in imports("solvers") | imports("bandits")
+
+
+def test_public_names_resolve():
+    import llm_bridge
+
+    pytest.importorskip("transformers")
+    for name in llm_bridge.__all__:
+        assert getattr(llm_bridge, name) is not None, name
+
+
 def test_importing_llm_bridge_and_tasks_does_not_import_torch():
     code = ("import sys, llm_bridge, llm_bridge.tasks; llm_bridge.make_task('arithmetic');"
             "print(sorted(m for m in ('torch', 'transformers', 'tokenizers', 'vllm') if m in sys.modules))")
@@ -211,3 +237,14 @@ def test_tokenizer_lacking_task_characters_is_an_error():
         mod.char_tokenizer("")
     with pytest.raises(TypeError, match="alphabet must be a string"):
         mod.char_tokenizer(None)
+
+
+def test_missing_extra_gives_clear_import_error(monkeypatch):
+    import sys
+
+    from llm_bridge._deps import require
+
+    for module, extra in (("torch", "llm"), ("transformers", "llm"), ("tokenizers", "llm"), ("vllm", "vllm")):
+        monkeypatch.setitem(sys.modules, module, None)  # makes "import module" raise ImportError
+        with pytest.raises(ImportError, match=rf'pip install "robust-rollouts\[{extra}\]"'):
+            require(module)
