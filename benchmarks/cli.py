@@ -5,6 +5,8 @@ Subcommands:
          verdicts computed in code; prints the claims table and writes ``report.md``,
          ``results.json``, ``timings.json`` and PNG figures to ``--out``
          (:mod:`benchmarks.study_runner`, :mod:`benchmarks.study_report`).
+  train  GRPO on a small transformer with a rollout controller (:mod:`llm_bridge.cli`; needs the
+         ``llm`` extra).
   perf   run the performance suites (all by default), print a table with ratios against peers
          measured in the same run and the verdicts on the performance targets of
          ``shared/DESIGN.md`` (:mod:`benchmarks.targets`), and write JSON, markdown and log-log PNGs
@@ -19,6 +21,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from llm_bridge.cli import add_train_parser
 
 from .harness import PerfConfig
 from .report import markdown_table, plot_scaling, write_json
@@ -162,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--no-progress", action="store_true", help="no progress bar")
     study.add_argument("--list", action="store_true", help="list the studies and exit")
     study.set_defaults(func=_cmd_study)
+    add_train_parser(sub)
     perf = sub.add_parser("perf", help="run the performance benchmarks against peers")
     perf.add_argument("--suite", action="append", help=f"suite to run (repeatable); one of {list(SUITES)}")
     perf.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")

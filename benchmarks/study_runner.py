@@ -63,6 +63,7 @@ STUDIES: dict[str, str] = {
     "overopt": "sim.studies.overopt",  # DRRO Sec. 6 / Table 1: over-optimisation frontier
     "preference-shift": "sim.studies.preference_shift",  # DRO-REBEL under preference shift
     "rate": "sim.studies.rate",  # DRO-REBEL's O(d/n) rate
+    "llm": "llm_bridge.study",  # GRPO on a tiny transformer: controllers at equal rollouts (not a default study)
 }
 
 #: the studies ``robust-rollouts study`` runs when no name is given (the README's main job).

@@ -33,6 +33,7 @@ class Target:
     peer: str | None = None
     min_ratio: float | None = None
     max_mib: float | None = None
+    extra: str | None = None  # the optional extra its suite needs (a run without it reports 'not run')
 
     def describe(self) -> str:
         parts = []
@@ -105,6 +106,18 @@ TARGETS: tuple[Target, ...] = (
     Target("SoftmaxRLVR step (rollout + gradient), 256 x 8, K = 16, d = 32", "sim",
            "SoftmaxRLVR step (rollout + rloo gradient) K=16 d=32 n=8", 256, "SoftmaxRLVR (numba)", max_s=2e-3,
            peer="numpy loop"),
+    # LLM bridge, tiny model on CPU, 16 prompts x mean 8 rollouts x <= 16 new tokens: one GRPO step
+    # <= 0.5 s; bridge overhead (allocation, shaping, advantages, bookkeeping) <= 5 % of the step
+    *(
+        t
+        for ctrl in ("uniform", "vip", "rollout-gdro", "prompt-gdro")
+        for t in (
+            Target(f"LLM GRPO step ({ctrl}), tiny model, 16 x 8 x <=16 tokens", "llm", f"GRPO step ({ctrl})", 128,
+                   "full step", max_s=0.5, extra="llm"),
+            Target(f"LLM bridge overhead ({ctrl}) <= 5 % of the step", "llm", f"bridge overhead ({ctrl})", 128,
+                   "bridge overhead", peer="full step", min_ratio=20.0, extra="llm"),
+        )
+    ),
 )
 
 

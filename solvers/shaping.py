@@ -30,6 +30,12 @@ Rules implemented (``delta`` = delta-tilde, ``tau`` = temperature):
   SNIS construction as eq. (4.15): ``u_k = exp(delta pi_tilde_k / tau) / pi_tilde_k``,
   ``w = u / sum u``; shaped ``r_k - delta G w_k pi_tilde_k``.
 
+Ragged batches (a different number of rollouts per prompt): pass flat ``rewards`` /
+``seq_logprobs`` of shape (N,) with ``group_ids`` (N,) naming each rollout's prompt ``0..P-1``.
+The rollouts of each group are gathered (keeping their input order), groups of equal size are
+shaped together by the same kernels as a dense (P_s, s) batch, and the results are scattered
+back -- so every group is shaped exactly as the dense path shapes that row (tested bit for bit).
+
 So DRO is exactly the DRRO code with the adversary's score ``r_k - delta pi_tilde_k`` replaced by
 ``delta pi_tilde_k`` and the sign of the correction flipped; both share the same kernels.
 
@@ -51,7 +57,7 @@ import numba
 import numpy as np
 
 from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL
-from ._validation import as_float_array, broadcast_to_size, check_finite_scalar, check_same_shape
+from ._validation import as_float_array, as_int_array, broadcast_to_size, check_finite_scalar, check_same_shape
 
 __all__ = ["ShapedRewards", "drro_rewards", "dro_rewards"]
 
@@ -62,9 +68,11 @@ class ShapedRewards:
 
     Attributes
     ----------
-    rewards : ndarray, shape (P, G)
+    rewards : ndarray, shape (P, G), or (N,) for ragged input
         Shaped rewards (input rewards plus the robust correction); normalise these within each
-        group to form advantages.
+        group to form advantages. For ragged input (``group_ids`` given) ``rewards``, ``bonus``,
+        ``weights`` and ``probs`` are flat (N,) like the input; ``index``, ``ess`` and ``delta``
+        have one entry per group, and ``index`` holds the *flat position* of the pick.
     bonus : ndarray, shape (P, G)
         The correction ``rewards - input rewards`` (>= 0 for DRRO, <= 0 for DRO).
     weights : ndarray, shape (P, G)
@@ -302,7 +310,56 @@ def _shape(rewards, seq_logprobs, delta, tau, value_robust: bool) -> ShapedRewar
                          status == OPTIMAL, status, message)
 
 
-def drro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | None = None) -> ShapedRewards:
+def _shape_ragged(rewards, seq_logprobs, delta, tau, group_ids, value_robust: bool) -> ShapedRewards:
+    """Ragged shaping: gather each group (input order kept), shape equal-size groups with the dense
+    path, scatter back. ``index`` is the flat position of each group's pick."""
+    r = as_float_array(rewards, "rewards", ndim=1)
+    lp = as_float_array(seq_logprobs, "seq_logprobs", ndim=1)
+    check_same_shape(r, "rewards", lp, "seq_logprobs")
+    ids = as_int_array(group_ids, "group_ids", ndim=1, nonneg=True)
+    check_same_shape(r, "rewards", ids, "group_ids")
+    if r.size < 1:
+        raise ValueError("rewards must have at least one rollout")
+    n_groups = int(ids.max()) + 1
+    sizes = np.bincount(ids, minlength=n_groups)
+    empty = sizes == 0
+    if empty.any():
+        raise ValueError(f"group_ids must label groups 0..{n_groups - 1} with at least one rollout each; "
+                         f"group {int(np.argmax(empty))} has none")
+    if np.ndim(delta) == 0:
+        d = np.full(n_groups, check_finite_scalar(delta, "delta", lo=0.0))
+    else:
+        d = broadcast_to_size(delta, "delta", n_groups, nonneg=True)
+    t = None if tau is None else check_finite_scalar(tau, "tau", lo=0.0, lo_open=True)
+    order = np.argsort(ids, kind="stable")  # rollouts of group g: order[start[g]:start[g] + size[g]]
+    start = np.zeros(n_groups, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=start[1:])
+    out_rewards = np.empty_like(r)
+    out_bonus = np.empty_like(r)
+    out_weights = np.empty_like(r)
+    probs = np.empty_like(r)
+    out_index = np.empty(n_groups, dtype=np.int64)
+    out_ess = np.empty(n_groups)
+    status, message, rule = OPTIMAL, MESSAGES[OPTIMAL], ""
+    for size in np.unique(sizes):
+        groups = np.flatnonzero(sizes == size)
+        pos = order[start[groups][:, None] + np.arange(size)]  # (groups, size) flat positions
+        block = _shape(r[pos], lp[pos], d[groups], t, value_robust)
+        out_rewards[pos] = block.rewards
+        out_bonus[pos] = block.bonus
+        out_weights[pos] = block.weights
+        probs[pos] = block.probs
+        out_index[groups] = pos[np.arange(groups.size), block.index]
+        out_ess[groups] = block.ess
+        rule = block.rule
+        if not block.success:  # pragma: no cover - defensive, see _shape
+            status, message = block.status, block.message
+    return ShapedRewards(out_rewards, out_bonus, out_weights, out_index, out_ess, probs, d, t, rule,
+                         status == OPTIMAL, status, message)
+
+
+def drro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | None = None,
+                 group_ids: Any = None) -> ShapedRewards:
     """DRRO (regret-robust) shaped rewards of a batch of rollout groups, eq. (4.14) / (4.15).
 
     Parameters
@@ -319,6 +376,11 @@ def drro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | No
     tau : float > 0 or None
         ``None``: hard rule eq. (4.14). ``tau > 0``: soft SNIS rule eq. (4.15) with temperature tau
         (the paper's standard setting is tau = 2).
+    group_ids : array_like of int, shape (N,), optional
+        Ragged batch: ``rewards`` and ``seq_logprobs`` are then flat (N,) and ``group_ids[i]`` is
+        the prompt ``0..P-1`` of rollout ``i`` (every prompt needs at least one rollout; groups
+        may be interleaved). ``delta`` is a scalar or one value per group. Each group is shaped
+        exactly as the dense path shapes that row (see the module docstring).
 
     Returns
     -------
@@ -347,14 +409,20 @@ def drro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | No
     >>> res = drro_rewards([[1.0, 0.0, 0.5]], [[-3.0, -3.0, -3.0]], 0.3)
     >>> res.index.tolist(), np.round(res.rewards, 3).tolist()
     ([0], [[1.3, 0.0, 0.5]])
+    >>> ragged = drro_rewards([1.0, 0.2, 0.0, 0.5], [-3.0, -1.0, -3.0, -3.0], 0.3, group_ids=[0, 1, 0, 0])
+    >>> ragged.index.tolist(), np.round(ragged.rewards, 3).tolist()
+    ([0, 1], [1.3, 0.5, 0.0, 0.5])
     >>> soft = drro_rewards([[1.0, 0.0, 0.5]], [[-3.0, -3.0, -3.0]], 0.3, tau=0.5)
     >>> bool(np.isclose(soft.bonus.sum(), 0.3 * 3 * (soft.weights * soft.probs).sum()))
     True
     """
+    if group_ids is not None:
+        return _shape_ragged(rewards, seq_logprobs, delta, tau, group_ids, value_robust=False)
     return _shape(rewards, seq_logprobs, delta, tau, value_robust=False)
 
 
-def dro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | None = None) -> ShapedRewards:
+def dro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | None = None,
+                group_ids: Any = None) -> ShapedRewards:
     """DRO (value-robust) shaped rewards with the same interface as :func:`drro_rewards`.
 
     The value-robust promptwise objective over the l1 reward ball is
@@ -377,4 +445,6 @@ def dro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | Non
     >>> res.index.tolist(), res.rewards.round(3).tolist()
     ([0], [[0.7, 0.0, 0.5]])
     """
+    if group_ids is not None:
+        return _shape_ragged(rewards, seq_logprobs, delta, tau, group_ids, value_robust=True)
     return _shape(rewards, seq_logprobs, delta, tau, value_robust=True)

