@@ -18,6 +18,7 @@ SUITES: dict[str, str] = {
     "gdro": "benchmarks.suites.gdro",  # Prompt-GDRO and Rollout-GDRO steps
     "predictor": "benchmarks.suites.predictor",  # VIP GP success predictor
     "sim": "benchmarks.suites.sim",  # SoftmaxRLVR rollout + gradient step
+    "controllers": "benchmarks.suites.controllers",  # every controller's plan + observe step
 }
 
 
