@@ -57,10 +57,13 @@ __all__ = [
 SCALES = ("quick", "default", "full")
 
 #: name -> module path. Order is the report's reading order.
-STUDIES: dict[str, str] = {}
+STUDIES: dict[str, str] = {
+    "variance": "sim.studies.variance",  # VIP Prop 4.2/4.3/E.1/E.2, App. B, allocation at equal budget
+    "predictor": "sim.studies.predictor",  # VIP Fig. 3: success-probability prediction along training
+}
 
 #: the studies ``robust-rollouts study`` runs when no name is given (the README's main job).
-DEFAULT_STUDIES: tuple[str, ...] = ()
+DEFAULT_STUDIES: tuple[str, ...] = ("variance", "predictor")
 
 _REQUIRED = ("NAME", "TITLE", "config", "tasks", "run_task", "summarize")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
