@@ -676,6 +676,16 @@ def test_counts_of_one(name):
         ctrl.observe(ids, plan.counts, np.array([1.0, 0.0, 0.5, 1.0]), np.arange(4))
 
 
+@pytest.mark.parametrize("name", ["vip", "vip-paper", "oracle", "inverse-variance"])
+def test_observed_groups_of_one_where_plans_need_two(name):
+    """A controller whose plans need lower >= 2 still accepts an observation with groups of one
+    (e.g. generations that failed): the predictor sees one trial; plans stay exact."""
+    ctrl = _make(name, lower=2, upper=8, mean_budget=4)
+    ids = np.array([0, 1, 2, 3])
+    ctrl.observe(ids, [1, 1, 2, 1], np.array([1.0, 0.0, 0.5, 0.5, 1.0]), np.array([0, 1, 2, 2, 3]))
+    assert ctrl.plan(ids).total == 16
+
+
 def test_near_saturated_predictions_for_all_prompts():
     """Every p_hat at the predictor's clip (all prompts seen all-0/all-1): a ~ 0.04 for all, the
     allocation is still exact and even (VIP has nothing to prefer)."""

@@ -91,6 +91,26 @@ def test_log10_pvalue_in_the_far_tail(monkeypatch):
     assert all(np.isfinite(far)) and far[0] > far[1] > far[2] and far[0] < -300
 
 
+def test_fisher_test_is_anticonservative_with_saturated_rewards_and_skewed_scores():
+    """A limitation of VIP App. B.1 (documented, not a bug): the per-prompt Pearson t-test assumes
+    near-normal data. With rewards that are almost always +1 (p = 0.97) and a skewed score norm
+    (Gamma, CV 2) its p-values are not uniform under independence, and Fisher's combination over 600
+    prompts rejects far more often than the nominal 5 % (about half the time); with p = 0.5 and a
+    mild CV it is close to nominal."""
+    rng = np.random.default_rng(7)
+
+    def rejection_rate(p, cv, reps=60):
+        env = IndependentScoreBandit(np.full(600, p), mu_z=1.0, sigma_z=cv)
+        hits = 0
+        for _ in range(reps):
+            b = env.rollout(np.arange(600), 16, rng)
+            hits += fisher_test(b.rewards, b.scores, b.group_ids).pvalue < 0.05
+        return hits / reps
+
+    assert rejection_rate(0.97, 2.0) > 0.25
+    assert rejection_rate(0.5, 0.3) < 0.15
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="rewards and scores must have the same shape"):
         fisher_test([0.0, 1.0, 1.0], [1.0, 2.0], [0, 0])

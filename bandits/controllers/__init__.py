@@ -11,7 +11,7 @@ weighted; it never samples. Build one by name::
     state = ctrl.state_dict()               # plain data; ctrl.load_state_dict(state) resumes
 
 ================== =========================================================== ==================
-name               allocation (``sum n = M * mean_budget`` exactly, bounds kept) multipliers
+name               allocation (exact total M * mean_budget, within bounds)     multipliers
 ================== =========================================================== ==================
 uniform            ``mean_budget`` each (remainder to random prompts)          1
 vip                exact integer min of VIP eq. 5, ``a = 4 p_hat (1 - p_hat)``  1

@@ -4,15 +4,15 @@ Every controller here predicts each prompt's success probability ``p_hat`` (VIP 
 over prompt embeddings by default; ``oracle`` uses the true ``p``) and turns it into integer
 rollout counts under the exact budget ``sum n = M * mean_budget``, ``lower <= n <= upper``:
 
-================== ================================================================================
-``vip``            exact integer minimiser of the batch gradient variance, VIP eq. 5 with
-                   ``a_q = 4 p(1-p)`` (Prop 4.2 / 4.3; :func:`solvers.allocate`, ``integer=True``)
-``vip-paper``      VIP as published: continuous optimum (Thm 5.1 / 5.2) + heuristic rounding (Alg. 2)
-``oracle``         ``vip``'s rule with the true success probabilities (simulation only)
-``inverse-accuracy`` VIP App. C.1 ablation: ``n`` proportional to ``1 - acc + eps``, box-constrained
-``inverse-variance`` VIP App. C.1 ablation: ``n`` proportional to ``1 / (sigma^2 + eps)``, box-constrained
-``skip-saturated`` the practitioner's filter: ``lower`` for prompts predicted all-0/all-1, rest even
-================== ================================================================================
+==================== ==========================================================================
+``vip``              exact integer minimiser of the batch gradient variance, VIP eq. 5 with
+                     ``a_q = 4 p(1-p)`` (Prop 4.2 / 4.3; :func:`solvers.allocate`, integer)
+``vip-paper``        VIP as published: continuous optimum (Thm 5.1 / 5.2) + rounding (Alg. 2)
+``oracle``           ``vip``'s rule with the true success probabilities (simulation only)
+``inverse-accuracy`` VIP App. C.1 ablation: ``n`` proportional to ``1 - acc + eps``, boxed
+``inverse-variance`` VIP App. C.1 ablation: ``n`` proportional to ``1 / (sigma^2 + eps)``, boxed
+``skip-saturated``   practitioners' filter: ``lower`` for predicted all-0/all-1 prompts, rest even
+==================== ==========================================================================
 
 What the predictor receives (VIP Sec. 5.1, Alg. 1 lines 2-4): for every prompt of the batch,
 ``successes = sum_j r_j`` (rewards in [0, 1], so partial credit counts fractionally) and

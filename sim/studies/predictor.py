@@ -17,14 +17,33 @@ Claims (VIP Sec. 6, "Success probability prediction quality", Fig. 3): the GP ha
 the moving average and than ridge regression -- the per-seed mean over steps of
 ``MAE_GP - MAE_baseline`` is negative (95 % CI over seeds below 0). The first step (every
 predictor at its prior) is left out of the means.
+
+The training trajectory (Adam, ``lr = 0.02``) is the one of the ``variance`` study, set once so that
+the success probabilities drift visibly without saturating; it was not tuned against a verdict.
+The moving average and ridge keep the 1024 most recent (prompt, step) observations, 8 steps of 128
+prompts, while an epoch is 16 steps: as in VIP's setting (17k prompts, batch 512) the moving average
+rarely holds the prompt itself and falls back to the window's mean rate.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from bandits import BetaBinomialPredictor, GPSuccessPredictor, MovingAveragePredictor, RidgePredictor
-from solvers.claims import Figure, Panel, Series, StudyResult, Table, make_claim, mean_ci
+from bandits import (
+    BetaBinomialPredictor,
+    GPSuccessPredictor,
+    MovingAveragePredictor,
+    RidgePredictor,
+)
+from solvers.claims import (
+    Figure,
+    Panel,
+    Series,
+    StudyResult,
+    Table,
+    make_claim,
+    mean_ci,
+)
 
 from ._common import Trainer, curve_ci, make_env, stream
 
@@ -132,15 +151,25 @@ def summarize(config: dict, seeds, tasks, results) -> StudyResult:
         unseen_mae = mean_ci([x["unseen_sum"] / x["unseen_n"] for x in sp if x["unseen_n"]])
         rows.append((LABELS[k], e.mean, e.low, e.high, last.mean, d.mean if k != "gp" else 0.0,
                      d.low if k != "gp" else None, d.high if k != "gp" else None, seen_mae.mean, unseen_mae.mean))
+    def split_mae(k, which):
+        sp = [r["split"][k] for r in results]
+        vals = [x[f"{which}_sum"] / x[f"{which}_n"] for x in sp if x[f"{which}_n"]]
+        return float(np.mean(vals)) if vals else float("nan")
+
     for k in BASELINES_CLAIMED:
         diff = (mae["gp"][:, 1:] - mae[k][:, 1:]).mean(axis=1)
         wins = (mae["gp"][:, 1:] < mae[k][:, 1:]).mean(axis=1)
+        split_note = (f"MAE on prompts rolled out before: GP {split_mae('gp', 'seen'):.3f}, {k} "
+                      f"{split_mae(k, 'seen'):.3f}; on unseen prompts: GP {split_mae('gp', 'unseen'):.3f}, {k} "
+                      f"{split_mae(k, 'unseen'):.3f}")
         claims.append(make_claim(
             f"predictor.gp_vs_{k.replace('-', '_')}", "VIP Sec. 6 / Fig. 3",
             f"the GP predictor (VIP Alg. 1) has a lower MAE than the {LABELS[k]} baseline when predicting the next "
             "mini-batch's success probabilities along training",
             "mean over steps of MAE(GP) - MAE(baseline), absolute probability", mean_ci(diff), less=0.0,
-            note=f"GP lower on {100 * wins.mean():.0f}% of steps on average"))
+            note=f"GP lower on {100 * wins.mean():.0f}% of steps on average; {split_note}. The paper-mode GP sets a "
+                 "prompt it has observed to that observation's logit (8 rollouts, clipped); ridge fits one linear map "
+                 "from the embedding, which in SoftmaxRLVR carries a noisy linear difficulty feature"))
     table = Table(
         "Next-batch success-probability MAE (steps 2..T, 95% CI over seeds)",
         ("predictor", "mean MAE", "CI low", "CI high", "MAE at last step", "minus GP", "CI low", "CI high",
