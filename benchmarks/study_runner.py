@@ -59,6 +59,8 @@ SCALES = ("quick", "default", "full")
 #: name -> module path. Order is the report's reading order.
 STUDIES: dict[str, str] = {
     "variance": "sim.studies.variance",  # VIP Prop 4.2/4.3/E.1/E.2, App. B, allocation at equal budget
+    "training": "sim.studies.training",  # learning curves at equal budget: VIP vs uniform, heuristics, GDRO
+    "gdro": "sim.studies.gdro",  # Prompt-/Rollout-/coupled GDRO vs GRPO: pass@k, worst group, WSE, lead-lag
     "predictor": "sim.studies.predictor",  # VIP Fig. 3: success-probability prediction along training
     "overopt": "sim.studies.overopt",  # DRRO Sec. 6 / Table 1: over-optimisation frontier
     "preference-shift": "sim.studies.preference_shift",  # DRO-REBEL under preference shift
@@ -67,7 +69,9 @@ STUDIES: dict[str, str] = {
 }
 
 #: the studies ``robust-rollouts study`` runs when no name is given (the README's main job).
-DEFAULT_STUDIES: tuple[str, ...] = ("variance", "predictor", "overopt", "preference-shift", "rate")
+DEFAULT_STUDIES: tuple[str, ...] = (
+    "variance", "training", "gdro", "predictor", "overopt", "preference-shift", "rate",
+)
 
 _REQUIRED = ("NAME", "TITLE", "config", "tasks", "run_task", "summarize")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",

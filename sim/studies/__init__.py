@@ -5,6 +5,8 @@ confidence intervals over seeds, tables, declarative figures). Nothing here plot
 
 * :mod:`sim.studies.variance` -- VIP Prop 4.2/4.3 (+ E.1/E.2), App. B, and the batch-gradient
   variance of allocation rules at equal budget.
+* :mod:`sim.studies.training` -- learning curves at equal rollout budget for every controller.
+* :mod:`sim.studies.gdro` -- Prompt-/Rollout-/coupled GDRO vs GRPO on a hard-skewed pool.
 * :mod:`sim.studies.predictor` -- VIP Fig. 3: predicting the next mini-batch's success
   probabilities along a training trajectory.
 * :mod:`sim.studies.overopt` -- DRRO Sec. 6 / Table 1: reward over-optimisation on finite-response
