@@ -274,9 +274,8 @@ def _drgrpo_pass_roots(a, root, lower, upper, s, guess, out_n, out_class):
     n = 3) and the last step was <= 1e-8 n (quadratic convergence then leaves ~1e-16), as in
     :func:`_drgrpo_root_warm`; otherwise the caller uses the closed form. Prompts with a = 0
     get some class and are ignored by the caller."""
-    inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
     for k in range(a.size):
-        y = (1.0 / a[k]) * inv_s2
+        y = 1.0 / ((a[k] * s) * s)  # not (1/a) / s^2: 1/a and s^2 overflow for a < 1/DBL_MAX
         lk = lower[k]
         u = upper[k]
         g_lower = (lk - 2.0) / (lk * lk * lk)
@@ -359,7 +358,6 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
             # decreasing on [3, inf)); interior prompts need the root, warm-started. The roots
             # and classes come from a vectorised pass, the sums from this scalar one.
             _drgrpo_pass_roots(a, root, lower, upper, s, guess, work_n, work_class)
-            inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
             for k in range(size):
                 if a[k] == 0.0:
                     continue
@@ -369,7 +367,7 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
                 elif cls == _AT_UPPER:
                     total += upper[k]
                 else:
-                    y = (1.0 / a[k]) * inv_s2
+                    y = 1.0 / ((a[k] * s) * s)
                     n = work_n[k] if cls == _NEWTON_OK else drgrpo_inverse(y)
                     guess[k] = n
                     n = min(max(n, lower[k]), upper[k])
@@ -441,7 +439,6 @@ def solve_continuous(code, a, lower, upper, budget):
                 n[q] = _count_at(INVERSE, 1.0, level, lower[q], upper[q])
         return n, 0.0, ok
     s, converged, _, roots = price_search(code, a, root, lower, upper, budget - zero_lower, False)
-    inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
     snap_tol = 2e-13 * max(1.0, abs(budget - zero_lower))  # twice the search's tolerance on S(s)
     ni = 0
     for q in range(size):
@@ -449,7 +446,7 @@ def solve_continuous(code, a, lower, upper, budget):
             if code == DRGRPO:
                 # the same expressions (bit for bit) as in price_search, so that a prompt the
                 # search put at a bound is at that bound here
-                y = (1.0 / a[q]) * inv_s2
+                y = 1.0 / ((a[q] * s) * s)
                 u = upper[q]
                 if y >= (lower[q] - 2.0) / (lower[q] * lower[q] * lower[q]):
                     n[q] = lower[q]
@@ -476,7 +473,7 @@ def solve_continuous(code, a, lower, upper, budget):
         else:
             n[q] = lower[q]
     if ni > 0:
-        lam = 1.0 / (s * s)
+        lam = (1.0 / s) / s  # s * s overflows for the levels of subnormal a
     else:
         # flat case: report the smallest multiplier that the KKT conditions allow
         lam = 0.0
