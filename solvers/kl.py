@@ -108,7 +108,13 @@ def k3_kl(logp_ref: Any, logp: Any) -> K3KL:
             f"k3 overflows float64: z = logp_ref - logp = {float(z[tuple(idx)])!r} > {_Z_MAX:.2f} at index {where}"
         )
     per_sample = _k3(z)
-    mean = per_sample.mean(axis=-1)
+    with np.errstate(over="ignore"):
+        mean = per_sample.mean(axis=-1)
+    if not np.all(np.isfinite(mean)):
+        # the sum of values near DBL_MAX overflows; the mean of x / G cannot (each term is finite
+        # and non-negative, so their sum is at most max x). Only the overflowing rows change.
+        safe = (per_sample / per_sample.shape[-1]).sum(axis=-1)
+        mean = np.where(np.isfinite(mean), mean, safe)
     return K3KL(per_sample, float(mean) if per_sample.ndim == 1 else mean)
 
 
