@@ -42,6 +42,7 @@ CERT_INPUT = -1
 _SUM_RTOL = 1e-9
 _MARGINAL_RTOL = 1e-7
 _EXCHANGE_RTOL = 1e-12
+_MAX_GREEDY_UNITS = 2**26  # the last-resort greedy from the lower bounds places units one at a time
 _LEVEL_SAMPLE = 16384  # prompts sampled by the drgrpo starting level (all of them below 2x that)
 
 
@@ -760,7 +761,8 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
     the largest gain f(y_q) - f(y_q + 1) (O(B) selection; ties: fewer rollouts, then lower index).
     The exchange certificate (necessary and sufficient for separable discretely convex costs) is
     checked; if it fails, a heap greedy by largest gain fills from y, and failing that from the
-    lower bounds (greedy from the lower bounds is exact for these costs).
+    lower bounds (greedy from the lower bounds is exact for these costs). A heap greedy that would
+    place more than 2**26 units one at a time is not run (the failed certificate is returned).
     Returns (x, detail code, path) with path 0 = fast, 1 = heap from y, 2 = heap from lower.
     """
     size = a.size
@@ -790,14 +792,19 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
         if placed and optimal:
             return x, CERT_OK, 0
     x = y.copy()
+    if remaining > _MAX_GREEDY_UNITS:  # only when the continuous optimum's floors were unusable
+        return x, CERT_SUM, 1
     greedy_fill(code, a, x, upper, remaining, False, True)
     detail, _ = certify_integer(code, a, lower, upper, budget, x)
     if detail == CERT_OK:
         return x, detail, 1
     total = 0
     for q in range(size):
+        total += np.int64(lower[q])
+    if budget - total > _MAX_GREEDY_UNITS:
+        return x, detail, 1  # greedy from the bounds would take too long: report the failure
+    for q in range(size):
         x[q] = np.int64(lower[q])
-        total += x[q]
     greedy_fill(code, a, x, upper, budget - total, False, True)
     detail, _ = certify_integer(code, a, lower, upper, budget, x)
     return x, detail, 2

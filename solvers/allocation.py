@@ -244,8 +244,9 @@ def bounds_iv(
                 raise ValueError(
                     f"{name} must contain integers{extra} ({why.format(name)}), got {name}={arr[i]!r} at index {i}"
                 )
-    lo_sum = float(lower_arr.sum())
-    hi_sum = float(upper_arr.sum())
+    with np.errstate(over="ignore"):  # sums beyond DBL_MAX are inf: any budget fits below them
+        lo_sum = float(lower_arr.sum())
+        hi_sum = float(upper_arr.sum())
     if not (lo_sum <= budget <= hi_sum):
         raise ValueError(
             f"budget {_fmt(budget)} is infeasible: need sum(lower)={_fmt(lo_sum)} <= budget "
