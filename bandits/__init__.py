@@ -1,5 +1,6 @@
 """Stateful online learners: EXP3 family, group-DRO adversaries, Prompt-GDRO, Rollout-GDRO,
-pass@k difficulty binning and success-probability predictors.
+pass@k difficulty binning, success-probability predictors, and the controllers built from them
+(:mod:`bandits.controllers`). Every learner offers ``state_dict()`` / ``load_state_dict()``.
 
 ``bandits`` may use ``solvers``; it never imports ``sim``, ``llm_bridge`` or ``benchmarks``.
 torch/gpytorch are imported only inside :func:`fit_gp_hyperparameters`.
@@ -20,6 +21,9 @@ from .baseline_predictors import BetaBinomialPredictor, MovingAveragePredictor, 
 from .gp_hyperfit import GPHyperparameters, fit_gp_hyperparameters
 from .gp_predictor import GPSuccessPredictor
 
+# Controllers: the per-step decision makers of a training loop (plan / observe / state_dict)
+from .controllers import CONTROLLERS, Controller, StepPlan, make_controller
+
 __all__ = [
     "Exp3", "Exp3P", "Exp3IX",
     "GroupDRO", "GDROExp3P",
@@ -28,4 +32,5 @@ __all__ = [
     "lead_lag_gap", "weight_entropy", "allocation_entropy", "high_bin_mass",
     "GPSuccessPredictor", "MovingAveragePredictor", "RidgePredictor", "BetaBinomialPredictor",
     "GPHyperparameters", "fit_gp_hyperparameters",
+    "make_controller", "CONTROLLERS", "StepPlan", "Controller",
 ]  # fmt: skip

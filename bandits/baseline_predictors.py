@@ -27,6 +27,7 @@ import numpy as np
 
 from solvers._validation import MAX_SIZE, as_float_array, check_finite_scalar, check_int_scalar
 
+from ._state import StateReader, fingerprint, new_state
 from .gp_predictor import (
     _check_eps,
     _clipped_rate,
@@ -148,6 +149,49 @@ class MovingAveragePredictor:
         p, n_eff = self._mean_and_trials(idx)
         p = np.clip(p, self.eps, 1.0 - self.eps)
         return p * (1.0 - p) / n_eff
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        return {"n_prompts": self.n_prompts, "window": self.window, "prior": self.prior, "eps": self.eps}
+
+    def state_dict(self) -> dict:
+        """Checkpoint: the window's observations in order (``buffer_ids``, ``buffer_rates``,
+        ``buffer_trials``), the per-prompt running sums (``rate_sum``, ``count``, ``trials``; stored
+        rather than recomputed, because the running float sums carry their own round-off) and the
+        global sums, and ``step``."""
+        buf = list(self._buf)
+        return new_state(
+            self, self._hyperparameters(),
+            buffer_ids=np.array([b[0] for b in buf], dtype=np.int64),
+            buffer_rates=np.array([b[1] for b in buf], dtype=np.float64),
+            buffer_trials=np.array([b[2] for b in buf], dtype=np.int64),
+            rate_sum=self._rate_sum, count=self._count, trials=self._trials,
+            global_rate=self._g_rate, global_count=self._g_count, global_trials=self._g_trials,
+            step=self.step,
+        )
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError``/``TypeError`` (object unchanged) on another
+        class, version, hyperparameters, shapes, ids out of range or a window longer than
+        ``window``."""
+        n = self.n_prompts
+        r = StateReader(self, state, self._hyperparameters())
+        ids = r.array("buffer_ids", (None,), np.int64, lo=0, hi=n - 1)
+        if ids.size > self.window:
+            raise ValueError(f"MovingAveragePredictor.load_state_dict: the state holds {ids.size} "
+                             f"observations, more than window={self.window}")
+        rates = r.array("buffer_rates", (ids.size,), np.float64, lo=0.0, hi=1.0)
+        trials_buf = r.array("buffer_trials", (ids.size,), np.int64, lo=1)
+        rate_sum = r.array("rate_sum", (n,), np.float64)
+        count = r.array("count", (n,), np.int64, lo=0)
+        trials = r.array("trials", (n,), np.int64, lo=0)
+        g_rate = r.float("global_rate")
+        g_count = r.int("global_count", lo=0)
+        g_trials = r.int("global_trials", lo=0)
+        step = r.int("step", lo=0)
+        self._buf = deque(zip(ids.tolist(), rates.tolist(), trials_buf.tolist()))
+        self._rate_sum, self._count, self._trials = rate_sum, count, trials
+        self._g_rate, self._g_count, self._g_trials, self.step = g_rate, g_count, g_trials, step
 
 
 def _ridge_fit(xw: np.ndarray, yw: np.ndarray, alpha: float) -> tuple[np.ndarray, float, float]:
@@ -295,6 +339,43 @@ class RidgePredictor:
         """``clip(sigmoid(x.w + b), eps, 1 - eps)``, shape (B,)."""
         return np.clip(_sigmoid(self.predict_logit(ids)), self.eps, 1.0 - self.eps)
 
+    # -- checkpoints -----------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        return {"n_prompts": self.n_prompts, "dim": self.dim, "alpha": self.alpha, "window": self.window,
+                "prior_logit": self.prior_logit, "eps": self.eps, "embeddings": fingerprint(self._x)}
+
+    def state_dict(self) -> dict:
+        """Checkpoint: the window of observations (``window_ids``, ``window_logits``), the fitted
+        ``coef`` and ``intercept`` (plus ``coef_unit`` and ``unit``, the coefficients in the units
+        of a rescaled fit, ``coef = coef_unit / unit``; ``unit = 1`` normally), and ``step``.
+        The embeddings are constructor input, not state:
+        only their fingerprint (shape + BLAKE2b hash of the float64 values) is stored and checked
+        on load."""
+        return new_state(self, self._hyperparameters(),
+                         window_ids=np.fromiter(self._ids, dtype=np.int64, count=len(self._ids)),
+                         window_logits=np.fromiter(self._y, dtype=np.float64, count=len(self._y)),
+                         coef=self.coef_, intercept=self.intercept_, coef_unit=self._coef_unit,
+                         unit=self._unit, step=self.step)
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict` into a predictor built from the same embeddings and settings;
+        ``ValueError``/``TypeError`` (object unchanged) otherwise."""
+        r = StateReader(self, state, self._hyperparameters())
+        ids = r.array("window_ids", (None,), np.int64, lo=0, hi=self.n_prompts - 1)
+        if ids.size > self.window:
+            raise ValueError(f"RidgePredictor.load_state_dict: the state holds {ids.size} observations, "
+                             f"more than window={self.window}")
+        y = r.array("window_logits", (ids.size,), np.float64)
+        coef = r.array("coef", (self.dim,), np.float64)
+        intercept = r.float("intercept")
+        coef_unit = r.array("coef_unit", (self.dim,), np.float64)
+        unit = r.float("unit", lo=5e-324)
+        step = r.int("step", lo=0)
+        self._ids = deque(ids.tolist(), maxlen=self.window)
+        self._y = deque(y.tolist(), maxlen=self.window)
+        self.coef_, self.intercept_, self.step = coef, intercept, step
+        self._coef_unit, self._unit = coef_unit, unit
+
 
 def _beta_mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a / (a + b)``, also where ``a + b`` overflows (a prior of 1e308): ``1 / (1 + b / a)``."""
@@ -394,3 +475,25 @@ class BetaBinomialPredictor:
             # a, b near DBL_MAX: m (1 - m) / (a + b + 1) with m the mean (-> 0 as a + b -> inf)
             m = _beta_mean(a, b)
             return m * (1.0 - m) / (t + 1.0)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        return {"n_prompts": self.n_prompts, "a0": self.a0, "b0": self.b0, "discount": self.discount,
+                "eps": self.eps}
+
+    def state_dict(self) -> dict:
+        """Checkpoint: the (lazily discounted) success and failure counts, the step at which each
+        prompt's counts were last discounted, and ``step``."""
+        return new_state(self, self._hyperparameters(), successes=self._s, failures=self._f,
+                         last_step=self._last, step=self.step)
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError``/``TypeError`` (object unchanged) on another
+        class, version, hyperparameters, shapes or negative counts."""
+        n = self.n_prompts
+        r = StateReader(self, state, self._hyperparameters())
+        s = r.array("successes", (n,), np.float64, lo=0.0)
+        f = r.array("failures", (n,), np.float64, lo=0.0)
+        step = r.int("step", lo=0)
+        last = r.array("last_step", (n,), np.int64, lo=0, hi=step)
+        self._s, self._f, self._last, self.step = s, f, last, step

@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from solvers._validation import MAX_SIZE, as_float_array, as_int_array, check_finite_scalar, check_int_scalar
+from solvers._validation import (
+    MAX_SIZE,
+    as_float_array,
+    as_int_array,
+    check_finite_scalar,
+    check_int_scalar,
+)
+
+from ._state import StateReader, new_state
 
 __all__ = ["PassAtKBinner"]
 
@@ -309,3 +317,48 @@ class PassAtKBinner:
     def __repr__(self) -> str:
         return (f"PassAtKBinner(n_bins={self.n_bins}, window={self.window}, mode={self.mode!r}, "
                 f"n_prompts={self.n_prompts})")
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        return {"n_bins": self.n_bins, "window": self.window, "edges": self.edges, "mode": self.mode,
+                "prior": list(self.prior), "quantile": self.quantile, "unseen_bin": self.unseen_bin}
+
+    def state_dict(self) -> dict:
+        """Checkpoint: every observed prompt id (in first-seen order), its ring buffer of the last
+        ``window`` indicators (uint8, ``(n_prompts, window)``) and its observation count.
+
+        The id lookup tables are rebuilt on load (dense or sorted, by the same rule as
+        :meth:`update`; both give identical results), as are the window success counts.
+        """
+        n = self.n_prompts
+        return new_state(self, self._hyperparameters(), ids=self._id_of_slot[:n], ring=self._ring[:n],
+                         count=self._count[:n])
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError``/``TypeError`` (object unchanged) on another
+        class, version, hyperparameters, shapes, repeated or negative ids, indicators other than
+        0/1 or negative counts."""
+        r = StateReader(self, state, self._hyperparameters())
+        ids = r.array("ids", (None,), np.int64, lo=0)
+        n = ids.size
+        ring = r.array("ring", (n, self.window), np.uint8, lo=0, hi=1)
+        count = r.array("count", (n,), np.int64, lo=0)
+        if np.unique(ids).size != n:
+            raise ValueError("PassAtKBinner.load_state_dict: state['ids'] has repeated prompt ids")
+        # rebuild the lookup in the saved slot order (so a state_dict after loading equals the
+        # loaded one), by the rule of _add: a dense table while ids are small, else sorted ids
+        slots = np.arange(n, dtype=np.int64)
+        dense: np.ndarray | None = None
+        ids_sorted = np.empty(0, dtype=np.int64)
+        slots_sorted = np.empty(0, dtype=np.int64)
+        top = int(ids.max()) if n else -1
+        if top < max(self._DENSE_MIN, 16 * n):
+            dense = np.full(max(top + 1, 0), -1, dtype=np.int32)
+            dense[ids] = slots
+        else:
+            order = np.argsort(ids, kind="stable")
+            ids_sorted, slots_sorted = ids[order], order.astype(np.int64)
+        self._id_of_slot, self._ring, self._count = ids, ring, count
+        self._successes = ring.sum(axis=1, dtype=np.int64)
+        self._dense, self._ids_sorted, self._slots_sorted = dense, ids_sorted, slots_sorted
+        self.n_prompts = n

@@ -59,6 +59,8 @@ import numpy as np
 
 from solvers._validation import MAX_SIZE, check_finite_scalar, check_int_scalar, check_rng
 
+from ._state import StateReader, new_state, rng_state
+
 __all__ = ["Exp3", "Exp3P", "Exp3IX", "exp3p_regret_bound", "exp3ix_regret_bound"]
 
 LOG_WEIGHT_FLOOR = -700.0
@@ -123,6 +125,33 @@ class _LogWeightBandit:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_arms={self.n_arms}, t={self.t})"
 
+    # -- checkpoints ------------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Checkpoint: hyperparameters, ``log_weights``, ``t`` and the generator state.
+
+        Plain numbers, strings and NumPy arrays only (see :mod:`bandits._state`);
+        :meth:`load_state_dict` on an object constructed with the same hyperparameters resumes
+        the trajectory bit for bit.
+        """
+        return new_state(self, self._hyperparameters(), log_weights=self.log_weights, t=self.t,
+                         rng=rng_state(self._rng))
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict` (also after a JSON round trip).
+
+        Raises ``ValueError``/``TypeError`` on another class, version, hyperparameters, a wrong
+        shape or non-finite weights; the object is then unchanged.
+        """
+        r = StateReader(self, state, self._hyperparameters())
+        log_w = r.array("log_weights", (self.n_arms,), np.float64)
+        t = r.int("t", lo=0)
+        rng = r.rng("rng", self._rng)
+        self.log_weights, self.t = log_w, t
+        self._rng.bit_generator.state = rng
+
 
 class Exp3(_LogWeightBandit):
     """EXP3 of Auer et al. 2002 (Fig. 1) for rewards in [0, 1].
@@ -171,6 +200,9 @@ class Exp3(_LogWeightBandit):
                 1.0, math.sqrt(k * math.log(k) / ((math.e - 1.0) * self.horizon))
             )
         self.gamma = check_finite_scalar(gamma, "gamma", lo=0.0, hi=1.0, lo_open=True)
+
+    def _hyperparameters(self) -> dict:
+        return {"n_arms": self.n_arms, "gamma": self.gamma, "horizon": self.horizon}
 
     def probabilities(self) -> np.ndarray:
         return (1.0 - self.gamma) * _softmax(self.log_weights) + self.gamma / self.n_arms
@@ -327,6 +359,10 @@ class Exp3P(_LogWeightBandit):
                 "every update would be rejected; lower eta or alpha, or raise gamma"
             )
 
+    def _hyperparameters(self) -> dict:
+        return {"n_arms": self.n_arms, "horizon": self.horizon, "alpha": self.alpha,
+                "gamma": self.gamma, "delta": self.delta, "eta": self.eta}
+
     def probabilities(self) -> np.ndarray:
         """``(1 - gamma) softmax(log_weights) + gamma / K``, float64 of shape ``(K,)``."""
         return (1.0 - self.gamma) * _softmax(self.log_weights) + self.gamma / self.n_arms
@@ -425,6 +461,9 @@ class Exp3IX(_LogWeightBandit):
             eta = 1.0 if k == 1 else math.sqrt(2.0 * math.log(k) / (k * self.horizon))
         self.eta = check_finite_scalar(eta, "eta", lo=0.0, lo_open=True)
         self.gamma = self.eta / 2.0 if gamma is None else check_finite_scalar(gamma, "gamma", lo=0.0)
+
+    def _hyperparameters(self) -> dict:
+        return {"n_arms": self.n_arms, "horizon": self.horizon, "eta": self.eta, "gamma": self.gamma}
 
     def probabilities(self) -> np.ndarray:
         """``softmax(log_weights)``, float64 of shape ``(K,)``."""

@@ -35,8 +35,15 @@ from typing import Any
 
 import numpy as np
 
-from solvers._validation import MAX_SIZE, as_float_array, as_int_array, check_finite_scalar, check_int_scalar
+from solvers._validation import (
+    MAX_SIZE,
+    as_float_array,
+    as_int_array,
+    check_finite_scalar,
+    check_int_scalar,
+)
 
+from ._state import StateReader, new_state, rng_state
 from .exp3 import LOG_WEIGHT_FLOOR, Exp3P
 
 __all__ = ["GroupDRO", "GDROExp3P", "gdro_exp3p_regret_bound"]
@@ -182,6 +189,22 @@ class GroupDRO:
     def __repr__(self) -> str:
         return f"GroupDRO(n_groups={self.n_groups}, step_size={self.step_size}, t={self.t})"
 
+    # -- checkpoints ------------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        return {"n_groups": self.n_groups, "step_size": self.step_size}
+
+    def state_dict(self) -> dict:
+        """Checkpoint: hyperparameters, ``log_weights`` and ``t`` (no randomness to store)."""
+        return new_state(self, self._hyperparameters(), log_weights=self.log_weights, t=self.t)
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError``/``TypeError`` (object unchanged) on another
+        class, version, hyperparameters, shape, or non-finite log weights."""
+        r = StateReader(self, state, self._hyperparameters())
+        log_w = r.array("log_weights", (self.n_groups,), np.float64)
+        t = r.int("t", lo=0)
+        self.log_weights, self.t = log_w, t
+
 
 def gdro_exp3p_default_constants(
     n_groups: int, horizon: int, delta: float
@@ -326,3 +349,25 @@ class GDROExp3P:
 
     def __repr__(self) -> str:
         return f"GDROExp3P(n_groups={self.n_groups}, t={self.t})"
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        return {"n_groups": self.n_groups, "horizon": self.horizon, "eta": self.eta,
+                "gamma": self.gamma, "beta": self.beta, "delta": self.delta}
+
+    def state_dict(self) -> dict:
+        """Checkpoint: hyperparameters, ``log_weights``, ``t`` and the generator state."""
+        b = self._bandit
+        return new_state(self, self._hyperparameters(), log_weights=b.log_weights, t=b.t,
+                         rng=rng_state(b._rng))
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError``/``TypeError`` (object unchanged) on another
+        class, version, hyperparameters, shape, or non-finite log weights."""
+        b = self._bandit
+        r = StateReader(self, state, self._hyperparameters())
+        log_w = r.array("log_weights", (self.n_groups,), np.float64)
+        t = r.int("t", lo=0)
+        rng = r.rng("rng", b._rng)
+        b.log_weights, b.t = log_w, t
+        b._rng.bit_generator.state = rng

@@ -28,6 +28,8 @@ from solvers._validation import (
     check_same_shape,
 )
 
+from ._state import StateReader, new_state, rng_state
+
 __all__ = ["PromptGDRO"]
 
 LOG_WEIGHT_FLOOR = -700.0
@@ -313,3 +315,28 @@ class PromptGDRO:
 
     def __repr__(self) -> str:
         return f"PromptGDRO(n_bins={self.n_bins}, step={self.step})"
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        return {"n_bins": self.n_bins, "step_size": self.step_size, "exploration": self.exploration,
+                "ema": self.ema, "weight_cap": self.weight_cap, "normalization": self.normalization}
+
+    def state_dict(self) -> dict:
+        """Checkpoint: hyperparameters, ``log_weights``, ``scores``, ``share_ema``, ``seen``,
+        ``step`` and the (unused) generator state."""
+        return new_state(self, self._hyperparameters(), log_weights=self.log_weights, scores=self.scores,
+                         share_ema=self.share_ema, seen=self.seen, step=self.step, rng=rng_state(self._rng))
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError``/``TypeError`` (object unchanged) on another
+        class, version, hyperparameters, shape or non-finite values."""
+        b = self.n_bins
+        r = StateReader(self, state, self._hyperparameters())
+        log_w = r.array("log_weights", (b,), np.float64, lo=LOG_WEIGHT_FLOOR, hi=0.0)
+        scores = r.array("scores", (b,), np.float64)
+        share_ema = r.array("share_ema", (b,), np.float64, lo=0.0)
+        seen = r.array("seen", (b,), np.bool_)
+        step = r.int("step", lo=0)
+        rng = r.rng("rng", self._rng)
+        self.log_weights, self.scores, self.share_ema, self.seen, self.step = log_w, scores, share_ema, seen, step
+        self._rng.bit_generator.state = rng

@@ -31,7 +31,9 @@ from solvers._validation import (
     check_same_shape,
 )
 
+from ._state import StateReader, new_state, rng_state
 from .prompt_gdro import (
+    LOG_WEIGHT_FLOOR,
     _bin_ids_iv,
     _normalise_log_weights,
     _share_debiased_ema,
@@ -373,6 +375,41 @@ class RolloutGDRO:
             f"mean_budget={self.mean_budget}, step={self.step}, shadow_price={self.shadow_price:.4g})"
         )
 
+    # -- checkpoints -----------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        return {"n_bins": self.n_bins, "arms": self.arms, "mean_budget": self.mean_budget,
+                "dual_step": self.dual_step, "step_size": self.step_size, "exploration": self.exploration,
+                "ema": self.ema, "price_cap": self.price_cap, "selection": self.selection}
+
+    def state_dict(self) -> dict:
+        """Checkpoint: hyperparameters, per-bin arm ``log_weights``, ``arm_scores``,
+        ``arm_share_ema``, ``arm_seen``, ``shadow_price``, ``step`` and the Gumbel generator state.
+
+        ``last_allocation`` (a diagnostic of the last :meth:`allocate` call) is not stored; it is
+        ``None`` after loading.
+        """
+        return new_state(self, self._hyperparameters(), log_weights=self.log_weights,
+                         arm_scores=self.arm_scores, arm_share_ema=self.arm_share_ema,
+                         arm_seen=self.arm_seen, shadow_price=self.shadow_price, step=self.step,
+                         rng=rng_state(self._rng))
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError``/``TypeError`` (object unchanged) on another
+        class, version, hyperparameters, shape, non-finite values or a price outside
+        ``[0, price_cap]``."""
+        shape = (self.n_bins, self.n_arms)
+        r = StateReader(self, state, self._hyperparameters())
+        log_w = r.array("log_weights", shape, np.float64, lo=LOG_WEIGHT_FLOOR, hi=0.0)
+        scores = r.array("arm_scores", shape, np.float64)
+        share_ema = r.array("arm_share_ema", shape, np.float64, lo=0.0)
+        seen = r.array("arm_seen", shape, np.bool_)
+        price = r.float("shadow_price", lo=0.0, hi=self.price_cap)
+        step = r.int("step", lo=0)
+        rng = r.rng("rng", self._rng)
+        self.log_weights, self.arm_scores, self.arm_share_ema, self.arm_seen = log_w, scores, share_ema, seen
+        self.shadow_price, self.step, self.last_allocation = price, step, None
+        self._rng.bit_generator.state = rng
+
 
 class PrimalDualRolloutGDRO:
     r"""Full-information primal-dual rollout controller of GDRO eq. 64-65 (Thm. F.22).
@@ -637,3 +674,29 @@ class PrimalDualRolloutGDRO:
             f"PrimalDualRolloutGDRO(n_bins={self.n_bins}, arms={self.arms.tolist()}, "
             f"mean_budget={self.mean_budget}, step={self.step})"
         )
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        return {"n_bins": self.n_bins, "arms": self.arms, "mean_budget": self.mean_budget,
+                "primal_step": self.primal_step, "dual_step": self.dual_step, "price_cap": self.price_cap}
+
+    def state_dict(self) -> dict:
+        """Checkpoint: hyperparameters, ``log_weights``, ``shadow_price``, ``step`` and the running
+        sums behind the averaged iterates (no randomness to store)."""
+        return new_state(self, self._hyperparameters(), log_weights=self.log_weights,
+                         shadow_price=self.shadow_price, step=self.step, sum_p=self._sum_p,
+                         sum_price=self._sum_price)
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError``/``TypeError`` (object unchanged) on another
+        class, version, hyperparameters, shape, non-finite values or a price outside
+        ``[0, price_cap]``."""
+        shape = (self.n_bins, self.n_arms)
+        r = StateReader(self, state, self._hyperparameters())
+        log_w = r.array("log_weights", shape, np.float64, lo=LOG_WEIGHT_FLOOR, hi=0.0)
+        price = r.float("shadow_price", lo=0.0, hi=self.price_cap)
+        step = r.int("step", lo=0)
+        sum_p = r.array("sum_p", shape, np.float64, lo=0.0)
+        sum_price = r.float("sum_price", lo=0.0)
+        self.log_weights, self.shadow_price, self.step = log_w, price, step
+        self._sum_p, self._sum_price = sum_p, sum_price

@@ -1,6 +1,10 @@
 """The ``robust-rollouts`` console script.
 
 Subcommands:
+  study  run the papers' claims on simulators (the main job): seeds, 95 % confidence intervals and
+         verdicts computed in code; prints the claims table and writes ``report.md``,
+         ``results.json``, ``timings.json`` and PNG figures to ``--out``
+         (:mod:`benchmarks.study_runner`, :mod:`benchmarks.study_report`).
   perf   run the performance suites (all by default), print a table with ratios against peers
          measured in the same run and the verdicts on the performance targets of
          ``shared/DESIGN.md`` (:mod:`benchmarks.targets`), and write JSON, markdown and log-log PNGs
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -76,12 +81,87 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from .study_report import summary_table, write_outputs
+    from .study_runner import DEFAULT_STUDIES, STUDIES, load_study, run_studies
+
+    if args.list:
+        for name in STUDIES:
+            try:
+                title = load_study(name).TITLE
+            except ImportError as exc:  # an optional dependency of this study is missing
+                title = f"(unavailable: {exc})"
+            print(f"{name:18s} {'default ' if name in DEFAULT_STUDIES else 'optional'} {title}")
+        return 0
+    names = args.names or list(DEFAULT_STUDIES)
+    if not names:
+        print("no studies registered", file=sys.stderr)
+        return 2
+    unknown = [n for n in names if n not in STUDIES]
+    if unknown:
+        print(f"unknown study(ies) {unknown}; valid: {list(STUDIES)}", file=sys.stderr)
+        return 2
+    if not args.no_plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print('drawing the figures needs matplotlib: pip install "robust-rollouts[plot]" '
+                  "(or pass --no-plots)", file=sys.stderr)
+            return 2
+    scale = "quick" if args.quick else "full" if args.full else "default"
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    print(f"robust-rollouts study: {', '.join(names)} ({scale} scale, {args.jobs} worker(s)); output in {out}/",
+          file=sys.stderr)
+    runs = run_studies(names, scale=scale, seeds=args.seeds, jobs=args.jobs, progress=not args.no_progress,
+                       log=lambda line: print(line, file=sys.stderr))
+    command = "robust-rollouts study" + "".join(f" {a}" for a in (args.argv or []))
+    written = write_outputs(runs, out, plots=not args.no_plots, command=command.strip())
+    print(summary_table(runs))
+    print(f"\nwrote {written['report']}, {written['results']} and {len(written) - 3} figure(s) "
+          f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 1 if any(r.error for r in runs) else 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robust-rollouts",
         description="Exact, fast solvers and online learners for robust rollout allocation.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    study = sub.add_parser("study", help="check the papers' claims on simulators (the main job)")
+    study.add_argument("names", nargs="*", metavar="NAME", help="studies to run (default: all default studies)")
+    scale = study.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_true", help="small configurations (seconds; a smoke run)")
+    scale.add_argument("--full", action="store_true", help="more seeds and longer runs")
+    study.add_argument("--seeds", type=_positive_int, help="number of seeds per study (default: the study's own)")
+    study.add_argument("--out", default="study-results", help="output folder (default: study-results)")
+    study.add_argument("--jobs", type=_non_negative_int, default=min(2, os.cpu_count() or 1),
+                       help="worker processes (default: min(2, CPUs); 0 runs in this process)")
+    study.add_argument("--no-plots", action="store_true", help="skip the PNG figures (no matplotlib needed)")
+    study.add_argument("--no-progress", action="store_true", help="no progress bar")
+    study.add_argument("--list", action="store_true", help="list the studies and exit")
+    study.set_defaults(func=_cmd_study)
     perf = sub.add_parser("perf", help="run the performance benchmarks against peers")
     perf.add_argument("--suite", action="append", help=f"suite to run (repeatable); one of {list(SUITES)}")
     perf.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")
@@ -96,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]
     return args.func(args)
 
 

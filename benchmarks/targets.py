@@ -101,6 +101,10 @@ TARGETS: tuple[Target, ...] = (
     # is a tenth of the dense N x N kernel)
     Target("GP predictor update + predict, N = 17,398, d = 384", "predictor", "gp update+predict", 17_398,
            "GPSuccessPredictor (float32)", max_s=0.1, peer="dense Alg. 1 (N x N float64)", max_mib=256.0),
+    # simulator step, SoftmaxRLVR, 256 prompts x 8 rollouts, 16 answers, dim 32: <= 2 ms
+    Target("SoftmaxRLVR step (rollout + gradient), 256 x 8, K = 16, d = 32", "sim",
+           "SoftmaxRLVR step (rollout + rloo gradient) K=16 d=32 n=8", 256, "SoftmaxRLVR (numba)", max_s=2e-3,
+           peer="numpy loop"),
 )
 
 

@@ -23,7 +23,12 @@ BANDITS_API = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("package, names", [("solvers", SOLVERS_API), ("bandits", BANDITS_API)])
+SIM_API = ["SoftmaxRLVR", "IndependentScoreBandit", "group_gradient_variance", "fisher_test", "Adam"]
+
+
+@pytest.mark.parametrize(
+    "package, names", [("solvers", SOLVERS_API), ("bandits", BANDITS_API), ("sim", SIM_API)]
+)
 def test_issue_api_is_exported(package, names):
     mod = __import__(package)
     for name in names:
@@ -44,13 +49,20 @@ def _project_imports(package: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "package, forbidden",
-    [("solvers", {"bandits", "benchmarks", "torch", "gpytorch", "cvxpy"}), ("bandits", {"benchmarks"})],
+    [
+        ("solvers", {"bandits", "benchmarks", "torch", "gpytorch", "cvxpy"}),
+        ("bandits", {"benchmarks"}),
+        ("sim", {"llm_bridge", "benchmarks", "torch", "matplotlib"}),
+    ],
 )
 def test_dependencies_point_one_way(package, forbidden):
     assert not (_project_imports(package) & forbidden)
 
 
 def test_importing_the_packages_does_not_import_heavy_extras():
-    code = "import sys, solvers, bandits; print(sorted(m for m in ('torch', 'gpytorch', 'cvxpy') if m in sys.modules))"
+    code = (
+        "import sys, solvers, bandits, sim; "
+        "print(sorted(m for m in ('torch', 'gpytorch', 'cvxpy', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"

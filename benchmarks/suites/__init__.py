@@ -17,6 +17,8 @@ SUITES: dict[str, str] = {
     "dro": "benchmarks.suites.dro",  # entropic / KL / chi-square duals
     "gdro": "benchmarks.suites.gdro",  # Prompt-GDRO and Rollout-GDRO steps
     "predictor": "benchmarks.suites.predictor",  # VIP GP success predictor
+    "controllers": "benchmarks.suites.controllers",  # every controller's plan + observe step
+    "sim": "benchmarks.suites.sim",  # SoftmaxRLVR rollout + gradient step
 }
 
 

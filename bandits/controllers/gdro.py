@@ -1,0 +1,294 @@
+"""GDRO controllers: ``prompt-gdro``, ``rollout-gdro`` and the coupled ``gdro-coupled``.
+
+All three bin prompts online by windowed pass@k (GDRO eq. 10-11, :class:`bandits.PassAtKBinner`)
+and drive the GDRO adversaries of :mod:`bandits.prompt_gdro` / :mod:`bandits.rollout_gdro` with
+the paper's practical constants (App. C.2: 10 bins, window 50, steps 0.65, exploration 0.01, EMA
+0.12 / 0.4, dual step 0.05, weight cap 15).
+
+What each learner receives (interpretive choices, each documented where it is made):
+
+* **Binner** -- GDRO eq. 10: ``c_i = 1{some rollout of prompt i has reward 1}`` over the
+  rollouts actually generated (``n_i`` of them; App. C.2 names a "fixed k = 8" but eq. 10 counts
+  the generated rollouts, which is what a controller observes). A partial-credit reward below 1
+  is not "correct". Bins are read before the step's update ("within a step t, treat g_t as
+  fixed", Sec. 3.1), so ``observe`` uses the bins ``plan`` used.
+* **Prompt-GDRO** -- a prompt-level loss (eq. 7, aggregated by bin into eq. 12's ``L_{t,b}``).
+  Eq. 6's loss is the negative clipped GRPO surrogate, which a controller cannot see (and which is
+  ~0 on-policy: group-normalised advantages sum to 0). The default is the negative mean reward on
+  the paper's reward scale ``r in {-1, +1}`` (App. C.1.2), ``l_i = 1 - 2 r_bar_i`` in ``[-1, 1]``:
+  the loss of the RL objective eq. 2 per prompt, so eq. 13 becomes the worst-bin accuracy. Pass
+  ``prompt_losses=`` to :meth:`observe` to feed the trainer's eq. 7 losses instead.
+* **Rollout-GDRO** -- a per-prompt utility ``J_i`` (eq. 35; larger is better). Default
+  (``utility="variance"``): minus the variance-proxy contribution of Remark F.25 / eq. 19,
+  ``J_i = -4 s2_i / n_i`` with ``s2_i`` the unbiased sample variance of the prompt's rewards
+  (``x 4``: the paper's {-1, +1} reward scale, for which its constants were tuned) -- "in
+  practice we use ... the empirical variance of reward ... within each bin to guide arm
+  selection" (Remark F.25). With it the primal-dual game is the variance-minimising one of
+  Thm F.22 / eq. 69, whose optimum is the square-root law eq. 21. ``utility="loss"`` uses eq. 35
+  literally, ``J_i = -l_i`` with the prompt loss above; its expectation does not depend on ``n``
+  (more rollouts do not change a prompt's mean reward), so it gives the arms little to learn --
+  offered for fidelity to eq. 35. Rollout-GDRO needs ``n_i >= 2`` (a sample variance; a group of
+  one also has zero GRPO advantage), hence ``lower >= 2``, and its arms are all integers in
+  ``[lower, upper]`` (App. C.2.2: ``2..12``), hence a finite ``upper``.
+* **Exact budget** -- :meth:`bandits.RolloutGDRO.allocate` meets ``M * mean_budget`` exactly
+  whenever some choice of one arm per bin reaches it (always when ``mean_budget`` is an integer);
+  otherwise (e.g. ``mean_budget = 4.5`` with bin sizes that make every reachable total even) it
+  returns the nearest reachable total, and the controller moves single prompts by one rollout,
+  chosen uniformly among those that can move, until the total is exact (the prompts of a bin then
+  use two adjacent arms; :meth:`bandits.RolloutGDRO.update` credits each prompt to its own arm).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..binning import PassAtKBinner
+from ..prompt_gdro import PromptGDRO
+from ..rollout_gdro import RolloutGDRO
+from .base import Controller, Observation, StepPlan, even_split, fix_total
+
+__all__ = ["CoupledGDROController", "PromptGDROController", "RolloutGDROController"]
+
+_UTILITIES = ("variance", "loss")
+
+
+class _Binned(Controller):
+    """Pass@k binning (GDRO eq. 10-11) shared by the GDRO controllers."""
+
+    def _init_binner(self, n_bins: Any, window: Any, bin_mode: Any, bin_quantile: Any) -> None:
+        self.binner = PassAtKBinner(n_bins, window, mode=bin_mode, quantile=bin_quantile)
+        self.n_bins = self.binner.n_bins
+
+    def _binner_options(self) -> dict:
+        return {"n_bins": self.binner.n_bins, "window": self.binner.window, "bin_mode": self.binner.mode,
+                "bin_quantile": self.binner.quantile}
+
+    def bins(self, prompt_ids: Any) -> np.ndarray:
+        """Current difficulty bin of each prompt (bin 0 = lowest pass rate; unseen prompts: bin 0)."""
+        return self.binner.bins(self._ids_iv(prompt_ids))
+
+    @staticmethod
+    def prompt_losses(obs: Observation) -> np.ndarray:
+        """Prompt-level losses fed to Prompt-GDRO: the caller's, else ``1 - 2 r_bar`` (see module)."""
+        return obs.prompt_losses if obs.prompt_losses is not None else 1.0 - 2.0 * obs.mean_rewards
+
+
+class _RolloutArms(_Binned):
+    """Rollout-GDRO over arms ``lower..upper`` with an exact total (shared by two controllers)."""
+
+    min_lower = 2
+    allows_infinite_upper = False
+
+    def _lower_reason(self) -> str:
+        return " (Rollout-GDRO's variance utility needs two rollouts per prompt)"
+
+    def _init_rollout(self, arm_step_size: Any, arm_exploration: Any, arm_ema: Any, dual_step: Any,
+                      price_cap: Any, selection: Any, utility: Any) -> None:
+        if not isinstance(utility, str) or utility not in _UTILITIES:
+            raise ValueError(f"utility must be one of {list(_UTILITIES)}, got {utility!r}")
+        self.utility = utility
+        self.rollout = RolloutGDRO(
+            self.n_bins, arms=range(self.lower, int(self.upper) + 1), mean_budget=float(self.mean_budget),
+            dual_step=dual_step, step_size=arm_step_size, exploration=arm_exploration, ema=arm_ema,
+            price_cap=price_cap, selection=selection, seed=self._spawn(),
+        )
+
+    def _rollout_options(self) -> dict:
+        r = self.rollout
+        return {"arm_step_size": r.step_size, "arm_exploration": r.exploration, "arm_ema": r.ema,
+                "dual_step": r.dual_step, "price_cap": r.price_cap, "selection": r.selection,
+                "utility": self.utility}
+
+    def _counts(self, bins: np.ndarray, total: int) -> np.ndarray:
+        counts = self.rollout.allocate(bins)
+        if int(counts.sum()) != total:
+            counts = fix_total(counts, total, self.lower, self.upper, self._rng)
+        return counts
+
+    def _check_observation(self, obs: Observation) -> None:
+        bad = (obs.counts < self.lower) | (obs.counts > self.upper)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"counts must be in [lower, upper] = [{self.lower}, {self.upper}] for controller "
+                             f"{self.name!r} (its rollout arms), got {int(obs.counts[i])} at index {i}")
+
+    def utilities(self, obs: Observation, multipliers: np.ndarray) -> np.ndarray:
+        """Per-prompt utility ``J_i`` for Rollout-GDRO (module docstring), with multipliers ``omega``:
+        ``-omega^2 4 s2 / n`` (``variance``) or ``-omega l`` (``loss``)."""
+        if self.utility == "variance":
+            return -(multipliers**2) * 4.0 * obs.sample_vars / obs.counts
+        return -multipliers * self.prompt_losses(obs)
+
+
+class PromptGDROController(_Binned):
+    """``prompt-gdro``: uniform rollout counts, GDRO advantage multipliers (Sec. 3.2, eq. 17).
+
+    Allocation rule: counts as ``uniform`` (``floor(T / M)`` each, the remainder to prompts drawn
+    uniformly); multipliers ``min(omega_b, weight_cap)`` of :class:`bandits.PromptGDRO` for each
+    prompt's pass@k bin (share-normalised by default: compute neutral, eq. 17). ``observe`` feeds
+    Prompt-GDRO the bins used by ``plan`` and the prompt losses (module docstring), then updates
+    the binner with the any-correct indicators (eq. 10).
+
+    Parameters (keyword options of ``make_controller``)
+    ----------------------------------------------------
+    n_bins=10, window=50, bin_mode="window", bin_quantile=None
+        :class:`bandits.PassAtKBinner` (App. C.2: 10 bins, ``H in [50, 100]``).
+    prompt_step_size=0.65, prompt_exploration=0.01, prompt_ema=0.12, weight_cap=15.0, normalization="share"
+        :class:`bandits.PromptGDRO` (App. C.2.1).
+    """
+
+    name = "prompt-gdro"
+
+    def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,
+                 n_bins: Any = 10, window: Any = 50, bin_mode: str = "window", bin_quantile: Any = None,
+                 prompt_step_size: Any = 0.65, prompt_exploration: Any = 0.01, prompt_ema: Any = 0.12,
+                 weight_cap: Any = 15.0, normalization: str = "share") -> None:
+        super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
+        self._init_binner(n_bins, window, bin_mode, bin_quantile)
+        self.prompt = PromptGDRO(self.n_bins, prompt_step_size, prompt_exploration, prompt_ema, weight_cap,
+                                 normalization=normalization, seed=self._spawn())
+
+    def _prompt_options(self) -> dict:
+        p = self.prompt
+        return {"prompt_step_size": p.step_size, "prompt_exploration": p.exploration, "prompt_ema": p.ema,
+                "weight_cap": p.weight_cap, "normalization": p.normalization}
+
+    def _options(self) -> dict:
+        return {**self._binner_options(), **self._prompt_options()}
+
+    def _components(self) -> dict:
+        return {"binner": self.binner, "prompt_gdro": self.prompt}
+
+    def _plan(self, ids: np.ndarray, total: int) -> StepPlan:
+        bins = self.binner.bins(ids)
+        return StepPlan(even_split(total, ids.size, self._rng), self.prompt.multipliers(bins), bins)
+
+    def _observe(self, obs: Observation) -> None:
+        bins = self.binner.bins(obs.ids)
+        self.prompt.update(bins, self.prompt_losses(obs))
+        self.binner.update(obs.ids, obs.any_correct)
+
+
+class RolloutGDROController(_RolloutArms):
+    """``rollout-gdro``: Rollout-GDRO counts per pass@k bin under the exact mean budget (Sec. 3.3).
+
+    Allocation rule: :meth:`bandits.RolloutGDRO.allocate` on the prompts' bins -- per-bin
+    exponential weights over the arms ``lower..upper``, the exact budget-matching DP over a
+    Gumbel-perturbed joint choice (App. C.2.2), then the unit fix-up of the module docstring when
+    the mean budget is not reachable with one arm per bin. Multipliers are 1. ``observe`` feeds
+    Rollout-GDRO the plan's bins, the counts used and the utilities (default ``-4 s2_i / n_i``,
+    Remark F.25), then updates the binner (eq. 10).
+
+    Parameters (keyword options of ``make_controller``)
+    ----------------------------------------------------
+    n_bins=10, window=50, bin_mode="window", bin_quantile=None
+        :class:`bandits.PassAtKBinner`.
+    arm_step_size=0.65, arm_exploration=0.01, arm_ema=0.4, dual_step=0.05, price_cap=10.0, selection="gumbel"
+        :class:`bandits.RolloutGDRO` (App. C.2.2).
+    utility : {"variance", "loss"}, default "variance"
+        What Rollout-GDRO maximises (module docstring).
+    """
+
+    name = "rollout-gdro"
+
+    def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,
+                 n_bins: Any = 10, window: Any = 50, bin_mode: str = "window", bin_quantile: Any = None,
+                 arm_step_size: Any = 0.65, arm_exploration: Any = 0.01, arm_ema: Any = 0.4,
+                 dual_step: Any = 0.05, price_cap: Any = 10.0, selection: str = "gumbel",
+                 utility: str = "variance") -> None:
+        super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
+        self._init_binner(n_bins, window, bin_mode, bin_quantile)
+        self._init_rollout(arm_step_size, arm_exploration, arm_ema, dual_step, price_cap, selection, utility)
+
+    def _options(self) -> dict:
+        return {**self._binner_options(), **self._rollout_options()}
+
+    def _components(self) -> dict:
+        return {"binner": self.binner, "rollout_gdro": self.rollout}
+
+    def _plan(self, ids: np.ndarray, total: int) -> StepPlan:
+        bins = self.binner.bins(ids)
+        return StepPlan(self._counts(bins, total), np.ones(ids.size), bins)
+
+    def _observe(self, obs: Observation) -> None:
+        bins = self.binner.bins(obs.ids)
+        self.rollout.update(bins, obs.counts, self.utilities(obs, np.ones(obs.ids.size)))
+        self.binner.update(obs.ids, obs.any_correct)
+
+
+class CoupledGDROController(_RolloutArms):
+    r"""``gdro-coupled``: Prompt-GDRO multipliers and Rollout-GDRO counts in one game.
+
+    The GDRO paper runs the two adversaries separately and leaves their joint dynamics to future
+    work (Sec. 5, App. B, Remark F.24). **The coupling chosen here: the compute adversary sees the
+    data adversary's weights through the variance of the reweighted gradient.**
+
+    *Derivation.* Prompt-GDRO does not resample prompts; it scales prompt ``i``'s advantages by
+    ``omega_i = min(omega_{b(i)}, w_max)`` (eq. 17). The reweighted batch gradient is
+    ``g = (1/M) sum_i omega_i g_i(n_i)``, and with independent rollout groups (Lemma F.15, eq. 54)
+    its conditional variance is ``(1/M^2) sum_i omega_i^2 Var(g_i(n_i)) <= (1/M) sum_b qhat_b
+    omega_b^2 v_b / n_b``. So with the multipliers in place the variance proxy of eq. 19 becomes
+    ``sum_b qhat_b (omega_b^2 v_b) / n_b``: the same budgeted problem (eq. 20, 36, 69) with
+    ``v_b`` replaced by ``omega_b^2 v_b``. Rollout-GDRO therefore receives the utility
+    ``J_i = -omega_i^2 4 s2_i / n_i`` (``utility="variance"``; ``-omega_i l_i`` with
+    ``utility="loss"``: the prompt's share of the reweighted loss), with ``omega_i`` the
+    multipliers that ``plan`` returned for the step.
+
+    *Why this coupling.* (1) It is the only channel through which the two levers interact in this
+    compute-neutral design: Remark F.24's worry -- that ``qhat`` becomes endogenous to a prompt
+    *sampler* -- does not arise, because Prompt-GDRO reweights rather than samples, so the bin
+    shares ``qhat`` (and the budget constraint ``sum_b qhat_b n_b = n_bar``) stay exogenous.
+    (2) Its target is explicit: by the square-root law (eq. 21 / Thm F.17) the variance-optimal
+    counts become ``n_b \propto omega_b sqrt(v_b)``, so bins the data adversary up-weights also get
+    the rollouts that keep their amplified gradient noise in check, instead of a 15x multiplier on
+    a 2-rollout estimate. (3) For a fixed ``omega`` (the Prompt-GDRO weights move slowly, through
+    an EMA) the rollout game is exactly the primal-dual game of Thm F.22 with
+    ``V_b(n) = omega_b^2 v_b / n <= w_max^2 v_b / n_min``, so its guarantee applies step by step
+    (a two-time-scale reading; no claim is made about the joint dynamics). Alternatives set aside:
+    independent composition (ignores the amplified variance), or weighting the budget constraint
+    by ``q`` instead of ``qhat`` (breaks compute neutrality: rollouts are paid for realised
+    prompts).
+
+    Order of updates in ``observe``: bins and multipliers are read from the state ``plan`` used;
+    Rollout-GDRO is updated with the coupled utilities, then Prompt-GDRO with the prompt losses
+    (its update does not depend on the counts beyond the rewards), then the binner.
+
+    Parameters: the options of ``prompt-gdro`` and ``rollout-gdro`` together.
+    """
+
+    name = "gdro-coupled"
+
+    def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,
+                 n_bins: Any = 10, window: Any = 50, bin_mode: str = "window", bin_quantile: Any = None,
+                 prompt_step_size: Any = 0.65, prompt_exploration: Any = 0.01, prompt_ema: Any = 0.12,
+                 weight_cap: Any = 15.0, normalization: str = "share",
+                 arm_step_size: Any = 0.65, arm_exploration: Any = 0.01, arm_ema: Any = 0.4,
+                 dual_step: Any = 0.05, price_cap: Any = 10.0, selection: str = "gumbel",
+                 utility: str = "variance") -> None:
+        super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
+        self._init_binner(n_bins, window, bin_mode, bin_quantile)
+        self.prompt = PromptGDRO(self.n_bins, prompt_step_size, prompt_exploration, prompt_ema, weight_cap,
+                                 normalization=normalization, seed=self._spawn())
+        self._init_rollout(arm_step_size, arm_exploration, arm_ema, dual_step, price_cap, selection, utility)
+
+    _prompt_options = PromptGDROController._prompt_options
+
+    def _options(self) -> dict:
+        return {**self._binner_options(), **self._prompt_options(), **self._rollout_options()}
+
+    def _components(self) -> dict:
+        return {"binner": self.binner, "prompt_gdro": self.prompt, "rollout_gdro": self.rollout}
+
+    def _plan(self, ids: np.ndarray, total: int) -> StepPlan:
+        bins = self.binner.bins(ids)
+        return StepPlan(self._counts(bins, total), self.prompt.multipliers(bins), bins)
+
+    def _observe(self, obs: Observation) -> None:
+        bins = self.binner.bins(obs.ids)
+        omega = self.prompt.multipliers(bins)
+        self.rollout.update(bins, obs.counts, self.utilities(obs, omega))
+        self.prompt.update(bins, self.prompt_losses(obs))
+        self.binner.update(obs.ids, obs.any_correct)
+

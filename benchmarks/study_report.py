@@ -1,0 +1,280 @@
+"""Render study results: ``results.json``, ``timings.json``, ``report.md`` and one PNG per figure.
+
+``results.json`` holds the configuration, seeds, package versions and every number of every study
+(claims, tables, figure data, raw ``data``); it is a deterministic function of the code, the
+versions and the seeds. Wall times go to ``timings.json`` and the report, never into
+``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from solvers.claims import Claim, Figure, Table, to_jsonable
+
+from .study_runner import StudyRun
+
+__all__ = ["claims_markdown", "render_figure", "summary_table", "versions", "write_outputs"]
+
+_LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
+
+
+def versions() -> dict[str, str]:
+    """Python and the versions of the packages the numbers depend on (absent ones omitted)."""
+    out = {"python": platform.python_version()}
+    for pkg in ("robust-rollouts", "numpy", "scipy", "numba", "torch", "transformers"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _md_escape(s: str) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "n/a"
+        return f"{v:.4g}"
+    return _md_escape("" if v is None else v)
+
+
+def claims_markdown(claims: Sequence[Claim]) -> str:
+    """A markdown table of claims: source, statement, estimate with CI, criterion, verdict, reason."""
+    lines = [
+        "| claim | source | statement | measured (95% CI) | criterion | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in claims:
+        lines.append(
+            f"| `{c.key}` | {_md_escape(c.source)} | {_md_escape(c.statement)} | "
+            f"{_md_escape(c.metric)}: {_md_escape(c.estimate.format())} | {_md_escape(c.criterion)} | "
+            f"**{c.verdict}** |"
+        )
+    return "\n".join(lines)
+
+
+def _table_markdown(t: Table) -> str:
+    lines = [f"**{_md_escape(t.title)}**", "", "| " + " | ".join(_md_escape(c) for c in t.columns) + " |",
+             "|" + "---|" * len(t.columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in t.rows]
+    if t.note:
+        lines += ["", _md_escape(t.note)]
+    return "\n".join(lines)
+
+
+def summary_table(runs: Sequence[StudyRun]) -> str:
+    """Plain-text summary of every claim (for the terminal)."""
+    rows = [("claim", "source", "measured (95% CI)", "criterion", "verdict")]
+    for run in runs:
+        if run.error:
+            rows.append((run.name, "-", "study failed", "-", run.error[:60]))
+            continue
+        for c in run.result.claims:
+            rows.append((c.key, c.source, c.estimate.format(), c.criterion, c.verdict))
+    widths = [max(len(str(r[k])) for r in rows) for k in range(5)]
+    widths = [min(w, 48) for w in widths]
+    out = []
+    for n, r in enumerate(rows):
+        out.append("  ".join(str(v)[:widths[k]].ljust(widths[k]) for k, v in enumerate(r)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _import_pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(
+            "drawing study figures needs matplotlib: pip install \"robust-rollouts[plot]\" "
+            "(or run with --no-plots)"
+        ) from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def render_figure(fig: Figure, path: Path) -> None:
+    """Draw a declarative :class:`~solvers.claims.Figure` to ``path`` (PNG).
+
+    Colours follow series labels (one colour per label across all panels of the figure, in order
+    of first appearance); ``line`` series get a shaded CI band, ``points``/``errorbar``/``bar``
+    series error bars; reference lines are grey and dashed.
+    """
+    plt = _import_pyplot()
+    labels: list[str] = []
+    for p in fig.panels:
+        for s in p.series:
+            if s.label not in labels:
+                labels.append(s.label)
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    colour = {lbl: cmap(k % cmap.N) for k, lbl in enumerate(labels)}
+    n = len(fig.panels)
+    ncols = min(fig.ncols, n)
+    nrows = math.ceil(n / ncols)
+    f, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 4.0 * nrows + 0.6), squeeze=False)
+    handles: dict[str, Any] = {}
+    for k, p in enumerate(fig.panels):
+        ax = axes[k // ncols][k % ncols]
+        nbars = sum(s.style == "bar" for s in p.series)
+        bar_k = 0
+        for s in p.series:
+            c = colour[s.label]
+            ls = _LINESTYLES[s.linestyle]
+            yerr = None
+            if s.low is not None:
+                yerr = [[max(y - lo, 0.0) if math.isfinite(lo) else 0.0 for y, lo in zip(s.y, s.low)],
+                        [max(hi - y, 0.0) if math.isfinite(hi) else 0.0 for y, hi in zip(s.y, s.high)]]
+            if s.style == "line":
+                (h,) = ax.plot(s.x, s.y, ls, color=c, lw=1.8, label=s.label)
+                if s.low is not None:
+                    ax.fill_between(s.x, s.low, s.high, color=c, alpha=0.18, lw=0)
+            elif s.style == "points":
+                h = ax.errorbar(s.x, s.y, yerr=yerr, fmt="o", color=c, ms=6, capsize=3, label=s.label)
+            elif s.style == "errorbar":
+                h = ax.errorbar(s.x, s.y, yerr=yerr, fmt="o" + ls, color=c, ms=5, capsize=3, lw=1.5,
+                                label=s.label)
+            else:  # bar
+                width = 0.8 / max(nbars, 1)
+                xs = [x - 0.4 + width * (bar_k + 0.5) for x in s.x]
+                h = ax.bar(xs, s.y, width=width, yerr=yerr, color=c, capsize=3, label=s.label)
+                bar_k += 1
+            handles.setdefault(s.label, h)
+        for y, lbl in p.hlines:
+            ax.axhline(y, color="0.35", ls="--", lw=1.0)
+            ax.annotate(lbl, xy=(1.0, y), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                        fontsize=8, color="0.25")
+        ax.set_xscale(p.xscale)
+        ax.set_yscale(p.yscale)
+        if p.xticklabels is not None:
+            ax.set_xticks(range(len(p.xticklabels)))
+            ax.set_xticklabels(p.xticklabels, rotation=30 if len(p.xticklabels) > 4 else 0, ha="right"
+                               if len(p.xticklabels) > 4 else "center", fontsize=8)
+        ax.set_xlabel(p.xlabel)
+        ax.set_ylabel(p.ylabel)
+        ax.set_title(p.title, fontsize=10)
+        ax.grid(True, alpha=0.3, which="both" if "log" in (p.xscale, p.yscale) else "major")
+    for k in range(n, nrows * ncols):
+        axes[k // ncols][k % ncols].axis("off")
+    f.suptitle(fig.title, fontsize=12)
+    if handles:
+        f.legend(list(handles.values()), list(handles.keys()), loc="lower center",
+                 ncol=min(len(handles), 5), fontsize=8, frameon=False)
+        bottom = 0.04 + 0.035 * math.ceil(len(handles) / 5) + (0.02 if nrows == 1 else 0.0)
+    else:
+        bottom = 0.03
+    f.tight_layout(rect=(0, bottom, 1, 0.95))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f.savefig(path, dpi=110)
+    plt.close(f)
+
+
+def _study_markdown(run: StudyRun, figure_files: dict[str, str]) -> str:
+    res = run.result
+    parts = [f"## `{run.name}`: {_md_escape(res.title if res else run.name)}", ""]
+    if run.error:
+        return "\n".join(parts + [f"**The study failed:** {_md_escape(run.error)}", ""])
+    timing = f"Scale `{run.scale}`, seeds {list(res.seeds)}; {sum(run.task_seconds):.1f} s of task time."
+    parts += [res.summary, "", timing, ""]
+    if res.claims:
+        parts += [claims_markdown(res.claims), "", "Reasons:", ""]
+        parts += [f"- `{c.key}` ({c.verdict}): {_md_escape(c.reason)}" for c in res.claims]
+        parts.append("")
+    for t in res.tables:
+        parts += [_table_markdown(t), ""]
+    for fig in res.figures:
+        fname = figure_files.get(fig.name)
+        if fname:
+            parts += [f"![{_md_escape(fig.title)}]({fname})", ""]
+        if fig.caption:
+            parts += [f"*{_md_escape(fig.caption)}*", ""]
+    return "\n".join(parts)
+
+
+def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, command: str = "") -> dict[str, Path]:
+    """Write ``results.json``, ``timings.json``, ``report.md`` and the figures into ``out``.
+
+    Returns the paths written, by kind (``"results"``, ``"timings"``, ``"report"``, and
+    ``"<study>_<figure>"`` for each PNG).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    figure_files: dict[str, dict[str, str]] = {}
+    for run in runs:
+        figure_files[run.name] = {}
+        if run.result is None or not plots:
+            continue
+        for fig in run.result.figures:
+            fname = f"{run.name}_{fig.name}.png"
+            render_figure(fig, out / fname)
+            figure_files[run.name][fig.name] = fname
+            written[f"{run.name}_{fig.name}"] = out / fname
+    results = {
+        "versions": versions(),
+        "studies": {
+            run.name: {
+                "scale": run.scale,
+                "config": run.config,
+                "seeds": list(run.seeds),
+                "error": run.error,
+                "result": run.result.to_dict() if run.result else None,
+            }
+            for run in runs
+        },
+    }
+    (out / "results.json").write_text(json.dumps(to_jsonable(results), indent=1, allow_nan=False) + "\n")
+    written["results"] = out / "results.json"
+    timings = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "studies": {run.name: {"wall_seconds": run.wall_seconds, "task_seconds": run.task_seconds}
+                    for run in runs},
+    }
+    (out / "timings.json").write_text(json.dumps(to_jsonable(timings), indent=1) + "\n")
+    written["timings"] = out / "timings.json"
+    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
+    head = [
+        "# robust-rollouts study report",
+        "",
+        (f"Command: `{command or 'robust-rollouts study'}`. Versions: {vers}. "
+         f"Machine: {platform.machine()}, {_cpu_count()} CPUs."),
+        "",
+        ("Every verdict below is computed by the code from a 95 % confidence interval over seeds "
+         "(Student t): *holds* when the interval lies on the claimed side, *does not hold* when it "
+         "lies on the other side, *inconclusive* when it straddles the threshold. Intervals are per "
+         "claim (no multiple-comparison correction)."),
+        "",
+        "## All claims",
+        "",
+        claims_markdown([c for r in runs if r.result for c in r.result.claims]),
+        "",
+    ]
+    failed = [r for r in runs if r.error]
+    if failed:
+        head += ["**Failed studies:** " + "; ".join(f"`{r.name}`: {_md_escape(r.error)}" for r in failed), ""]
+    body = [_study_markdown(r, figure_files[r.name]) for r in runs]
+    (out / "report.md").write_text("\n".join(head + body))
+    written["report"] = out / "report.md"
+    return written
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+def load_results(path: Path) -> dict:
+    """Read a ``results.json`` written by :func:`write_outputs`."""
+    return json.loads(Path(path).read_text())
