@@ -151,10 +151,13 @@ def allocation_entropy(
     )
     if ids.size and ids.max() >= b:
         raise ValueError(f"bin_ids must be < n_bins={b}, got {int(ids.max())}")
+    # totals of the bins that occur (empty bins, up to n_bins, add 0 entropy): compressed labels,
+    # so that ids up to 2**63 - 1 allocate nothing of that size
+    inverse = np.unique(ids, return_inverse=True)[1].reshape(-1)
     with np.errstate(over="ignore"):
-        totals = np.bincount(ids, weights=counts)  # empty bins (up to n_bins) add 0 entropy
+        totals = np.bincount(inverse, weights=counts)
     if not np.all(np.isfinite(totals)):  # per-bin sums of counts near DBL_MAX: scale first
-        totals = np.bincount(ids, weights=counts / counts.max())
+        totals = np.bincount(inverse, weights=counts / counts.max())
     if totals.size == 0:
         totals = np.zeros(1)
     h = _entropy_of(totals, "n", False)

@@ -117,3 +117,6 @@ def test_weights_whose_sum_overflows_and_huge_n_bins():
     assert allocation_entropy([1e308, 1e308, 1e308], bin_ids=[0, 0, 1]) == pytest.approx(
         -(2 / 3) * math.log(2 / 3) - (1 / 3) * math.log(1 / 3))
     assert lead_lag_gap([1e308, 1e308, 0.0], [0.0, 1e308, 1e308]) == pytest.approx(-1.0)
+    # bin ids up to 2**63 - 1 without n_bins (bincount allocated max(ids) + 1 entries)
+    assert allocation_entropy([4.0, 4.0, 8.0, 8.0], bin_ids=[2**63 - 1, 2**63 - 1, 0, 0]) == pytest.approx(
+        -(1 / 3) * math.log(1 / 3) - (2 / 3) * math.log(2 / 3))
