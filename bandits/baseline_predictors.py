@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from solvers._validation import as_float_array, check_finite_scalar, check_int_scalar
+from solvers._validation import MAX_SIZE, as_float_array, check_finite_scalar, check_int_scalar
 
 from ._state import StateReader, fingerprint, new_state
 from .gp_predictor import (
+    _check_eps,
     _clipped_rate,
     _logit,
     _sigmoid,
@@ -40,11 +41,7 @@ __all__ = ["BetaBinomialPredictor", "MovingAveragePredictor", "RidgePredictor"]
 
 
 def _check_n_prompts(n_prompts: Any) -> int:
-    return check_int_scalar(n_prompts, "n_prompts", lo=1)
-
-
-def _check_eps(eps: Any) -> float:
-    return check_finite_scalar(eps, "eps", lo=0.0, hi=0.5, lo_open=True, hi_open=True)
+    return check_int_scalar(n_prompts, "n_prompts", lo=1, hi=MAX_SIZE)
 
 
 def _check_prior_p(prior: Any, name: str = "prior") -> float:
@@ -68,7 +65,7 @@ class MovingAveragePredictor:
         Number of most recent observations kept (VIP Fig. 3 uses 1024).
     prior : float in (0, 1)
         Prediction before any observation.
-    eps : float in (0, 0.5)
+    eps : float in [2**-53, 0.5)
         Output clipping.
 
     Notes
@@ -197,6 +194,55 @@ class MovingAveragePredictor:
         self._g_rate, self._g_count, self._g_trials, self.step = g_rate, g_count, g_trials, step
 
 
+def _ridge_fit(xw: np.ndarray, yw: np.ndarray, alpha: float) -> tuple[np.ndarray, float, float]:
+    """Ridge regression with an unpenalised intercept on the window ``(xw, yw)``.
+
+    Returns ``(c, b, unit)`` with coefficients ``w = c / unit`` and intercept ``b``. The usual
+    path (``unit = 1``) solves the normal equations in primal or dual form. When that fails
+    (``X'X`` overflows for embeddings ~1e200, or is singular to working precision for ~1e31 with
+    ``alpha = 1``), the same problem is solved in the units ``x / unit`` (``unit`` a power of
+    two near ``max |x|``): ``argmin ||Xc w - yc||^2 + alpha ||w||^2`` equals ``u / unit`` with
+    ``u = argmin ||(Xc / unit) u - yc||^2 + (alpha / unit^2) ||u||^2``, solved as the augmented
+    least-squares problem ``[Xc / unit; sqrt(alpha) / unit I] u = [yc; 0]`` by SVD (finite for
+    any finite input; the minimum-norm least-squares solution where ``alpha / unit^2``
+    underflows, which is the limit of the ridge solution).
+    """
+    m, d = xw.shape
+    y_mean = float(yw.mean())
+    with np.errstate(over="ignore", invalid="ignore"):
+        x_mean = xw.mean(axis=0)
+        xc = xw - x_mean
+        primal = m >= d  # primal: (Xc'Xc + alpha I) w = Xc'y; dual: w = Xc' (Xc Xc' + alpha I)^{-1} y
+        gram = xc.T @ xc if primal else xc @ xc.T
+    gram[np.diag_indices_from(gram)] += alpha
+    if np.all(np.isfinite(gram)):
+        try:
+            # NumPy's solver, not SciPy's: the two bundle separate OpenBLAS thread pools that
+            # fight over the cores when used back to back (see GPSuccessPredictor._cholesky)
+            with np.errstate(over="ignore", invalid="ignore"):
+                if primal:
+                    coef = np.linalg.solve(gram, xc.T @ (yw - y_mean))
+                else:
+                    coef = xc.T @ np.linalg.solve(gram, yw - y_mean)
+                intercept = float(y_mean - x_mean @ coef)
+            if np.all(np.isfinite(coef)) and math.isfinite(intercept):
+                return coef, intercept, 1.0
+        except np.linalg.LinAlgError:
+            pass
+    top = float(np.max(np.abs(xw)))
+    unit = 2.0 ** (int(np.frexp(top)[1]) - 1) if top > 0.0 else 1.0  # top / unit in [1, 2)
+    xs = xw / unit
+    xs_mean = xs.mean(axis=0)
+    xsc = xs - xs_mean
+    lam_sqrt = math.sqrt(alpha) / unit
+    if not math.isfinite(lam_sqrt):  # alpha / unit^2 = inf (embeddings ~1e-300): w = 0
+        return np.zeros(d), y_mean, unit
+    a = np.vstack([xsc, lam_sqrt * np.eye(d)])
+    b = np.concatenate([yw - y_mean, np.zeros(d)])
+    u = np.linalg.lstsq(a, b, rcond=None)[0]
+    return u, float(y_mean - xs_mean @ u), unit
+
+
 class RidgePredictor:
     """Ridge regression of the observed logit on the prompt embedding (VIP's ablation baseline).
 
@@ -217,12 +263,19 @@ class RidgePredictor:
     window : int >= 1
         Number of most recent observations used for the fit (VIP Fig. 3 uses 1024).
     prior_logit : float
-    eps : float in (0, 0.5)
+    eps : float in [2**-53, 0.5)
 
     Attributes
     ----------
     coef_ : ndarray, shape (d,)
     intercept_ : float
+
+    Notes
+    -----
+    Any finite embeddings are handled: when the normal equations overflow or are singular to
+    working precision (magnitudes ~1e200, or ~1e31 with ``alpha = 1``), the fit is solved in
+    rescaled units by SVD (see ``_ridge_fit``) instead of failing. An update that cannot be
+    represented raises ``ValueError`` and leaves the predictor unchanged.
     """
 
     def __init__(
@@ -245,6 +298,7 @@ class RidgePredictor:
         self._y: deque[float] = deque(maxlen=self.window)
         self.coef_ = np.zeros(self.dim)
         self.intercept_ = self.prior_logit
+        self._coef_unit, self._unit = self.coef_, 1.0  # coef_ = _coef_unit / _unit (see _ridge_fit)
         self.step = 0
 
     def update(self, ids: Any, successes: Any, trials: Any) -> None:
@@ -257,37 +311,29 @@ class RidgePredictor:
         win_ids = np.concatenate([old_ids, idx])[-self.window :]
         yw = np.concatenate([old_y, y])[-self.window :]
         xw = self._x[win_ids]
-        x_mean = xw.mean(axis=0)
-        y_mean = yw.mean()
-        xc = xw - x_mean
-        m, d = xc.shape
-        primal = m >= d  # primal: (Xc'Xc + alpha I) w = Xc'y; dual: w = Xc' (Xc Xc' + alpha I)^{-1} y
-        with np.errstate(over="ignore", invalid="ignore"):
-            gram = xc.T @ xc if primal else xc @ xc.T
-        gram[np.diag_indices_from(gram)] += self.alpha
-        coef = intercept = math.nan
-        if np.all(np.isfinite(gram)):
-            # NumPy's solver, not SciPy's: the two bundle separate OpenBLAS thread pools that
-            # fight over the cores when used back to back (see GPSuccessPredictor._cholesky)
-            if primal:
-                coef = np.linalg.solve(gram, xc.T @ (yw - y_mean))
-            else:
-                coef = xc.T @ np.linalg.solve(gram, yw - y_mean)
-            intercept = float(y_mean - x_mean @ coef)
-        if not (np.all(np.isfinite(coef)) and math.isfinite(intercept)):
-            raise FloatingPointError(
-                "ridge fit is not finite (X'X overflows); rescale the embeddings or raise alpha"
+        coef, intercept, unit = _ridge_fit(xw, yw, self.alpha)
+        if unit != 1.0 and not self._logits_finite(coef, intercept, unit):
+            raise ValueError(
+                "ridge fit gives logits that overflow float64 for some embeddings (embeddings of "
+                "very different scales); rescale the embeddings (state unchanged)"
             )
         self._ids.extend(idx.tolist())
         self._y.extend(y.tolist())
-        self.coef_ = coef
+        self._coef_unit, self._unit = coef, unit
+        self.coef_ = coef / unit if unit != 1.0 else coef
         self.intercept_ = intercept
         self.step += 1
+
+    def _logits_finite(self, coef: np.ndarray, intercept: float, unit: float) -> bool:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return bool(np.all(np.isfinite((self._x / unit) @ coef + intercept)))
 
     def predict_logit(self, ids: Any) -> np.ndarray:
         """Fitted logit ``x.w + b`` (unclipped), shape (B,)."""
         idx = _validate_ids(ids, self.n_prompts)
-        return self._x[idx] @ self.coef_ + self.intercept_
+        if self._unit == 1.0:
+            return self._x[idx] @ self.coef_ + self.intercept_
+        return (self._x[idx] / self._unit) @ self._coef_unit + self.intercept_  # see _ridge_fit
 
     def predict(self, ids: Any) -> np.ndarray:
         """``clip(sigmoid(x.w + b), eps, 1 - eps)``, shape (B,)."""
@@ -300,13 +346,16 @@ class RidgePredictor:
 
     def state_dict(self) -> dict:
         """Checkpoint: the window of observations (``window_ids``, ``window_logits``), the fitted
-        ``coef`` and ``intercept``, and ``step``. The embeddings are constructor input, not state:
+        ``coef`` and ``intercept`` (plus ``coef_unit`` and ``unit``, the coefficients in the units
+        of a rescaled fit, ``coef = coef_unit / unit``; ``unit = 1`` normally), and ``step``.
+        The embeddings are constructor input, not state:
         only their fingerprint (shape + BLAKE2b hash of the float64 values) is stored and checked
         on load."""
         return new_state(self, self._hyperparameters(),
                          window_ids=np.fromiter(self._ids, dtype=np.int64, count=len(self._ids)),
                          window_logits=np.fromiter(self._y, dtype=np.float64, count=len(self._y)),
-                         coef=self.coef_, intercept=self.intercept_, step=self.step)
+                         coef=self.coef_, intercept=self.intercept_, coef_unit=self._coef_unit,
+                         unit=self._unit, step=self.step)
 
     def load_state_dict(self, state: Any) -> None:
         """Restore a :meth:`state_dict` into a predictor built from the same embeddings and settings;
@@ -319,10 +368,22 @@ class RidgePredictor:
         y = r.array("window_logits", (ids.size,), np.float64)
         coef = r.array("coef", (self.dim,), np.float64)
         intercept = r.float("intercept")
+        coef_unit = r.array("coef_unit", (self.dim,), np.float64)
+        unit = r.float("unit", lo=5e-324)
         step = r.int("step", lo=0)
         self._ids = deque(ids.tolist(), maxlen=self.window)
         self._y = deque(y.tolist(), maxlen=self.window)
         self.coef_, self.intercept_, self.step = coef, intercept, step
+        self._coef_unit, self._unit = coef_unit, unit
+
+
+def _beta_mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a / (a + b)``, also where ``a + b`` overflows (a prior of 1e308): ``1 / (1 + b / a)``."""
+    with np.errstate(over="ignore"):
+        t = a + b
+        if np.all(np.isfinite(t)):
+            return a / t
+        return 1.0 / (1.0 + b / a)
 
 
 class BetaBinomialPredictor:
@@ -340,7 +401,7 @@ class BetaBinomialPredictor:
         Beta prior (default uniform ``Beta(1, 1)``).
     discount : float in (0, 1]
         Forgetting factor (``1``: plain conjugate updating).
-    eps : float in (0, 0.5)
+    eps : float in [2**-53, 0.5)
         Output clipping.
 
     Notes
@@ -402,13 +463,18 @@ class BetaBinomialPredictor:
     def predict(self, ids: Any) -> np.ndarray:
         """Posterior mean ``a / (a + b)`` clipped to ``[eps, 1 - eps]``, shape (B,)."""
         a, b = self.posterior(ids)
-        return np.clip(a / (a + b), self.eps, 1.0 - self.eps)
+        return np.clip(_beta_mean(a, b), self.eps, 1.0 - self.eps)
 
     def predict_var(self, ids: Any) -> np.ndarray:
         """Posterior variance ``a b / ((a + b)^2 (a + b + 1))``, shape (B,)."""
         a, b = self.posterior(ids)
-        t = a + b
-        return a * b / (t * t * (t + 1.0))
+        with np.errstate(over="ignore"):
+            t = a + b
+            if np.all(np.isfinite(t * t * (t + 1.0))):
+                return a * b / (t * t * (t + 1.0))
+            # a, b near DBL_MAX: m (1 - m) / (a + b + 1) with m the mean (-> 0 as a + b -> inf)
+            m = _beta_mean(a, b)
+            return m * (1.0 - m) / (t + 1.0)
 
     # -- checkpoints -----------------------------------------------------------------------
     def _hyperparameters(self) -> dict:

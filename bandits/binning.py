@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from solvers._validation import (
+    MAX_SIZE,
     as_float_array,
     as_int_array,
     check_finite_scalar,
@@ -30,6 +31,8 @@ from ._state import StateReader, new_state
 __all__ = ["PassAtKBinner"]
 
 _MODES = ("window", "beta")
+_MAX_WINDOW = 2**20
+"""Largest window ``H`` (one byte per prompt and step of the window is stored)."""
 
 
 class PassAtKBinner:
@@ -41,7 +44,7 @@ class PassAtKBinner:
         Number of bins ``B >= 1`` (default 10, as in GDRO App. C.2). When ``edges`` is given it
         must equal ``len(edges) - 1``.
     window : int
-        Sliding-window length ``H >= 1`` (default 50; GDRO App. C.2 uses ``H in [50, 100]``). The
+        Sliding-window length ``1 <= H <= 2**20`` (default 50; GDRO App. C.2 uses ``H in [50, 100]``). The
         window runs over the prompt's own observations (the steps at which it was in the batch).
     edges : array_like, shape (B + 1,), optional
         Strictly increasing bin edges with ``edges[0] == 0`` and ``edges[-1] == 1``. Default:
@@ -101,8 +104,8 @@ class PassAtKBinner:
         quantile: Any = None,
         unseen_bin: Any = None,
     ) -> None:
-        self.n_bins = check_int_scalar(n_bins, "n_bins", lo=1)
-        self.window = check_int_scalar(window, "window", lo=1)
+        self.n_bins = check_int_scalar(n_bins, "n_bins", lo=1, hi=MAX_SIZE)
+        self.window = check_int_scalar(window, "window", lo=1, hi=_MAX_WINDOW)
         if edges is None:
             self.edges = np.arange(self.n_bins + 1, dtype=np.float64) / self.n_bins
         else:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers._validation import as_float_array, as_int_array, check_int_scalar
+from solvers._validation import MAX_SIZE, as_float_array, as_int_array, check_int_scalar
 
 __all__ = ["lead_lag_gap", "weight_entropy", "allocation_entropy", "high_bin_mass"]
 
@@ -24,7 +24,15 @@ def _distribution_iv(x: Any, name: str) -> np.ndarray:
     rows = arr.reshape(1, -1) if arr.ndim == 1 else arr
     if rows.shape[1] == 0:
         raise ValueError(f"{name} must have at least one bin, got shape {arr.shape}")
-    sums = rows.sum(axis=1)
+    with np.errstate(over="ignore"):
+        sums = rows.sum(axis=1)
+    if not np.all(np.isfinite(sums)):
+        # weights near DBL_MAX: their sum overflows (and every share became 0); divide each such
+        # row by its largest entry first (the distribution is scale-invariant)
+        big = ~np.isfinite(sums)
+        rows = rows.copy()
+        rows[big] /= rows[big].max(axis=1, keepdims=True)
+        sums = rows.sum(axis=1)
     if np.any(sums <= 0):
         i = int(np.argmax(sums <= 0))
         where = "" if arr.ndim == 1 else f" (row {i})"
@@ -139,12 +147,23 @@ def allocation_entropy(
             f"n and bin_ids must have the same shape, got {counts.shape} and {ids.shape}"
         )
     b = (int(ids.max()) + 1 if ids.size else 1) if n_bins is None else check_int_scalar(
-        n_bins, "n_bins", lo=1
+        n_bins, "n_bins", lo=1, hi=MAX_SIZE
     )
     if ids.size and ids.max() >= b:
         raise ValueError(f"bin_ids must be < n_bins={b}, got {int(ids.max())}")
-    totals = np.bincount(ids, weights=counts, minlength=b)
-    return _entropy_of(totals, "n", normalized)
+    # totals of the bins that occur (empty bins, up to n_bins, add 0 entropy): compressed labels,
+    # so that ids up to 2**63 - 1 allocate nothing of that size
+    inverse = np.unique(ids, return_inverse=True)[1].reshape(-1)
+    with np.errstate(over="ignore"):
+        totals = np.bincount(inverse, weights=counts)
+    if not np.all(np.isfinite(totals)):  # per-bin sums of counts near DBL_MAX: scale first
+        totals = np.bincount(inverse, weights=counts / counts.max())
+    if totals.size == 0:
+        totals = np.zeros(1)
+    h = _entropy_of(totals, "n", False)
+    if normalized:
+        h = h / np.log(b) if b > 1 else 0.0
+    return h
 
 
 def _entropy_of(x: Any, name: str, normalized: bool) -> Any:

@@ -42,6 +42,12 @@ reference corpora (documentation pages, stored web pages, public code) for the p
 Conventions: ``Exp3`` and ``Exp3P`` receive *rewards* in [0, 1]; ``Exp3IX`` receives *losses* in
 [0, 1] (as in the papers). Every public method validates its input and leaves the state untouched
 when it raises.
+
+Log weights are floored at :data:`LOG_WEIGHT_FLOOR` (-700) below the best arm, as in the GDRO
+controllers (:mod:`bandits.prompt_gdro`): ``exp(-700) ~ 1e-304`` is zero for sampling, and the
+floor keeps every state finite whatever the losses (a weight whose update overflows to
+``-inf`` -- an Exp3-IX loss estimate beyond DBL_MAX -- sits at the floor instead of poisoning
+every later update).
 """
 
 from __future__ import annotations
@@ -51,11 +57,14 @@ from typing import Any
 
 import numpy as np
 
-from solvers._validation import check_finite_scalar, check_int_scalar, check_rng
+from solvers._validation import MAX_SIZE, check_finite_scalar, check_int_scalar, check_rng
 
 from ._state import StateReader, new_state, rng_state
 
 __all__ = ["Exp3", "Exp3P", "Exp3IX", "exp3p_regret_bound", "exp3ix_regret_bound"]
+
+LOG_WEIGHT_FLOOR = -700.0
+"""Lowest stored log weight relative to the best arm (the GDRO controllers' floor)."""
 
 
 def _softmax(log_weights: np.ndarray) -> np.ndarray:
@@ -71,7 +80,7 @@ class _LogWeightBandit:
     _value_name = "reward"
 
     def __init__(self, n_arms: Any, seed: Any) -> None:
-        self.n_arms = check_int_scalar(n_arms, "n_arms", lo=1)
+        self.n_arms = check_int_scalar(n_arms, "n_arms", lo=1, hi=MAX_SIZE)
         self._rng = check_rng(seed)
         self.log_weights = np.zeros(self.n_arms, dtype=np.float64)
         self.t = 0
@@ -84,14 +93,20 @@ class _LogWeightBandit:
         return check_finite_scalar(value, self._value_name, lo=0.0, hi=1.0)
 
     def _commit(self, new_log_weights: np.ndarray) -> None:
-        """Store new log weights (max-normalised) after checking they are all finite."""
-        if not np.all(np.isfinite(new_log_weights)):
+        """Store new log weights, max-normalised and floored at :data:`LOG_WEIGHT_FLOOR`.
+
+        ``-inf`` entries (a weight driven to 0 by an overflowing loss step) go to the floor;
+        ``+inf`` or NaN (an overflowing gain: which arm dominates is then undefined) raise."""
+        top = new_log_weights.max()
+        if np.isnan(new_log_weights).any() or not np.isfinite(top):
             raise ValueError(
                 f"{type(self).__name__} update would make the log weights non-finite "
                 f"(the step eta={getattr(self, 'eta', None)!r} times the importance-weighted "
                 "estimate overflows); state left unchanged"
             )
-        self.log_weights = new_log_weights - new_log_weights.max()
+        with np.errstate(over="ignore"):
+            shifted = new_log_weights - top  # -inf where the spread overflows: floored
+        self.log_weights = np.maximum(shifted, LOG_WEIGHT_FLOOR)
         self.t += 1
 
     # -- public -----------------------------------------------------------------------------
@@ -217,7 +232,7 @@ def exp3p_default_constants(n_arms: int, horizon: int, delta: float) -> tuple[fl
     For ``K = 1`` (nothing to learn) ``gamma`` is 3/5 and irrelevant.
     """
     k, t = n_arms, horizon
-    alpha = 2.0 * math.sqrt(math.log(k * t / delta))
+    alpha = 2.0 * math.sqrt(math.log(k) + math.log(t) - math.log(delta))  # K T / delta may overflow
     gamma = 0.6 if k == 1 else min(0.6, 2.0 * math.sqrt(0.6 * k * math.log(k) / t))
     return alpha, gamma
 
@@ -237,7 +252,7 @@ def exp3p_regret_bound(n_arms: int, horizon: int, delta: float) -> float:
     k = check_int_scalar(n_arms, "n_arms", lo=1)
     t = check_int_scalar(horizon, "horizon", lo=1)
     d = check_finite_scalar(delta, "delta", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    lkt = math.log(k * t / d)
+    lkt = math.log(k) + math.log(t) - math.log(d)
     return 4.0 * math.sqrt(k * t * lkt) + 4.0 * math.sqrt(5.0 / 3.0 * k * t * math.log(k)) + 8.0 * lkt
 
 
@@ -333,6 +348,16 @@ class Exp3P(_LogWeightBandit):
             eta, "eta", lo=0.0, lo_open=True
         )
         self._bonus_scale = self.alpha / math.sqrt(self.n_arms * self.horizon)
+        # every p_j >= gamma / K, so one update adds at most eta K / gamma (1 + alpha / sqrt(K T))
+        # to a log weight (default propensity): it must be finite, or every update would fail
+        with np.errstate(over="ignore"):
+            largest = np.float64(self.eta) * (self.n_arms / self.gamma) * (1.0 + self._bonus_scale)
+        if not np.isfinite(largest):
+            raise ValueError(
+                f"the largest Exp3P step eta * K / gamma * (1 + alpha / sqrt(K T)) overflows float64 "
+                f"(eta={self.eta!r}, gamma={self.gamma!r}, alpha={self.alpha!r}, n_arms={self.n_arms}): "
+                "every update would be rejected; lower eta or alpha, or raise gamma"
+            )
 
     def _hyperparameters(self) -> dict:
         return {"n_arms": self.n_arms, "horizon": self.horizon, "alpha": self.alpha,
@@ -447,8 +472,11 @@ class Exp3IX(_LogWeightBandit):
     def update(self, arm: Any, loss: Any) -> None:
         """Implicit-exploration update after playing ``arm`` and observing ``loss`` in [0, 1].
 
-        With ``gamma = 0`` and an arm whose probability underflowed to 0 the estimate would be
-        infinite; this raises ``ValueError`` instead (state unchanged).
+        A step ``eta * lhat`` that overflows float64 (huge ``eta``, tiny ``p[arm] + gamma``)
+        drives the arm's weight to 0, i.e. to the floor (see the module docstring). With
+        ``gamma = 0`` and an arm whose probability is exactly 0 the estimate would be infinite;
+        this raises ``ValueError`` instead (state unchanged; the floor keeps every probability
+        positive, so it only happens if ``log_weights`` were set by hand).
         """
         arm = self._check_arm(arm)
         loss = self._check_value(loss)
@@ -460,6 +488,6 @@ class Exp3IX(_LogWeightBandit):
             )
         new = self.log_weights.copy()
         if loss > 0.0:
-            with np.errstate(over="ignore", invalid="ignore"):  # reported by _commit
+            with np.errstate(over="ignore", invalid="ignore"):  # -inf: the floor, in _commit
                 new[arm] -= self.eta * loss / denom
         self._commit(new)

@@ -38,6 +38,8 @@ from solvers._validation import (
 
 from .gp_predictor import (
     GPSuccessPredictor,
+    _check_eps,
+    _check_prior_logit,
     _clipped_rate,
     _logit,
     _validate_counts,
@@ -108,9 +110,13 @@ class GPHyperparameters:
 
 
 def _log_marginal_likelihood(x: np.ndarray, y: np.ndarray, h: float, noise_diag: np.ndarray) -> float:
-    """Exact ``log N(y; 0, K_h(X, X) + diag(noise_diag))`` with NumPy (the independent check)."""
-    a = np.exp(-cdist(x, x, "sqeuclidean") / (2.0 * h * h))
-    a[np.diag_indices_from(a)] += noise_diag
+    """Exact ``log N(y; 0, K_h(X, X) + diag(noise_diag))`` with NumPy (the independent check);
+    ``-inf`` when the matrix is not positive definite or not representable."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        a = np.exp(-cdist(x / h, x / h, "sqeuclidean") / 2.0)
+        a[np.diag_indices_from(a)] += noise_diag
+    if not np.all(np.isfinite(a)):
+        return -math.inf
     try:
         chol = linalg.cholesky(a, lower=True)
     except linalg.LinAlgError:
@@ -151,7 +157,7 @@ def fit_gp_hyperparameters(
         likelihoods and the certificate use the noise as given.)
     prior_logit : float
         Constant prior mean subtracted from the observed logits.
-    eps : float in (0, 0.5)
+    eps : float in [2**-53, 0.5)
         Clipping of observed rates (as in the predictor).
     max_history : int >= 2
     initial_bandwidth : "median" or float > 0
@@ -199,11 +205,12 @@ def fit_gp_hyperparameters(
     max_history = check_int_scalar(max_history, "max_history", lo=2)
     if idx.size < 2:
         raise ValueError(f"need at least 2 history observations to fit, got {idx.size}")
-    eps = check_finite_scalar(eps, "eps", lo=0.0, hi=0.5, lo_open=True, hi_open=True)
-    prior_logit = check_finite_scalar(prior_logit, "prior_logit")
+    eps = _check_eps(eps)
+    prior_logit = float(_check_prior_logit(np.array(check_finite_scalar(prior_logit, "prior_logit"))))
     max_iter = check_int_scalar(max_iter, "max_iter", lo=1)
     tol = check_finite_scalar(tol, "tol", lo=0.0, lo_open=True)
-    initial_noise = check_finite_scalar(initial_noise, "initial_noise", lo=0.0, lo_open=True)
+    # gpytorch's noise constraint is GreaterThan(1e-6): a start at or below it cannot be set
+    initial_noise = check_finite_scalar(initial_noise, "initial_noise", lo=1e-6, lo_open=True)
     rng = check_rng(seed)
     if isinstance(noise, str):
         if noise not in ("learn", "binomial"):
@@ -223,6 +230,14 @@ def fit_gp_hyperparameters(
         h0 = median_heuristic_bandwidth(x, seed=rng)
     else:
         h0 = check_finite_scalar(initial_bandwidth, "initial_bandwidth", lo=0.0, lo_open=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = (x - x.mean(axis=0)) / h0
+        spread = float(np.max(np.einsum("ij,ij->i", z, z))) if z.size else 0.0
+    if not np.isfinite(spread):
+        raise ValueError(
+            f"embeddings / initial_bandwidth overflow float64 (initial_bandwidth={h0!r}): the RBF "
+            "kernel's squared distances are not representable; rescale the embeddings"
+        )
 
     if mode == "binomial":
         noise_diag0 = 1.0 / (n * p * (1.0 - p))
@@ -261,8 +276,12 @@ def fit_gp_hyperparameters(
         loss.backward()
         return loss
 
-    with gpytorch.settings.cholesky_jitter(double_value=1e-10), gpytorch.settings.max_cholesky_size(10**6):
-        optimizer.step(closure)
+    failure = None
+    try:
+        with gpytorch.settings.cholesky_jitter(double_value=1e-10), gpytorch.settings.max_cholesky_size(10**6):
+            optimizer.step(closure)
+    except (RuntimeError, ValueError) as exc:  # gpytorch NanError / NotPSDError on extreme data
+        failure = f"{type(exc).__name__}: {str(exc)[:200]}"
     n_iter = int(optimizer.state[optimizer._params[0]].get("n_iter", max_iter))
 
     h = float(model.covar_module.lengthscale.detach().reshape(-1)[0])
@@ -273,9 +292,16 @@ def fit_gp_hyperparameters(
         fitted_noise, noise_diag = "binomial", noise_diag0
     else:
         fitted_noise, noise_diag = fixed_noise, noise_diag0
-    lml = _log_marginal_likelihood(x, y, h, noise_diag)
+    lml = _log_marginal_likelihood(x, y, h, noise_diag) if 0.0 < h < math.inf else -math.inf
 
-    if not math.isfinite(lml):
+    if failure is not None or not (0.0 < h < math.inf and np.all(np.isfinite(noise_diag))):
+        status = CERTIFICATE_FAILED
+        message = (
+            f"{MESSAGES[status]}: the marginal-likelihood fit broke down "
+            f"({failure or f'bandwidth {h!r}, noise {fitted_noise!r}'}); the extreme data "
+            "(embeddings, rates) need rescaling or noise > 0"
+        )
+    elif not math.isfinite(lml):
         status = CERTIFICATE_FAILED
         message = (
             f"{MESSAGES[status]}: K_h + noise is numerically singular at the fitted bandwidth "

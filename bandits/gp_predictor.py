@@ -52,6 +52,7 @@ import numpy as np
 from scipy import linalg
 
 from solvers._validation import (
+    MAX_SIZE,
     as_float_array,
     as_int_array,
     check_finite_scalar,
@@ -64,6 +65,12 @@ from ._state import StateReader, fingerprint, new_state
 __all__ = ["GPSuccessPredictor"]
 
 _MAX_JITTER_RAISES = 8
+EPS_MIN = 2.0**-53
+"""Smallest clipping ``eps``: ``1 - eps`` must stay below 1 in float64 (else ``logit(1 - eps)``
+is inf); about 1.1e-16, where ``logit(1 - eps) = 36.7``."""
+MAX_ABS_PRIOR_LOGIT = 1e100
+"""Largest ``|prior_logit|`` (a logit beyond +-40 is a saturated probability already); keeps the
+conditioning's residuals and weights far from float64 overflow."""
 _IV_CHUNK = 8192  # rows per chunk of the O(N d) passes over the embeddings
 _PAIR_CHUNK = 4096  # pairs per chunk of the median heuristic
 
@@ -83,6 +90,19 @@ def _embeddings_iv(embeddings: Any) -> np.ndarray:
                 )
         return x
     return as_float_array(embeddings, "embeddings", ndim=2, min_size=1)
+
+
+def _check_eps(eps: Any) -> float:
+    """Clipping ``eps`` in ``[EPS_MIN, 0.5)`` (shared by every predictor and the hyperparameter fit)."""
+    return check_finite_scalar(eps, "eps", lo=EPS_MIN, hi=0.5, hi_open=True)
+
+
+def _check_prior_logit(prior: np.ndarray, name: str = "prior_logit") -> np.ndarray:
+    big = np.abs(prior) > MAX_ABS_PRIOR_LOGIT
+    if big.any():
+        i = int(np.flatnonzero(big.reshape(-1))[0])
+        raise ValueError(f"{name} must have magnitude <= 1e+100, got {float(prior.reshape(-1)[i])!r}")
+    return prior
 
 
 def _validate_ids(ids: Any, n_prompts: int, *, min_size: int = 0) -> np.ndarray:
@@ -172,12 +192,15 @@ def median_heuristic_bandwidth(
     random pairs ``i != j`` drawn from ``seed`` -- never all ``N^2`` pairs. Zero distances
     (exact duplicate rows) are excluded; returns ``1.0`` if all distances are zero.
     """
-    n_pairs = check_int_scalar(n_pairs, "n_pairs", lo=1)
+    n_pairs = check_int_scalar(n_pairs, "n_pairs", lo=1, hi=MAX_SIZE)
     rng = check_rng(seed)  # validated even when every pair is used
     x = np.asarray(embeddings)
     n = x.shape[0]
     if n < 2:
         return 1.0
+    # distances are computed on x / max|x| (differences of +-1e308 overflow) and scaled back
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    unit = 1.0 if 1e-150 < top < 1e150 or top == 0.0 else top
     total = n * (n - 1) // 2
     if total <= n_pairs:
         i, j = np.triu_indices(n, k=1)
@@ -188,13 +211,22 @@ def median_heuristic_bandwidth(
     dist = np.empty(i.size)
     for start in range(0, i.size, _PAIR_CHUNK):  # O(_PAIR_CHUNK d) temporaries
         sl = slice(start, start + _PAIR_CHUNK)
-        diff = x[i[sl]].astype(np.float64)
-        diff -= x[j[sl]]
+        if unit == 1.0:
+            diff = x[i[sl]].astype(np.float64)
+            diff -= x[j[sl]]
+        else:
+            diff = x[i[sl]].astype(np.float64) / unit - x[j[sl]].astype(np.float64) / unit
         dist[sl] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     dist = dist[dist > 0]
     if dist.size == 0:
         return 1.0
-    return float(np.median(dist))
+    h = float(np.median(dist)) * unit
+    if not np.isfinite(h) or h == 0.0:
+        raise ValueError(
+            f"embeddings span more than float64 allows: their median pairwise distance "
+            f"({float(np.median(dist))!r} x {unit!r}) is not representable; rescale the embeddings"
+        )
+    return h
 
 
 class GPSuccessPredictor:
@@ -208,10 +240,12 @@ class GPSuccessPredictor:
         RBF bandwidth ``h`` in ``exp(-||x - x'||^2 / (2 h^2))``. ``"median"``: median heuristic
         (VIP Sec. 6) on a seeded subsample of at most ``n_bandwidth_pairs`` pairs.
     prior_logit : float or array_like, shape (N,)
-        Initial prior mean ``m_1`` of the latent logit (paper: ``0``, i.e. ``p = 0.5``).
-    eps : float in (0, 0.5)
+        Initial prior mean ``m_1`` of the latent logit (paper: ``0``, i.e. ``p = 0.5``); finite,
+        magnitude at most ``1e100``.
+    eps : float in [2**-53, 0.5)
         Clipping of observed success rates to ``[eps, 1 - eps]`` before the logit (Sec. 5.1);
         predictions are clipped to the same range. The paper gives no value; default ``0.01``.
+        (Below ``2**-53``, ``1 - eps`` rounds to 1 and its logit is infinite.)
     noise : float >= 0 or "binomial"
         Observation-noise variance of the observed logits. ``0.0`` is the paper's setting
         (observed prompts take exactly the observed logit). A float is a homoscedastic variance;
@@ -292,7 +326,7 @@ class GPSuccessPredictor:
         dt = np.dtype(dtype)
         if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be float32 or float64, got {dt}")
-        self.eps = check_finite_scalar(eps, "eps", lo=0.0, hi=0.5, lo_open=True, hi_open=True)
+        self.eps = _check_eps(eps)
         self.jitter = check_finite_scalar(jitter, "jitter", lo=0.0)
         if isinstance(noise, str):
             if noise != "binomial":
@@ -301,7 +335,7 @@ class GPSuccessPredictor:
         else:
             self.noise = check_finite_scalar(noise, "noise", lo=0.0)
         self.chunk_rows = check_int_scalar(chunk_rows, "chunk_rows", lo=1)
-        n_pairs = check_int_scalar(n_bandwidth_pairs, "n_bandwidth_pairs", lo=1)
+        n_pairs = check_int_scalar(n_bandwidth_pairs, "n_bandwidth_pairs", lo=1, hi=MAX_SIZE)
         rng = check_rng(seed)
         if isinstance(bandwidth, str):
             if bandwidth != "median":
@@ -309,7 +343,7 @@ class GPSuccessPredictor:
             self.bandwidth = median_heuristic_bandwidth(x, n_pairs=n_pairs, seed=rng)
         else:
             self.bandwidth = check_finite_scalar(bandwidth, "bandwidth", lo=0.0, lo_open=True)
-        prior = as_float_array(prior_logit, "prior_logit", ndim=(0, 1))
+        prior = _check_prior_logit(as_float_array(prior_logit, "prior_logit", ndim=(0, 1)))
         if prior.ndim == 1 and prior.shape[0] != n:
             raise ValueError(
                 f"prior_logit must be a scalar or have length {n}, got length {prior.shape[0]}"
@@ -321,15 +355,26 @@ class GPSuccessPredictor:
         # Distances are translation invariant: centring reduces cancellation in
         # ||a||^2 + ||b||^2 - 2 a.b; scaling by 1/(sqrt(2) h) makes K = exp(-||a - b||^2).
         scale = 1.0 / (np.sqrt(2.0) * self.bandwidth)
-        centre = x.mean(axis=0, dtype=np.float64)
         self._z = np.empty((n, d), dtype=dt)
-        with np.errstate(over="ignore"):  # an overflow (tiny bandwidth) is reported below
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+            centre = x.mean(axis=0, dtype=np.float64)
             for start in range(0, n, _IV_CHUNK):  # chunked: no full-size float64 temporary
                 stop = min(start + _IV_CHUNK, n)
                 blk = x[start:stop] - centre  # float64, _IV_CHUNK x d
                 blk *= scale
                 self._z[start:stop] = blk
             sqnorm = np.einsum("ij,ij->i", self._z, self._z, dtype=np.float64)
+            if not np.all(np.isfinite(sqnorm)):
+                # embeddings near +-DBL_MAX: their mean or differences overflow; the same z
+                # computed from x / max|x| (exact scaling by a power of two)
+                top = 2.0 ** (int(np.frexp(float(np.max(np.abs(x))))[1]) - 1)
+                centre = (x / top).mean(axis=0, dtype=np.float64)
+                for start in range(0, n, _IV_CHUNK):
+                    stop = min(start + _IV_CHUNK, n)
+                    blk = x[start:stop] / top - centre
+                    blk *= scale * top
+                    self._z[start:stop] = blk
+                sqnorm = np.einsum("ij,ij->i", self._z, self._z, dtype=np.float64)
         if not np.all(np.isfinite(sqnorm)):
             raise ValueError(
                 f"bandwidth {self.bandwidth!r} is too small for these embeddings: the scaled "
@@ -486,7 +531,9 @@ class GPSuccessPredictor:
         ``alpha = (K_BB + R + jitter I)^{-1} (g_hat - m_B)``, ``m_{B^c} += K_{B^c B} alpha``.
         Line 11: ``m_B = g_hat`` when ``noise == 0`` (paper), else ``m_B += K_BB alpha``.
         Line 9 (``Sigma*``) is not carried to the next step (the paper does not either).
-        The state is left unchanged if the update would produce a non-finite mean.
+        The state is left unchanged if the update would produce a non-finite mean; that raises
+        ``ValueError`` (``numpy.linalg.LinAlgError``, also a ValueError, if ``K_BB`` stays
+        indefinite after the jitter raises).
         """
         idx, s, n = _validate_counts(ids, successes, trials, self.n_prompts)
         idx, s, n = _aggregate(idx, s, n)
@@ -497,14 +544,14 @@ class GPSuccessPredictor:
         chol, used, total_diag = self._cholesky(k_bb, diag)
         alpha = linalg.cho_solve((chol, True), resid, check_finite=False)
         if not np.all(np.isfinite(alpha)):
-            raise FloatingPointError("GP update produced non-finite weights; raise jitter or noise")
+            raise ValueError("GP update produced non-finite weights; raise jitter or noise (state unchanged)")
         new_b = g_hat if self.noise == 0.0 else self._mean[idx] + k_bb @ alpha
         # stage the new mean and check it before committing: a failed update changes nothing
         new_mean = self._kernel_columns_times(idx, alpha)
         new_mean += self._mean
         new_mean[idx] = new_b
         if not np.all(np.isfinite(new_mean)):
-            raise FloatingPointError("GP update produced a non-finite mean; raise jitter or noise")
+            raise ValueError("GP update produced a non-finite mean; raise jitter or noise (state unchanged)")
         self._mean[:] = new_mean
         self.step += 1
         self.last_jitter = used

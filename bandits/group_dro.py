@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from solvers._validation import (
+    MAX_SIZE,
     as_float_array,
     as_int_array,
     check_finite_scalar,
@@ -43,7 +44,7 @@ from solvers._validation import (
 )
 
 from ._state import StateReader, new_state, rng_state
-from .exp3 import Exp3P
+from .exp3 import LOG_WEIGHT_FLOOR, Exp3P
 
 __all__ = ["GroupDRO", "GDROExp3P", "gdro_exp3p_regret_bound"]
 
@@ -58,6 +59,11 @@ class GroupDRO:
 
     With all groups present, one update is ``q_g <- q_g exp(step_size * l_g) / Z`` (eq. in
     Alg. 1 of [SKHL20]; the adversary step of Thm. F.7 of [GDRO]).
+
+    **Log-weight floor.** After each step the present groups' log weights are floored at
+    ``LOG_WEIGHT_FLOOR = -700`` below the largest log weight (``exp(-700) ~ 1e-304``), as in the
+    GDRO controllers: weights that small are 0 for every purpose, and the floor keeps the state
+    finite under any losses (this adds at most ``1e-304`` of mass per floored group).
 
     **Absent groups** (not in the batch, so their loss is unknown) keep their weight *exactly*:
     the exponentiated-gradient step is applied to the present groups only and renormalised among
@@ -92,7 +98,7 @@ class GroupDRO:
     """
 
     def __init__(self, n_groups: Any, step_size: Any) -> None:
-        self.n_groups = check_int_scalar(n_groups, "n_groups", lo=1)
+        self.n_groups = check_int_scalar(n_groups, "n_groups", lo=1, hi=MAX_SIZE)
         self.step_size = check_finite_scalar(step_size, "step_size", lo=0.0, lo_open=True)
         self.log_weights = np.full(self.n_groups, -math.log(self.n_groups), dtype=np.float64)
         self.t = 0
@@ -161,17 +167,23 @@ class GroupDRO:
             old = self.log_weights[mask]
             with np.errstate(over="ignore", invalid="ignore"):
                 moved = old + self.step_size * losses[mask]
+                top = moved.max()
                 # keep the present groups' total mass: renormalise among them only
-                new_present = moved - (_logsumexp(moved) - _logsumexp(old))
-            if not np.all(np.isfinite(new_present)):
+                new_present = moved - (_logsumexp(moved) - _logsumexp(old)) if np.isfinite(top) else moved
+            if np.isnan(new_present).any() or np.isposinf(new_present).any() or not np.isfinite(top):
                 big = float(np.abs(losses[mask]).max())
                 raise ValueError(
                     f"step_size * group_losses overflows the log weights (step_size="
                     f"{self.step_size!r}, largest |group_losses| of a present group {big!r}); "
                     "state left unchanged"
                 )
-            self.log_weights = self.log_weights.copy()
-            self.log_weights[mask] = new_present
+            log_w = self.log_weights.copy()
+            log_w[mask] = new_present
+            # floor the present groups at LOG_WEIGHT_FLOOR below the best group, as the GDRO
+            # controllers do: -inf (a weight driven to 0) and ever-decreasing log weights (+-1e307
+            # losses reached -inf after 8 steps, then every update was rejected) stay finite
+            log_w[mask] = np.maximum(new_present, log_w.max() + LOG_WEIGHT_FLOOR)
+            self.log_weights = log_w
         self.t += 1
 
     def __repr__(self) -> str:
@@ -204,7 +216,7 @@ def gdro_exp3p_default_constants(
     (nothing to learn).
     """
     k, n = n_groups, horizon
-    beta = math.sqrt(math.log(k / delta) / (n * k))
+    beta = math.sqrt((math.log(k) - math.log(delta)) / (n * k))  # k / delta may overflow
     if k == 1:
         return 1.0, 1.0, beta
     eta = 0.95 * math.sqrt(math.log(k) / (n * k))
@@ -226,7 +238,7 @@ def gdro_exp3p_regret_bound(n_groups: int, horizon: int, delta: float) -> float:
     k = check_int_scalar(n_groups, "n_groups", lo=1)
     n = check_int_scalar(horizon, "horizon", lo=1)
     d = check_finite_scalar(delta, "delta", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    return 5.15 * math.sqrt(n * k * math.log(k / d))
+    return 5.15 * math.sqrt(n * k * (math.log(k) - math.log(d)))
 
 
 class GDROExp3P:
@@ -284,7 +296,7 @@ class GDROExp3P:
         delta: Any = None,
         seed: Any = None,
     ) -> None:
-        k = check_int_scalar(n_groups, "n_groups", lo=1)
+        k = check_int_scalar(n_groups, "n_groups", lo=1, hi=MAX_SIZE)
         n = check_int_scalar(horizon, "horizon", lo=1)
         d = 0.05 if delta is None else check_finite_scalar(
             delta, "delta", lo=0.0, hi=1.0, lo_open=True, hi_open=True
@@ -295,10 +307,13 @@ class GDROExp3P:
             gamma, "gamma", lo=0.0, hi=1.0, lo_open=True
         )
         self.beta = beta0 if beta is None else check_finite_scalar(beta, "beta", lo=0.0)
-        self._bandit = Exp3P(
-            k, horizon=n, alpha=self.beta * math.sqrt(k * n), gamma=gamma, delta=d, eta=eta,
-            seed=seed,
-        )
+        alpha = self.beta * math.sqrt(k * n)
+        if not math.isfinite(alpha):
+            raise ValueError(
+                f"beta * sqrt(n_groups * horizon) overflows float64 (beta={self.beta!r}, "
+                f"n_groups={k}, horizon={n}): the bonus beta / q_g would be infinite"
+            )
+        self._bandit = Exp3P(k, horizon=n, alpha=alpha, gamma=gamma, delta=d, eta=eta, seed=seed)
 
     # read-only views of the underlying state
     n_groups = property(lambda self: self._bandit.n_arms)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from solvers._validation import (
+    MAX_SIZE,
     as_float_array,
     as_int_array,
     check_finite_scalar,
@@ -224,7 +225,7 @@ class PromptGDRO:
         normalization: str = "share",
         seed: Any = None,
     ) -> None:
-        self.n_bins = check_int_scalar(n_bins, "n_bins", lo=1)
+        self.n_bins = check_int_scalar(n_bins, "n_bins", lo=1, hi=MAX_SIZE)
         self.step_size = check_finite_scalar(step_size, "step_size", lo=0.0, hi=1e6, lo_open=True)
         self.exploration = check_finite_scalar(exploration, "exploration", lo=0.0, hi=1.0)
         self.ema = check_finite_scalar(ema, "ema", lo=0.0, hi=1.0, lo_open=True)

@@ -22,6 +22,7 @@ import numpy as np
 
 from solvers import BudgetMatchResult, match_budget
 from solvers._validation import (
+    MAX_SIZE,
     as_float_array,
     as_int_array,
     check_finite_scalar,
@@ -42,6 +43,10 @@ from .prompt_gdro import (
 __all__ = ["RolloutAllocation", "RolloutGDRO", "PrimalDualRolloutGDRO"]
 
 
+_MAX_ARM = 2**20
+"""Largest arm (rollouts per prompt): keeps every budget-matching total and DP table in range."""
+
+
 def _arms_iv(arms: Any) -> np.ndarray:
     if isinstance(arms, range):
         arms = np.arange(arms.start, arms.stop, arms.step)
@@ -50,10 +55,21 @@ def _arms_iv(arms: Any) -> np.ndarray:
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"arms must be positive integers, got {int(a[i])} at index {i}")
+    bad = a > _MAX_ARM
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"arms must be <= 2**20 rollouts per prompt, got {int(a[i])} at index {i}")
     if np.unique(a).size != a.size:
         values, cnt = np.unique(a, return_counts=True)
         raise ValueError(f"arms must be distinct, got {int(values[cnt > 1][0])} more than once")
     return np.sort(a)
+
+
+def _shape_iv(n_bins: Any, arms: np.ndarray) -> int:
+    b = check_int_scalar(n_bins, "n_bins", lo=1, hi=MAX_SIZE)
+    if b * arms.size > MAX_SIZE:
+        raise ValueError(f"n_bins * len(arms) must be <= {MAX_SIZE}, got {b} * {arms.size}")
+    return b
 
 
 def _mean_budget_iv(mean_budget: Any, arms: np.ndarray) -> float:
@@ -156,7 +172,7 @@ class RolloutGDRO:
     ----------
     n_bins : int, default 10
     arms : iterable of int, default range(2, 13)
-        Distinct positive rollout counts (stored sorted).
+        Distinct positive rollout counts, at most ``2**20`` (stored sorted).
     mean_budget : float, default 4
         Mean rollouts per prompt ``n_bar``, within ``[min(arms), max(arms)]``.
     dual_step : float, default 0.05
@@ -215,8 +231,8 @@ class RolloutGDRO:
         selection: str = "gumbel",
         seed: Any = None,
     ) -> None:
-        self.n_bins = check_int_scalar(n_bins, "n_bins", lo=1)
         self.arms = _arms_iv(arms)
+        self.n_bins = _shape_iv(n_bins, self.arms)
         self.mean_budget = _mean_budget_iv(mean_budget, self.arms)
         self.dual_step = check_finite_scalar(dual_step, "dual_step", lo=0.0)
         self.step_size = check_finite_scalar(step_size, "step_size", lo=0.0, hi=1e6, lo_open=True)
@@ -421,7 +437,7 @@ class PrimalDualRolloutGDRO:
     ----------
     n_bins : int
     arms : iterable of int, default range(2, 13)
-        Arm values; the compute cost is ``a(n) = n``.
+        Arm values (distinct, positive, at most ``2**20``); the compute cost is ``a(n) = n``.
     mean_budget : float, default 4
     primal_step, dual_step : float
         ``eta_p > 0`` and ``eta_mu >= 0``; :meth:`theorem_step_sizes` gives eq. 67.
@@ -452,8 +468,8 @@ class PrimalDualRolloutGDRO:
         dual_step: Any = 0.05,
         price_cap: Any = 10.0,
     ) -> None:
-        self.n_bins = check_int_scalar(n_bins, "n_bins", lo=1)
         self.arms = _arms_iv(arms)
+        self.n_bins = _shape_iv(n_bins, self.arms)
         self.mean_budget = _mean_budget_iv(mean_budget, self.arms)
         self.primal_step = check_finite_scalar(primal_step, "primal_step", lo=0.0, hi=1e6, lo_open=True)
         self.dual_step = check_finite_scalar(dual_step, "dual_step", lo=0.0)
@@ -509,12 +525,7 @@ class PrimalDualRolloutGDRO:
         if p is None:
             p = self.average_arm_probabilities()
         else:
-            p = as_float_array(p, "p", ndim=2)
-            if p.shape != (self.n_bins, self.n_arms):
-                raise ValueError(
-                    f"p must have shape (n_bins, n_arms) = ({self.n_bins}, {self.n_arms}), "
-                    f"got {p.shape}"
-                )
+            p = self._policy_iv(p)
         return p @ self.arms.astype(np.float64)
 
     # -- dynamics --------------------------------------------------------------------------
@@ -539,14 +550,33 @@ class PrimalDualRolloutGDRO:
         self.step += 1
 
     # -- analysis (Thm. F.22) --------------------------------------------------------------
-    def lagrangian(self, p: Any, price: Any, arm_costs: Any, shares: Any) -> float:
-        """``L_roll(p, mu)`` of eq. 63 for a given ``p`` ``[n_bins, n_arms]`` and price ``mu``."""
-        costs, q = self._costs_shares_iv(arm_costs, shares)
+    def _policy_iv(self, p: Any) -> np.ndarray:
+        """``p`` of shape ``[n_bins, n_arms]`` with rows on the simplex (within 1e-8)."""
         p = as_float_array(p, "p", ndim=2, nonneg=True)
-        check_same_shape(p, "p", costs, "arm_costs")
+        if p.shape != (self.n_bins, self.n_arms):
+            raise ValueError(
+                f"p must have shape (n_bins, n_arms) = ({self.n_bins}, {self.n_arms}), got {p.shape}"
+            )
+        with np.errstate(over="ignore"):
+            sums = p.sum(axis=1)
+        bad = ~(np.abs(sums - 1.0) <= 1e-8)
+        if bad.any():
+            b = int(np.argmax(bad))
+            raise ValueError(f"p must have rows on the probability simplex, got row {b} summing to {float(sums[b])!r}")
+        return p
+
+    def lagrangian(self, p: Any, price: Any, arm_costs: Any, shares: Any) -> float:
+        """``L_roll(p, mu)`` of eq. 63 for a given ``p`` ``[n_bins, n_arms]`` (rows on the simplex)
+        and price ``mu``. Raises ValueError if the value overflows float64 (a price near 1e308)."""
+        costs, q = self._costs_shares_iv(arm_costs, shares)
+        p = self._policy_iv(p)
         mu = check_finite_scalar(price, "price")
         a = self.arms.astype(np.float64)
-        return float(q @ (p * costs).sum(axis=1) + mu * (q @ (p @ a) - self.mean_budget))
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = float(q @ (p * costs).sum(axis=1) + mu * (q @ (p @ a) - self.mean_budget))
+        if not math.isfinite(value):
+            raise ValueError(f"the Lagrangian overflows float64 (price={mu!r}); rescale price or arm_costs")
+        return value
 
     def saddle_gap(self, arm_costs: Any, shares: Any) -> float:
         """Saddle gap of the averaged iterates (left side of eq. 66), in closed form.
@@ -570,7 +600,8 @@ class PrimalDualRolloutGDRO:
 
         ``B log K / (eta_p T) + eta_p/8 (V_max + mu_max a_max)^2 + mu_max^2 / (2 eta_mu T) +
         eta_mu/2 a_max^2``, valid when ``0 <= V_b(n) <= cost_max`` for all rounds. ``inf`` before
-        any update or with ``dual_step == 0`` and ``price_cap > 0``.
+        any update or with ``dual_step == 0`` and ``price_cap > 0`` (the bound is vacuous then);
+        a ValueError naming ``cost_max`` when the bound overflows float64.
         """
         v_max = check_finite_scalar(cost_max, "cost_max", lo=0.0)
         t = self.step
@@ -578,14 +609,19 @@ class PrimalDualRolloutGDRO:
             return math.inf
         a_max = float(self.arms[-1])
         eta_p, eta_mu, mu_max = self.primal_step, self.dual_step, self.price_cap
-        primal = self.n_bins * math.log(self.n_arms) / (eta_p * t) + eta_p / 8.0 * (
-            v_max + mu_max * a_max
-        ) ** 2
+        with np.errstate(over="ignore"):
+            scale = np.float64(v_max) + mu_max * a_max
+            primal = self.n_bins * math.log(self.n_arms) / (eta_p * t) + eta_p / 8.0 * scale * scale
+        if not np.isfinite(primal):
+            raise ValueError(
+                f"the eq. 66 bound overflows float64 (cost_max={v_max!r}: (cost_max + price_cap * "
+                "arm_max)^2 is not representable); rescale the costs"
+            )
         if eta_mu == 0.0:
             dual = 0.0 if mu_max == 0.0 else math.inf
         else:
             dual = mu_max**2 / (2.0 * eta_mu * t) + eta_mu / 2.0 * a_max**2
-        return primal + dual
+        return float(primal + dual)
 
     @staticmethod
     def theorem_step_sizes(
@@ -607,6 +643,11 @@ class PrimalDualRolloutGDRO:
             )
         eta_p = math.sqrt(8.0 * b * math.log(k)) / (scale * math.sqrt(t))
         eta_mu = mu_max / (a_max * math.sqrt(t))
+        if not (math.isfinite(scale) and 0.0 < eta_p < math.inf and 0.0 < eta_mu < math.inf):
+            raise ValueError(
+                f"eq. 67 step sizes are not representable (eta_p={eta_p!r}, eta_mu={eta_mu!r} from "
+                f"cost_max={v_max!r}, price_cap={mu_max!r}, arm_max={a_max!r}, horizon={t}); rescale the costs"
+            )
         return eta_p, eta_mu
 
     @staticmethod
@@ -620,7 +661,13 @@ class PrimalDualRolloutGDRO:
         v_max = check_finite_scalar(cost_max, "cost_max", lo=0.0)
         mu_max = check_finite_scalar(price_cap, "price_cap", lo=0.0)
         a_max = check_finite_scalar(arm_max, "arm_max", lo=0.0)
-        return (v_max + mu_max * a_max) * math.sqrt(b * math.log(k) / (2.0 * t)) + mu_max * a_max / math.sqrt(t)
+        bound = (v_max + mu_max * a_max) * math.sqrt(b * math.log(k) / (2.0 * t)) + mu_max * a_max / math.sqrt(t)
+        if not math.isfinite(bound):
+            raise ValueError(
+                f"the eq. 68 bound overflows float64 (cost_max={v_max!r}, price_cap={mu_max!r}, "
+                f"arm_max={a_max!r}); rescale the costs"
+            )
+        return bound
 
     def __repr__(self) -> str:
         return (

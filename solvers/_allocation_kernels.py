@@ -42,6 +42,7 @@ CERT_INPUT = -1
 _SUM_RTOL = 1e-9
 _MARGINAL_RTOL = 1e-7
 _EXCHANGE_RTOL = 1e-12
+_MAX_GREEDY_UNITS = 2**26  # the last-resort greedy from the lower bounds places units one at a time
 _LEVEL_SAMPLE = 16384  # prompts sampled by the drgrpo starting level (all of them below 2x that)
 
 
@@ -274,9 +275,8 @@ def _drgrpo_pass_roots(a, root, lower, upper, s, guess, out_n, out_class):
     n = 3) and the last step was <= 1e-8 n (quadratic convergence then leaves ~1e-16), as in
     :func:`_drgrpo_root_warm`; otherwise the caller uses the closed form. Prompts with a = 0
     get some class and are ignored by the caller."""
-    inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
     for k in range(a.size):
-        y = (1.0 / a[k]) * inv_s2
+        y = 1.0 / ((a[k] * s) * s)  # not (1/a) / s^2: 1/a and s^2 overflow for a < 1/DBL_MAX
         lk = lower[k]
         u = upper[k]
         g_lower = (lk - 2.0) / (lk * lk * lk)
@@ -359,7 +359,6 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
             # decreasing on [3, inf)); interior prompts need the root, warm-started. The roots
             # and classes come from a vectorised pass, the sums from this scalar one.
             _drgrpo_pass_roots(a, root, lower, upper, s, guess, work_n, work_class)
-            inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
             for k in range(size):
                 if a[k] == 0.0:
                     continue
@@ -369,7 +368,7 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
                 elif cls == _AT_UPPER:
                     total += upper[k]
                 else:
-                    y = (1.0 / a[k]) * inv_s2
+                    y = 1.0 / ((a[k] * s) * s)
                     n = work_n[k] if cls == _NEWTON_OK else drgrpo_inverse(y)
                     guess[k] = n
                     n = min(max(n, lower[k]), upper[k])
@@ -441,7 +440,6 @@ def solve_continuous(code, a, lower, upper, budget):
                 n[q] = _count_at(INVERSE, 1.0, level, lower[q], upper[q])
         return n, 0.0, ok
     s, converged, _, roots = price_search(code, a, root, lower, upper, budget - zero_lower, False)
-    inv_s2 = 1.0 / (s * s) if s > 0.0 else np.inf
     snap_tol = 2e-13 * max(1.0, abs(budget - zero_lower))  # twice the search's tolerance on S(s)
     ni = 0
     for q in range(size):
@@ -449,7 +447,7 @@ def solve_continuous(code, a, lower, upper, budget):
             if code == DRGRPO:
                 # the same expressions (bit for bit) as in price_search, so that a prompt the
                 # search put at a bound is at that bound here
-                y = (1.0 / a[q]) * inv_s2
+                y = 1.0 / ((a[q] * s) * s)
                 u = upper[q]
                 if y >= (lower[q] - 2.0) / (lower[q] * lower[q] * lower[q]):
                     n[q] = lower[q]
@@ -476,7 +474,7 @@ def solve_continuous(code, a, lower, upper, budget):
         else:
             n[q] = lower[q]
     if ni > 0:
-        lam = 1.0 / (s * s)
+        lam = (1.0 / s) / s  # s * s overflows for the levels of subnormal a
     else:
         # flat case: report the smallest multiplier that the KKT conditions allow
         lam = 0.0
@@ -763,7 +761,8 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
     the largest gain f(y_q) - f(y_q + 1) (O(B) selection; ties: fewer rollouts, then lower index).
     The exchange certificate (necessary and sufficient for separable discretely convex costs) is
     checked; if it fails, a heap greedy by largest gain fills from y, and failing that from the
-    lower bounds (greedy from the lower bounds is exact for these costs).
+    lower bounds (greedy from the lower bounds is exact for these costs). A heap greedy that would
+    place more than 2**26 units one at a time is not run (the failed certificate is returned).
     Returns (x, detail code, path) with path 0 = fast, 1 = heap from y, 2 = heap from lower.
     """
     size = a.size
@@ -793,14 +792,19 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
         if placed and optimal:
             return x, CERT_OK, 0
     x = y.copy()
+    if remaining > _MAX_GREEDY_UNITS:  # only when the continuous optimum's floors were unusable
+        return x, CERT_SUM, 1
     greedy_fill(code, a, x, upper, remaining, False, True)
     detail, _ = certify_integer(code, a, lower, upper, budget, x)
     if detail == CERT_OK:
         return x, detail, 1
     total = 0
     for q in range(size):
+        total += np.int64(lower[q])
+    if budget - total > _MAX_GREEDY_UNITS:
+        return x, detail, 1  # greedy from the bounds would take too long: report the failure
+    for q in range(size):
         x[q] = np.int64(lower[q])
-        total += x[q]
     greedy_fill(code, a, x, upper, budget - total, False, True)
     detail, _ = certify_integer(code, a, lower, upper, budget, x)
     return x, detail, 2

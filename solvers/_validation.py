@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "INT64_MAX",
+    "MAX_SIZE",
     "as_float_array",
     "as_int_array",
     "check_finite_scalar",
@@ -25,8 +27,23 @@ __all__ = [
 ]
 
 
+INT64_MAX = 2**63 - 1
+"""Largest integer :func:`check_int_scalar` and :func:`as_int_array` accept (int64 range): every
+integer the project takes ends up in an int64 array, a Numba kernel or float arithmetic."""
+
+MAX_SIZE = 2**31 - 1
+"""Largest count of things a learner holds an array for (``n_arms``, ``n_bins``, ``n_groups``,
+``n_prompts``): anything larger is a bug (or a float such as 1e300 passed as a count), not data."""
+
+
 def _describe(x: Any) -> str:
     return f"{type(x).__name__}"
+
+
+def _short_int(v: int) -> str:
+    """An integer for an error message: in full up to 24 digits, else abbreviated."""
+    s = str(v)
+    return s if len(s) <= 24 else f"{s[:8]}...{s[-4:]} ({len(s.lstrip('-'))} digits)"
 
 
 def _first_bad(arr: np.ndarray, mask: np.ndarray) -> str:
@@ -35,6 +52,26 @@ def _first_bad(arr: np.ndarray, mask: np.ndarray) -> str:
     idx = np.argwhere(mask)[0]
     index = tuple(int(i) for i in idx) if arr.ndim > 1 else int(idx[0])
     return f"{arr[tuple(idx)].item()!r} at index {index}"
+
+
+def _object_reals_iv(arr: np.ndarray, name: str) -> np.ndarray:
+    """NumPy makes an object array of Python ints beyond int64/uint64 (``[2**70, 1.0]``,
+    ``[10**400]``). If every entry is a real number, convert to float64, and raise a ValueError
+    naming an int too large for a float64; any other object array is returned unchanged (the
+    caller raises its TypeError)."""
+    flat = arr.reshape(-1)
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in flat):
+        return arr
+    for i, v in enumerate(flat):
+        if isinstance(v, numbers.Integral):
+            try:
+                float(v)
+            except OverflowError:
+                where = "" if arr.ndim == 0 else f" at index {i if arr.ndim == 1 else np.unravel_index(i, arr.shape)}"
+                raise ValueError(
+                    f"{name} must be finite, got the integer {_short_int(int(v))}{where}, too large for a float64"
+                ) from None
+    return arr.astype(np.float64)
 
 
 def as_float_array(
@@ -80,6 +117,8 @@ def as_float_array(
         arr = np.asarray(x)
     except Exception as exc:  # pragma: no cover - exotic objects
         raise TypeError(f"{name} must be an array of real numbers, got {_describe(x)}") from exc
+    if arr.dtype == object:
+        arr = _object_reals_iv(arr, name)
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
     ):
@@ -139,8 +178,14 @@ def as_int_array(
         bad = arr != np.round(arr)
         if bad.any():
             raise ValueError(f"{name} must contain integers, got {_first_bad(arr, bad)}")
+        bad = (arr < -(2.0**63)) | (arr >= 2.0**63)
+        if bad.any():
+            raise ValueError(f"{name} must contain integers in the int64 range, got {_first_bad(arr, bad)}")
     elif not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must be an array of integers, got dtype {arr.dtype}")
+    elif arr.dtype == np.uint64 and arr.size and arr.max() > INT64_MAX:
+        bad = arr > INT64_MAX
+        raise ValueError(f"{name} must contain integers in the int64 range, got {_first_bad(arr, bad)}")
     arr = np.asarray(arr, dtype=np.int64, order="C")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
@@ -165,7 +210,9 @@ def check_finite_scalar(
     lo_open: bool = False,
     hi_open: bool = False,
 ) -> float:
-    """Validate a real scalar in an (optionally open) interval and return it as ``float``."""
+    """Validate a real scalar in an (optionally open) interval and return it as ``float``.
+
+    Python integers too large for a float64 (e.g. ``10**400``) are a ``ValueError``, like inf."""
     if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.number)) or isinstance(
         x, np.complexfloating
     ):
@@ -173,7 +220,12 @@ def check_finite_scalar(
             x = x.item()
         else:
             raise TypeError(f"{name} must be a real number, got {_describe(x)}")
-    v = float(x)
+    try:
+        v = float(x)
+    except OverflowError:
+        raise ValueError(
+            f"{name} must be finite, got the integer {_short_int(int(x))}, too large for a float64"
+        ) from None
     if not np.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v!r}")
     if lo is not None and (v <= lo if lo_open else v < lo):
@@ -186,7 +238,11 @@ def check_finite_scalar(
 
 
 def check_int_scalar(x: Any, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
-    """Validate an integer scalar (integral floats such as ``4.0`` are accepted)."""
+    """Validate an integer scalar (integral floats such as ``4.0`` are accepted).
+
+    The value must lie in ``[lo, hi]`` and always in the int64 range (``|x| < 2**63``): a larger
+    integer (``10**400``, ``2**63``, ``1e300``) would overflow the arithmetic that follows.
+    Callers whose parameter sizes an array pass ``hi=MAX_SIZE`` (or a tighter bound)."""
     if isinstance(x, bool):
         raise TypeError(f"{name} must be an integer, got bool")
     if isinstance(x, (numbers.Integral, np.integer)):
@@ -197,10 +253,12 @@ def check_int_scalar(x: Any, name: str, *, lo: int | None = None, hi: int | None
         raise ValueError(f"{name} must be an integer, got {x!r}")
     else:
         raise TypeError(f"{name} must be an integer, got {_describe(x)}")
-    if lo is not None and v < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise ValueError(f"{name} must be <= {hi}, got {v}")
+    lo = -INT64_MAX - 1 if lo is None else max(lo, -INT64_MAX - 1)
+    hi = INT64_MAX if hi is None else min(hi, INT64_MAX)
+    if v < lo:
+        raise ValueError(f"{name} must be >= {_short_int(lo)}, got {_short_int(v)}")
+    if v > hi:
+        raise ValueError(f"{name} must be <= {_short_int(hi)}, got {_short_int(v)}")
     return v
 
 

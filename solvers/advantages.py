@@ -70,6 +70,28 @@ def _scale(kind, n, sum_sq, unit, eps):  # pragma: no cover - compiled
     return 1.0, 1.0
 
 
+_TINY = 2.0**-969  # below: group means and deviations lose relative precision (subnormal grid)
+_HUGE = 2.0**1022  # above: deviations r - mean may overflow
+_UP = 2.0**600
+_DOWN = 2.0**-600
+
+
+@numba.njit(cache=True)
+def _group_factor(lo, hi, total):  # pragma: no cover - compiled
+    """Power-of-two factor ``c`` for a group with values in ``[lo, hi]`` and sum ``total``: 1.0
+    for ordinary groups (computed exactly as without it), ``2**600`` for groups whose values are
+    all below 2**-969 in magnitude (their mean is not representable on the subnormal grid, e.g.
+    ``[5e-324, 0, 5e-324]``), ``2**-600`` when the sum or a deviation overflows (values near
+    DBL_MAX). The group is then normalised as ``c r`` (advantages are computed from ``c r - mean(c
+    r)``, scaled back exactly by ``1/c``; GRPO's ``eps`` becomes ``eps c``)."""
+    big = max(abs(lo), abs(hi))
+    if big < _TINY:
+        return _UP if lo != hi else 1.0
+    if big > _HUGE or not np.isfinite(total):
+        return _DOWN
+    return 1.0
+
+
 @numba.njit(cache=True)
 def _dense_kernel(rewards, kind, eps, out):  # pragma: no cover - compiled
     """Fills ``out``; returns False if any advantage is not finite (float64 overflow)."""
@@ -84,6 +106,10 @@ def _dense_kernel(rewards, kind, eps, out):  # pragma: no cover - compiled
             total += v
             lo = min(lo, v)
             hi = max(hi, v)
+        c = _group_factor(lo, hi, total)
+        if c != 1.0:
+            ok &= _dense_row_scaled(rewards[p], kind, eps, out[p], c)
+            continue
         mean = total / group
         unit, mult = 1.0, 0.0
         if lo != hi:
@@ -101,6 +127,37 @@ def _dense_kernel(rewards, kind, eps, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _dense_row_scaled(row, kind, eps, out, c):  # pragma: no cover - compiled
+    """One dense group normalised as ``c r`` (see :func:`_group_factor`; the rare path)."""
+    group = row.shape[0]
+    total = 0.0
+    lo = row[0] * c
+    hi = lo
+    for k in range(group):
+        v = row[k] * c
+        total += v
+        lo = min(lo, v)
+        hi = max(hi, v)
+    mean = total / group
+    unit, mult = 1.0, 0.0
+    if lo != hi:
+        s = _unit(max(hi - mean, mean - lo))
+        sum_sq = 0.0
+        for k in range(group):
+            dev = (row[k] * c - mean) * s
+            sum_sq += dev * dev
+        unit, mult = _scale(kind, group, sum_sq, s, eps * c)
+        if kind != 0:  # Dr.GRPO / RLOO advantages are in reward units: one rounding, dev * (mult/c)
+            unit, mult = mult / c, 1.0
+    ok = True
+    for k in range(group):
+        v = ((row[k] * c - mean) * unit) * mult
+        out[k] = v
+        ok &= np.isfinite(v)
+    return ok
+
+
+@numba.njit(cache=True)
 def _ragged_kernel(rewards, group_ids, n_groups, kind, eps, out):  # pragma: no cover - compiled
     """Fills ``out``; returns False if any advantage is not finite (float64 overflow)."""
     count = np.zeros(n_groups, dtype=np.int64)
@@ -114,6 +171,22 @@ def _ragged_kernel(rewards, group_ids, n_groups, kind, eps, out):  # pragma: no 
         total[g] += v
         lo[g] = min(lo[g], v)
         hi[g] = max(hi[g], v)
+    factor = np.ones(n_groups)
+    scaled = False
+    for g in range(n_groups):
+        if count[g] > 0:
+            factor[g] = _group_factor(lo[g], hi[g], total[g])
+            scaled |= factor[g] != 1.0
+    if scaled:  # the rare path: sums of c r for the rescaled groups (see _group_factor)
+        for g in range(n_groups):
+            if factor[g] != 1.0:
+                total[g] = 0.0
+                lo[g] *= factor[g]
+                hi[g] *= factor[g]
+        for i in range(rewards.shape[0]):
+            g = group_ids[i]
+            if factor[g] != 1.0:
+                total[g] += rewards[i] * factor[g]
     mean = np.empty(n_groups)
     for g in range(n_groups):
         mean[g] = total[g] / count[g] if count[g] > 0 else 0.0
@@ -122,20 +195,35 @@ def _ragged_kernel(rewards, group_ids, n_groups, kind, eps, out):  # pragma: no 
         if lo[g] < hi[g]:
             unit[g] = _unit(max(hi[g] - mean[g], mean[g] - lo[g]))
     sum_sq = np.zeros(n_groups)
-    for i in range(rewards.shape[0]):
-        g = group_ids[i]
-        dev = (rewards[i] - mean[g]) * unit[g]
-        sum_sq[g] += dev * dev
+    if scaled:
+        for i in range(rewards.shape[0]):
+            g = group_ids[i]
+            dev = (rewards[i] * factor[g] - mean[g]) * unit[g]
+            sum_sq[g] += dev * dev
+    else:
+        for i in range(rewards.shape[0]):
+            g = group_ids[i]
+            dev = (rewards[i] - mean[g]) * unit[g]
+            sum_sq[g] += dev * dev
     mult = np.zeros(n_groups)
     for g in range(n_groups):
         if lo[g] != hi[g]:
-            unit[g], mult[g] = _scale(kind, count[g], sum_sq[g], unit[g], eps)
+            unit[g], mult[g] = _scale(kind, count[g], sum_sq[g], unit[g], eps * factor[g])
+            if kind != 0 and factor[g] != 1.0:
+                unit[g], mult[g] = mult[g] / factor[g], 1.0
     ok = True
-    for i in range(rewards.shape[0]):
-        g = group_ids[i]
-        v = ((rewards[i] - mean[g]) * unit[g]) * mult[g]
-        out[i] = v
-        ok &= np.isfinite(v)
+    if scaled:
+        for i in range(rewards.shape[0]):
+            g = group_ids[i]
+            v = ((rewards[i] * factor[g] - mean[g]) * unit[g]) * mult[g]
+            out[i] = v
+            ok &= np.isfinite(v)
+    else:
+        for i in range(rewards.shape[0]):
+            g = group_ids[i]
+            v = ((rewards[i] - mean[g]) * unit[g]) * mult[g]
+            out[i] = v
+            ok &= np.isfinite(v)
     return ok
 
 
@@ -202,8 +290,11 @@ def group_advantages(rewards: Any, *, kind: str, group_ids: Any = None, eps: flo
     Identities (tested): per group, GRPO/Dr.GRPO/RLOO advantages sum to zero, and
     ``rloo = n / (n - 1) * drgrpo``. Means and variances are computed in two passes (no
     ``E[x^2] - E[x]^2`` cancellation); the squared deviations are summed after dividing by the
-    largest one, so the GRPO std neither overflows (rewards ~1e200) nor underflows (subnormal
-    spreads with ``eps = 0``).
+    largest one, so the GRPO std neither overflows (rewards ~1e200) nor underflows. A group whose
+    rewards are all below ``2**-969`` in magnitude (subnormal spreads such as ``[5e-324, 0,
+    5e-324]``, whose mean is not representable) or whose sum overflows (rewards near 1e308) is
+    normalised as ``c r`` with ``c = 2**600`` or ``2**-600`` (exact) and scaled back, so GRPO
+    advantages stay exact there too (with ``eps = 0``: ``[0.707, -1.414, 0.707]``).
 
     Raises
     ------
@@ -228,7 +319,7 @@ def group_advantages(rewards: Any, *, kind: str, group_ids: Any = None, eps: flo
         ok = _ragged_kernel(r, ids, n_groups, code, e, out)
     if not ok:
         raise ValueError(
-            f"{kind} advantages overflowed float64 (max |reward|={float(np.abs(r).max())!r}): "
+            f"{kind} advantages overflowed float64 (max |rewards|={float(np.abs(r).max())!r}): "
             "group means/deviations of these rewards are not representable; rescale the rewards"
         )
     return out
@@ -250,23 +341,33 @@ def _group_advantages_numpy(rewards: np.ndarray, kind: str, group_ids: np.ndarra
     m = int(ids.max()) + 1 if ids.size else 0
     count = np.bincount(ids, minlength=m).astype(np.float64)
     safe = np.maximum(count, 1.0)
-    mean = np.bincount(ids, weights=flat, minlength=m) / safe
-    dev = flat - mean[ids]
     lo = np.full(m, np.inf)
     hi = np.full(m, -np.inf)
     np.minimum.at(lo, ids, flat)
     np.maximum.at(hi, ids, flat)
+    with np.errstate(over="ignore", invalid="ignore"):
+        raw_total = np.bincount(ids, weights=flat, minlength=m)
+    big = np.maximum(np.abs(lo), np.abs(hi))
+    factor = np.where(big < _TINY, np.where(lo != hi, _UP, 1.0),
+                      np.where((big > _HUGE) | ~np.isfinite(raw_total), _DOWN, 1.0))  # _group_factor
+    factor[count == 0] = 1.0
+    flat = flat * factor[ids]
+    lo, hi = lo * factor, hi * factor
+    mean = np.bincount(ids, weights=flat, minlength=m) / safe
+    dev = flat - mean[ids]
     with np.errstate(invalid="ignore", divide="ignore"):
         unit = np.where(lo < hi, np.minimum(1.0 / np.maximum(hi - mean, mean - lo), _DBL_MAX), 1.0)
     sum_sq = np.bincount(ids, weights=(dev * unit[ids]) ** 2, minlength=m)  # scaled, see _scale
     if kind == "grpo":
-        scale = 1.0 / (np.sqrt(sum_sq / safe) + eps * unit)
+        with np.errstate(over="ignore"):
+            scale = 1.0 / (np.sqrt(sum_sq / safe) + (eps * factor) * unit)
     elif kind == "rloo":
         scale = count / np.maximum(count - 1.0, 1.0)
     else:
         scale = np.ones(m)
     scale = np.where((count < 2) | (lo == hi), 0.0, scale)
-    if kind != "grpo":
-        unit = np.ones(m)
+    if kind != "grpo":  # as the kernels: dev * (scale / c) for rescaled groups, one rounding
+        unit = np.where(factor != 1.0, scale / factor, 1.0)
+        scale = np.where(factor != 1.0, 1.0, scale)
     out = (dev * unit[ids]) * scale[ids]
     return out.reshape(rewards.shape)

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _allocation_kernels as _k
-from ._status import CERTIFICATE_FAILED, ITERATION_LIMIT, MESSAGES, OPTIMAL
+from ._status import CERTIFICATE_FAILED, ITERATION_LIMIT, MESSAGES, OPTIMAL, OVERFLOW, overflow_message
 from ._validation import as_float_array, broadcast_to_size, check_finite_scalar, check_int_scalar
 
 __all__ = ["allocate", "AllocationResult", "CostFamily", "COST_FAMILIES", "get_cost"]
@@ -172,6 +172,8 @@ _SCALAR_BOUNDS_MAX_ENTRIES = 16
 def _bound_fast(x: Any, size: int) -> np.ndarray | None:
     """A bound as a float64 array of length ``size`` if that needs no checking of shape or dtype."""
     if type(x) in (int, float):
+        if type(x) is int and not -_MAX_INT_BUDGET <= x <= _MAX_INT_BUDGET:
+            return None  # huge Python ints: the full validation names them
         if size > _SCALAR_BOUNDS_MAX_SIZE:
             return np.full(size, float(x))
         key = (x, size)
@@ -194,7 +196,11 @@ def _fast_path(a: Any, budget: Any, lower: Any, upper: Any, cost: Any, integer: 
         return None
     if not (type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 1 and a.size and a.flags.c_contiguous):
         return None
-    if type(budget) not in (int, float, np.int64, np.float64) or not math.isfinite(budget):
+    if type(budget) not in (int, float, np.int64, np.float64):
+        return None
+    if type(budget) is int and not -_MAX_INT_BUDGET <= budget <= _MAX_INT_BUDGET:
+        return None  # math.isfinite would raise OverflowError on ints beyond float64
+    if not math.isfinite(budget):
         return None
     if integer and not (float(budget).is_integer() and abs(budget) <= _MAX_INT_BUDGET):
         return None
@@ -238,8 +244,9 @@ def bounds_iv(
                 raise ValueError(
                     f"{name} must contain integers{extra} ({why.format(name)}), got {name}={arr[i]!r} at index {i}"
                 )
-    lo_sum = float(lower_arr.sum())
-    hi_sum = float(upper_arr.sum())
+    with np.errstate(over="ignore"):  # sums beyond DBL_MAX are inf: any budget fits below them
+        lo_sum = float(lower_arr.sum())
+        hi_sum = float(upper_arr.sum())
     if not (lo_sum <= budget <= hi_sum):
         raise ValueError(
             f"budget {_fmt(budget)} is infeasible: need sum(lower)={_fmt(lo_sum)} <= budget "
@@ -384,6 +391,12 @@ def allocate(
         message = MESSAGES[OPTIMAL]
         if fallback:
             message += " (integer greedy restarted from the lower bounds)"
+    if status == OPTIMAL and not (math.isfinite(objective) and math.isfinite(price) and math.isfinite(lower_bound)):
+        # e.g. a near DBL_MAX: the allocation is right but sum_q f(a_q, n_q) is not representable
+        bad = [k for k, v in (("objective", objective), ("price", price), ("lower_bound", lower_bound))
+               if not math.isfinite(v)]
+        status = OVERFLOW
+        message = overflow_message(bad, "a")
     return AllocationResult(
         n=n_out,
         objective=float(objective),

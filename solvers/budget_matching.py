@@ -339,7 +339,8 @@ def _check_table_size(rows: int, width: int) -> None:
     if rows * width > _MAX_TABLE_ENTRIES:
         raise ValueError(
             f"problem too large for the exact DP: {rows} bins x {width} states exceeds "
-            f"{_MAX_TABLE_ENTRIES} table entries"
+            f"{_MAX_TABLE_ENTRIES} table entries (the states come from counts, arms and total: "
+            "(total - min(arms) * sum(counts)) / gcd of the arm steps)"
         )
 
 

@@ -49,7 +49,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL
+from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL, OVERFLOW, overflow_message
 from ._validation import as_float_array, check_finite_scalar, check_int_scalar
 
 __all__ = ["DROResult", "entropic_worst_case", "kl_worst_case", "chi2_worst_case"]
@@ -98,9 +98,17 @@ def _losses_iv(losses: Any) -> np.ndarray:
     return arr
 
 
+_ETA_MIN = 1.0 / float(np.finfo(np.float64).max)
+"""Smallest ``eta`` whose temperature ``1/eta`` (the ``dual``) is finite (about 5.6e-309)."""
+
+
 def _entropic_iv(losses: Any, eta: Any) -> tuple[np.ndarray, float]:
     arr = _losses_iv(losses)
     eta_f = check_finite_scalar(eta, "eta", lo=0.0, lo_open=True)
+    if eta_f < _ETA_MIN:
+        raise ValueError(
+            f"eta must be >= {_ETA_MIN:.6g} (the temperature 1/eta must be finite), got {eta_f!r}"
+        )
     return arr, eta_f
 
 
@@ -125,7 +133,8 @@ def entropic_worst_case(losses: Any, eta: float) -> DROResult:
     losses : array_like, shape [B] or [P, B]
         Finite per-sample (or per-group) losses ``l``; a 2-D array is ``P`` independent problems.
     eta : float
-        Inverse temperature, ``0 < eta < inf``. Large ``eta`` approaches the hard max.
+        Inverse temperature, ``1/DBL_MAX <= eta < inf`` (about 5.6e-309: the temperature ``1/eta``
+        is reported and must be finite). Large ``eta`` approaches the hard max.
 
     Returns
     -------
@@ -139,7 +148,8 @@ def entropic_worst_case(losses: Any, eta: float) -> DROResult:
     Raises
     ------
     ValueError
-        If ``losses`` is empty, not 1-D/2-D, or contains NaN/inf; if ``eta`` is not finite and > 0.
+        If ``losses`` is empty, not 1-D/2-D, or contains NaN/inf; if ``eta`` is not finite or below
+        ``1/DBL_MAX``.
 
     Examples
     --------
@@ -169,7 +179,9 @@ def entropic_worst_case(losses: Any, eta: float) -> DROResult:
     )
     status = OPTIMAL if ok else CERTIFICATE_FAILED
     message = MESSAGES[status]
-    if not ok:
+    if not np.all(np.isfinite(value)):  # log(B) / eta overflows for a tiny eta
+        status, message = OVERFLOW, overflow_message(["value"], "losses and eta (or raise eta)")
+    elif not ok:
         message += ": value outside Cor. F.2 bounds or weights off the simplex (eta too small?)"
     if batched:
         return DROResult(value, weights, np.full(l2.shape[0], 1.0 / eta_f), ok, status, message)
@@ -218,6 +230,19 @@ def _ball_iv(losses: Any, p: Any, rho: Any) -> tuple[np.ndarray, np.ndarray, flo
         else:
             p2 = np.ascontiguousarray(np.broadcast_to(parr / sums[0], l2.shape))
     return np.ascontiguousarray(l2), p2, rho_f, batched
+
+
+_MAX_ITER = 2**31 - 1
+"""Largest ``max_iter`` of :func:`kl_worst_case` (the solve stops after ~100 iterations anyway)."""
+
+
+def _flag_overflow(status: np.ndarray, dual: np.ndarray, dual_z: np.ndarray, what: str) -> tuple[np.ndarray, str]:
+    """Rows whose dual is finite in normalised units but overflows in the losses' units (spreads
+    near DBL_MAX) become ``OVERFLOW`` (the weights and the value are exact and finite)."""
+    over = ~np.isfinite(dual) & np.isfinite(dual_z) & (status == OPTIMAL)
+    if not over.any():
+        return status, ""
+    return np.where(over, OVERFLOW, status), ": " + overflow_message([what], "losses").split(": ", 1)[1]
 
 
 def _package(value, weights, dual, status, batched, message_extra) -> DROResult:
@@ -561,7 +586,8 @@ def kl_worst_case(losses: Any, p: Any = None, rho: Any = None, *, max_iter: int 
     rho : float
         KL radius, ``rho >= 0`` (required).
     max_iter : int
-        Newton/bisection iterations per row before ``status = ITERATION_LIMIT``.
+        Newton/bisection iterations per row before ``status = ITERATION_LIMIT``, in ``[1, 2**31 - 1]``
+        (a row needs about 3-7, at most about 100).
 
     Returns
     -------
@@ -589,12 +615,13 @@ def kl_worst_case(losses: Any, p: Any = None, rho: Any = None, *, max_iter: int 
     [0.0, 0.0, 1.0]
     """
     l2, p2, rho_f, batched = _ball_iv(losses, p, rho)
-    iters = check_int_scalar(max_iter, "max_iter", lo=1)
+    iters = check_int_scalar(max_iter, "max_iter", lo=1, hi=_MAX_ITER)
     z2, lmax, half = _normalise_rows(l2, p2)
     value_z, q, tau_z, status = _kl_batch(z2, p2, rho_f, iters)
     status = _kl_certify(z2, p2, rho_f, value_z, q, tau_z, status)
     tau = _scale_dual(tau_z, half)
-    return _package(_from_normalised(value_z, lmax, half), q, tau, status, batched, "")
+    status, extra = _flag_overflow(status, tau, tau_z, "dual (the temperature tau*)")
+    return _package(_from_normalised(value_z, lmax, half), q, tau, status, batched, extra)
 
 
 # ============================================================================================
@@ -666,10 +693,13 @@ def _chi2_trivial(z, p, rho, q):
     """Point mass / rho = 0 cases of a normalised row. Returns (handled, value, eta)."""
     n = z.shape[0]
     p_top = 0.0
+    p_all = 0.0  # 1 up to rounding; compared with p_top so that "A is the whole support" is exact
     for i in range(n):
-        if p[i] > 0.0 and z[i] == 0.0:
-            p_top += p[i]
-    if (1.0 + 2.0 * rho) * p_top >= 1.0:
+        if p[i] > 0.0:
+            p_all += p[i]
+            if z[i] == 0.0:
+                p_top += p[i]
+    if (1.0 + 2.0 * rho) * p_top >= p_all:
         # E_p[r^2] = 1/p(A) <= 1 + 2 rho for r = 1_A / p(A): the point mass on A is feasible
         for i in range(n):
             q[i] = p[i] / p_top if (p[i] > 0.0 and z[i] == 0.0) else 0.0
@@ -1002,10 +1032,9 @@ def chi2_worst_case(losses: Any, p: Any = None, rho: Any = None) -> DROResult:
     z2, lmax, half = _normalise_rows(l2, p2)
     value_z, q, eta_z, status = _chi2_batch(z2, p2, rho_f)
     status = _chi2_certify(z2, p2, rho_f, value_z, q, eta_z, status)
-    return _package(
-        _from_normalised(value_z, lmax, half), q, _from_normalised(eta_z, lmax, half), status,
-        batched, "",
-    )
+    eta = _from_normalised(eta_z, lmax, half)
+    status, extra = _flag_overflow(status, eta, eta_z, "dual (the threshold eta*)")
+    return _package(_from_normalised(value_z, lmax, half), q, eta, status, batched, extra)
 
 
 # ============================================================================================

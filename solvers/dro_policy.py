@@ -31,7 +31,15 @@ from typing import Any
 import numba
 import numpy as np
 
-from .waterfill import _GAP_RTOL, _SMALL_N, _presort_desc, _row_certificate, _sort_desc_small, _waterfill_iv
+from .waterfill import (
+    _GAP_RTOL,
+    _SMALL_N,
+    _presort_desc,
+    _row_certificate,
+    _row_scale,
+    _sort_desc_small,
+    _waterfill_iv,
+)
 
 __all__ = ["dro_policy", "DroPolicyResult"]
 
@@ -67,7 +75,20 @@ class DroPolicyResult:
 
 @numba.njit(cache=True)
 def _dro_row(r, rs, delta, out):
-    """One row of Lemma H.1 (``rs`` = values of ``r`` sorted decreasingly)."""
+    """One row of Lemma H.1 (``rs`` = values of ``r`` sorted decreasingly), rescaled by
+    :func:`solvers.waterfill._row_scale` when its spread would overflow or is subnormal (the
+    policy is invariant, the values scale)."""
+    n = r.shape[0]
+    c = _row_scale(rs[0], rs[n - 1], delta, n)
+    if c == 1.0:
+        return _dro_core(r, rs, delta, out)
+    m, value, dual, gap, ok = _dro_core(r * c, rs * c, delta * c, out)
+    return m, value / c, dual / c, gap / c, ok
+
+
+@numba.njit(cache=True)
+def _dro_core(r, rs, delta, out):
+    """Lemma H.1 on one (well-scaled) row; see :func:`_dro_row`."""
     n = r.shape[0]
     r1 = rs[0]
     # v_k = A_k - delta/k = r1 - (D_k + delta)/k; minimise c_k = (D_k + delta)/k, largest minimiser.
@@ -135,6 +156,8 @@ def dro_policy_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
     """Pure-NumPy twin of the DRO kernel for one row (reference and benchmark peer); no validation."""
     r = np.asarray(r_hat, dtype=np.float64)
     n = r.size
+    scale = _row_scale.py_func(float(r.max()), float(r.min()), float(delta), n)
+    r, delta = r * scale, delta * scale
     order = np.argsort(-r, kind="stable")
     d = r[order[0]] - r[order]
     c = (np.cumsum(d) + delta) / np.arange(1, n + 1)
@@ -183,9 +206,13 @@ def dro_policy(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
     certified = np.empty(n_rows, dtype=np.bool_)
     if n_rows:
         _dro_kernel(r2, _presort_desc(r2), dl, policy, support, obj, dual, gap, certified)
-    ok, status, message = _row_certificate(certified, "dro_policy", warn=not full_output)
     if not full_output:
+        _row_certificate(certified, "dro_policy", warn=True)
         return policy[0] if one_d else policy
+    ok, status, message = _row_certificate(
+        certified, "dro_policy", warn=False,
+        reported={"objective": obj, "dual_value": dual, "duality_gap": gap},
+    )
 
     def pick(a: np.ndarray, cast=float) -> Any:
         return cast(a[0]) if one_d else a

@@ -80,8 +80,9 @@ def k3_kl(logp_ref: Any, logp: Any) -> K3KL:
     Raises
     ------
     ValueError
-        For NaN/inf inputs, mismatched shapes, an empty group, or ``z > 709.78`` (``exp(z)``
-        overflows float64: the reference is ``e^709`` times likelier than the sampler there).
+        For NaN/inf inputs, mismatched shapes, an empty group, ``z > 709.78`` (``exp(z)``
+        overflows float64: the reference is ``e^709`` times likelier than the sampler there), or
+        ``logp_ref - logp`` below ``-DBL_MAX`` (``k3 ~ -z`` is not representable).
 
     Notes
     -----
@@ -99,16 +100,25 @@ def k3_kl(logp_ref: Any, logp: Any) -> K3KL:
     check_same_shape(ref, "logp_ref", cur, "logp")
     if ref.shape[-1] < 1:
         raise ValueError(f"logp_ref must have at least one rollout per group, got shape {ref.shape}")
-    z = ref - cur
-    too_big = z > _Z_MAX
+    with np.errstate(over="ignore"):
+        z = ref - cur
+    # z > 709.78: exp(z) overflows; z = -inf: logp_ref - logp itself overflowed (k3 ~ -z > DBL_MAX)
+    too_big = (z > _Z_MAX) | (z == -np.inf)
     if too_big.any():
         idx = np.argwhere(too_big)[0]
         where = tuple(int(i) for i in idx) if z.ndim > 1 else int(idx[0])
-        raise ValueError(
-            f"k3 overflows float64: z = logp_ref - logp = {float(z[tuple(idx)])!r} > {_Z_MAX:.2f} at index {where}"
-        )
+        zi = float(z[tuple(idx)])
+        why = f"> {_Z_MAX:.2f}" if zi > 0 else "(the difference itself overflows)"
+        raise ValueError(f"k3 overflows float64: z = logp_ref - logp = {zi!r} {why} at index {where}")
     per_sample = _k3(z)
-    mean = per_sample.mean(axis=-1)
+    with np.errstate(over="ignore"):
+        mean = per_sample.mean(axis=-1)
+    if not np.all(np.isfinite(mean)):
+        # the sum of values near DBL_MAX overflows; the mean of x / G cannot (each term is finite
+        # and non-negative, so their sum is at most max x). Only the overflowing rows change.
+        safe = (per_sample / per_sample.shape[-1]).sum(axis=-1)
+        safe = np.minimum(safe, per_sample.max(axis=-1))  # rounding may push it above the max
+        mean = np.where(np.isfinite(mean), mean, safe)
     return K3KL(per_sample, float(mean) if per_sample.ndim == 1 else mean)
 
 

@@ -106,9 +106,8 @@ def _delta_iv(delta: Any, n_rows: int, one_d: bool) -> np.ndarray:
 
 
 def _p_iv(p: Any) -> float:
-    if isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, bool):
-        if float(p) == np.inf:
-            return np.inf
+    if isinstance(p, (float, np.floating)) and float(p) == np.inf:
+        return np.inf
     return check_finite_scalar(p, "p", lo=1.0)
 
 

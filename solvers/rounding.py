@@ -12,11 +12,15 @@ from typing import Any
 import numpy as np
 
 from . import _allocation_kernels as _k
-from ._status import OPTIMAL
+from ._status import OPTIMAL, OVERFLOW, overflow_message
 from ._validation import as_float_array, check_int_scalar, check_same_shape
 from .allocation import bounds_iv, get_cost
 
 __all__ = ["round_greedy", "RoundingResult"]
+
+MAX_GREEDY_STEPS = 2**26
+"""Most unit steps :func:`round_greedy` takes (a budget of 2**53 above the floors would otherwise
+loop for years; from a continuous optimum at most ``len(a)`` steps remain)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,9 @@ class RoundingResult:
         Number of unit increments made by the greedy loop (``budget - sum(floor(n_continuous))``).
     success, status, message
         ``success`` is True: Algorithm 2 always completes on valid input (invalid input raises).
-        It is a heuristic; nothing about optimality is certified here.
+        It is a heuristic; nothing about optimality is certified here. The one exception: an
+        objective that overflows float64 (``a`` near DBL_MAX) gives ``status == OVERFLOW`` and
+        ``success=False`` (the counts are still Algorithm 2's).
     """
 
     n: np.ndarray
@@ -64,7 +70,8 @@ def round_greedy(
     * The paper assumes ``n*`` is the continuous optimum; any ``n_continuous`` within
       ``[lower, upper]`` is accepted, but the algorithm has no step that lowers a count, so the
       input must satisfy ``sum(floor(n_continuous)) <= budget`` (else ``ValueError``), and
-      ``lower``/``upper`` must be integers (then ``floor`` keeps the lower bound).
+      ``lower``/``upper`` must be integers (then ``floor`` keeps the lower bound). At most
+      ``2**26`` units may remain after the floor (``ValueError`` otherwise).
 
     Parameters
     ----------
@@ -112,15 +119,24 @@ def round_greedy(
         raise ValueError(
             f"sum(floor(n_continuous))={floor_sum} exceeds budget {budget_v}: Algorithm 2 only adds rollouts"
         )
+    if budget_v - floor_sum > MAX_GREEDY_STEPS:
+        raise ValueError(
+            f"budget - sum(floor(n_continuous)) = {budget_v - floor_sum} rollouts left to place one at a "
+            f"time; Algorithm 2 is run for at most {MAX_GREEDY_STEPS} (2**26) steps: pass n_continuous "
+            "from allocate (then at most len(a) steps remain), or use allocate(integer=True)"
+        )
     x, left = _k.round_greedy_kernel(family.code, a_arr, x_arr, upper_arr, budget_v)
     if left != 0:  # unreachable after the checks above (sum(upper) >= budget)
         raise RuntimeError(f"round_greedy could not place {left} rollouts")  # pragma: no cover
     obj = float(_k.objective(family.code, a_arr, x.astype(np.float64)))
+    status, message = OPTIMAL, "completed (VIP Algorithm 2; heuristic, not certified optimal)"
+    if not np.isfinite(obj):  # a near DBL_MAX: the counts are right, their objective is not representable
+        status, message = OVERFLOW, overflow_message(["objective"], "a")
     return RoundingResult(
         n=x,
         objective=obj,
         steps=budget_v - floor_sum,
-        success=True,
-        status=OPTIMAL,
-        message="completed (VIP Algorithm 2; heuristic, not certified optimal)",
+        success=status == OPTIMAL,
+        status=status,
+        message=message,
     )

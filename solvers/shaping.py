@@ -130,11 +130,16 @@ def _shift_rows(seq_logprobs, top, out_shifted):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _hard_rows(rewards, delta, value_robust, probs, out_rewards, out_bonus, out_weights, out_index,
-               out_ess):  # pragma: no cover - compiled
+def _hard_rows(rewards, seq_logprobs, delta, value_robust, probs, out_rewards, out_bonus, out_weights,
+               out_index, out_ess):  # pragma: no cover - compiled
     """``probs`` holds exp(lp - top) on entry and pi_tilde on exit; hard pick and its correction.
 
-    Returns the largest |row sum of pi_tilde - 1| (inf if any output is not finite).
+    The pick is the exact argmax of eq. (4.14) / the DRO rule: DRO compares the log-probs
+    themselves (``argmax pi_tilde = argmax lp``, no rounding); DRRO compares the rounded scores
+    ``r - delta pi_tilde`` and breaks exact float ties by the smaller log-prob (the larger exact
+    score: with equal rounded scores, ``delta pi_tilde`` fell below the rounding of ``r``), then
+    by the lower index. Returns the largest |row sum of pi_tilde - 1| (inf if any output is not
+    finite).
     """
     n_prompts, group = rewards.shape
     sign = -1.0 if value_robust else 1.0
@@ -152,9 +157,11 @@ def _hard_rows(rewards, delta, value_robust, probs, out_rewards, out_bonus, out_
             pi = probs[p, k] * inv_total
             probs[p, k] = pi
             mass += pi
-            # adversary's score: r - delta pi (DRRO, eq. 4.14) or pi (DRO); first maximiser wins
-            score = pi if value_robust else rewards[p, k] - d * pi
-            if score > best_score:
+            # adversary's score: r - delta pi (DRRO, eq. 4.14) or log pi (DRO); ties: see above
+            score = seq_logprobs[p, k] if value_robust else rewards[p, k] - d * pi
+            if score > best_score or (
+                score == best_score and not value_robust and seq_logprobs[p, k] < seq_logprobs[p, best]
+            ):
                 best_score = score
                 best = k
             out_rewards[p, k] = rewards[p, k]
@@ -250,7 +257,10 @@ def _shape_numpy(r: np.ndarray, lp: np.ndarray, d: np.ndarray, tau: float | None
     sign = -1.0 if value_robust else 1.0
     score = d[:, None] * pi if value_robust else r - d[:, None] * pi
     if tau is None:
-        index = np.argmax(pi if value_robust else score, axis=1)
+        if value_robust:  # argmax pi_tilde = argmax of the log-probs (exact)
+            index = np.argmax(lp, axis=1)
+        else:  # float ties of the score: smaller log-prob, then lower index (see _hard_rows)
+            index = np.argmin(np.where(score == score.max(axis=1, keepdims=True), lp, np.inf), axis=1)
         weights = np.zeros_like(r)
         weights[np.arange(r.shape[0]), index] = 1.0
         return r + sign * d[:, None] * weights, weights, index, np.ones(r.shape[0]), pi
@@ -294,7 +304,8 @@ def _shape(rewards, seq_logprobs, delta, tau, value_robust: bool) -> ShapedRewar
         np.exp(out_weights, out=out_weights)
         worst = _soft_rows(r, d, value_robust, probs, out_weights, out_rewards, out_bonus, out_ess)
     else:
-        worst = _hard_rows(r, d, value_robust, probs, out_rewards, out_bonus, out_weights, out_index, out_ess)
+        worst = _hard_rows(r, lp, d, value_robust, probs, out_rewards, out_bonus, out_weights, out_index,
+                           out_ess)
     if not np.isfinite(worst):
         raise ValueError(
             f"{rule} shaping overflowed float64 (tau={t!r}, max |reward|={np.abs(r).max()!r}, "
@@ -390,8 +401,12 @@ def drro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | No
 
     Notes
     -----
-    Hard rule: ``k* = argmax_k {r_k - delta pi_tilde_k}``; ties (exactly equal scores in float64)
-    go to the lowest index, like ``numpy.argmax``; the bonus delta is added to ``r_{k*}`` only.
+    Hard rule: ``k* = argmax_k {r_k - delta pi_tilde_k}``; the bonus delta is added to ``r_{k*}``
+    only. Scores that are exactly equal in float64 are broken by the smaller ``log pi_tilde_k``
+    (then the lower index): equal rounded scores with equal rewards mean that ``delta pi_tilde``
+    fell below the rounding of ``r``, and the exact score ``r - delta pi_tilde`` is then larger for
+    the less likely rollout (e.g. rewards ``[.25, .25, .25]``, log-probs ``[0, -50, -60]``,
+    ``delta = 40``: the exact argmax is the third rollout although all three scores round to 0.25).
 
     Soft rule, computed in log space: ``log u_k = (r_k - delta pi_tilde_k) / tau - log pi_tilde_k``
     with ``log pi_tilde`` taken from the log-softmax (so ``-log pi_tilde`` is exact even when
@@ -430,7 +445,8 @@ def dro_rewards(rewards: Any, seq_logprobs: Any, delta: Any, *, tau: float | Non
     Sec. 6.1; its maximiser is Lemma H.1), so the DRO correction is the gradient of
     ``-delta max_i pi_i`` (the paper prints no DRO shaping rule; see the module docstring):
 
-    * hard (``tau=None``): ``k* = argmax_k pi_tilde_k`` (ties to the lowest index); shaped
+    * hard (``tau=None``): ``k* = argmax_k pi_tilde_k``, computed on the log-probs (exact; ties
+      of equal log-probs to the lowest index); shaped
       ``r_k - delta 1{k = k*}`` -- a *penalty* delta on the most likely rollout of the group.
     * soft (``tau > 0``): ``max`` replaced by ``tau log sum exp(delta pi / tau)`` (like eq. 4.6,
       within ``tau log n``); its soft-max mass is estimated from the group by SNIS exactly as in

@@ -103,6 +103,12 @@ def soft_regret_objective(pi: Any, r_hat: Any, delta: Any, tau: Any) -> Any:
         Satisfies ``F_soft <= F_delta <= F_soft + tau log n`` (Prop 4.2), with
         ``F_delta = delta - worst_case_regret(pi, r_hat, delta).value``.
 
+    Raises
+    ------
+    ValueError
+        Invalid input (``pi`` off the simplex, non-finite values, ``tau <= 0``), or an objective
+        that overflows float64 (rewards and budgets near 1e308).
+
     Examples
     --------
     >>> round(soft_regret_objective([0.5, 0.5], [1.0, 0.0], 1.0, 0.5), 6)
@@ -127,6 +133,13 @@ def soft_regret_grad(pi: Any, r_hat: Any, delta: Any, tau: Any) -> SoftRegretGra
         ``objective`` (eq. 4.6), ``grad = r_hat + delta * sigma``, ``sigma`` (softmax of
         ``(r_hat - delta pi)/tau``) and ``shaped_rewards`` (same as ``grad``; eq. 4.8).
 
+    Raises
+    ------
+    ValueError
+        As :func:`soft_regret_objective` (invalid input, or an objective that overflows float64),
+        and when ``r_hat + delta * sigma`` overflows float64 (e.g. ``r_hat`` and ``delta`` near
+        1e308): every returned number is finite.
+
     Examples
     --------
     >>> res = soft_regret_grad([0.5, 0.5], [1.0, 0.0], 1.0, 0.1)
@@ -135,7 +148,15 @@ def soft_regret_grad(pi: Any, r_hat: Any, delta: Any, tau: Any) -> SoftRegretGra
     """
     pi2, r2, dl, t, one_d = _soft_iv(pi, r_hat, delta, tau)
     obj, sigma = _soft_core(pi2, r2, dl, t)
-    shaped = r2 + dl[:, None] * sigma
+    with np.errstate(over="ignore", invalid="ignore"):
+        shaped = r2 + dl[:, None] * sigma
+    if not np.isfinite(shaped).all():
+        # the same rule (and message) as the objective: a non-representable result raises
+        b = int(np.flatnonzero(~np.isfinite(shaped).all(axis=1))[0])
+        raise ValueError(
+            f"soft DRRO gradient r_hat + delta * sigma overflowed float64 in row {b} (max |r_hat|="
+            f"{float(np.abs(r2[b]).max())!r}, delta={float(dl[b])!r}, tau={t!r}): rescale r_hat/delta"
+        )
     if one_d:
         return SoftRegretGradResult(float(obj[0]), shaped[0].copy(), sigma[0], shaped[0])
     return SoftRegretGradResult(obj, shaped.copy(), sigma, shaped)

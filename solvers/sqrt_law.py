@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL
+from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL, OVERFLOW, overflow_message
 from ._validation import as_float_array, broadcast_to_size, check_finite_scalar, check_same_shape
 
 __all__ = ["SqrtAllocationResult", "sqrt_allocation"]
@@ -71,7 +71,7 @@ class SqrtAllocationResult:
 # --------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _level_sum(weight, slope, lower, upper, t):  # pragma: no cover - compiled
     total = 0.0
     for i in range(weight.shape[0]):
@@ -84,7 +84,7 @@ def _level_sum(weight, slope, lower, upper, t):  # pragma: no cover - compiled
     return total
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _clip_level_kernel(weight, slope, lower, upper, target):  # pragma: no cover - compiled
     """Solve ``sum_i weight_i * clip(t * slope_i, lower_i, upper_i) = target`` for ``t >= 0``.
 
@@ -152,7 +152,7 @@ def _clip_level_kernel(weight, slope, lower, upper, target):  # pragma: no cover
     return t
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _clip_status_same(slope, lower, upper, t_a, t_b):  # pragma: no cover - compiled
     """True if every coordinate has the same status (below / free / above) at ``t_a`` and ``t_b``."""
     for i in range(slope.shape[0]):
@@ -165,7 +165,7 @@ def _clip_status_same(slope, lower, upper, t_a, t_b):  # pragma: no cover - comp
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _clip_level_fast(weight, slope, lower, upper, target):  # pragma: no cover - compiled
     """Same root as :func:`_clip_level_kernel` in ``O(m)`` per iteration, without sorting.
 
@@ -295,7 +295,7 @@ def _sqrt_allocation_iv(v, shares, mean_budget, lower, upper):
     active = shares > 0
     low_sum = float(np.sum(shares[active] * lower[active]))
     up_sum = float(np.sum(shares[active] * upper[active])) if np.all(np.isfinite(upper[active])) else np.inf
-    tol = 1e-12 * max(1.0, mean_budget)
+    tol = 1e-12 * max(low_sum, mean_budget)  # relative: budgets of 1e-200 are not 'equal' to 0
     if not (low_sum - tol <= mean_budget <= up_sum + tol):
         raise ValueError(
             f"mean_budget {mean_budget!r} is infeasible: need sum_b q_b lower_b={low_sum!r} <= "
@@ -374,18 +374,25 @@ def sqrt_allocation(v, shares, mean_budget, *, lower=None, upper=None) -> SqrtAl
     n, price = _sqrt_solve_kernel(v, shares, n_bar, lower, upper)
     objective, code = _certify_kernel(v, shares, n_bar, lower, upper, n, price, _CERT_TOL)
     ok = code == 0
+    status = OPTIMAL if ok else CERTIFICATE_FAILED
+    message = MESSAGES[OPTIMAL] if ok else f"{MESSAGES[CERTIFICATE_FAILED]}: {_CERT_REASONS[code]}"
+    active = shares > 0
+    bad = [k for k, good in (("objective", np.isfinite(objective)), ("price", np.isfinite(price)),
+                             ("n", np.all(np.isfinite(n[active])))) if not good]
+    if bad and (ok or code == 6):  # e.g. a budget of 1e-300: price v/n^2 ~ 1e300 * v overflows
+        status, message = OVERFLOW, overflow_message(bad, "v and mean_budget")
     return SqrtAllocationResult(
         n=n,
         objective=float(objective),
         price=float(price),
         zero_share=shares == 0,
-        success=ok,
-        status=OPTIMAL if ok else CERTIFICATE_FAILED,
-        message=MESSAGES[OPTIMAL] if ok else f"{MESSAGES[CERTIFICATE_FAILED]}: {_CERT_REASONS[code]}",
+        success=status == OPTIMAL,
+        status=status,
+        message=message,
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _sqrt_solve_kernel(v, shares, n_bar, lower, upper):  # pragma: no cover - compiled
     """Compiled solve of the bounded square-root law; returns ``(n, price)`` (see module doc)."""
     size = v.shape[0]
@@ -414,7 +421,7 @@ def _sqrt_solve_kernel(v, shares, n_bar, lower, upper):  # pragma: no cover - co
             j += 1
     t = _clip_level_fast(w, s, lo, hi, n_bar - base)
     if t < np.inf:
-        price = 1.0 / (t * t) if t > 0 else np.inf
+        price = (1.0 / t) / t if t > 0 else np.inf  # not 1/(t*t): t*t underflows for tiny budgets
         for b in range(size):
             if shares[b] > 0:
                 if v[b] > 0:
@@ -473,7 +480,7 @@ def _sqrt_solve_python(v, shares, n_bar, lower, upper):
     if np.isfinite(t):
         n[idx] = np.clip(t * sqrt_v[idx], lower[idx], upper[idx])
         n[zero_var] = lower[zero_var]
-        price = 1.0 / (t * t) if t > 0 else np.inf
+        price = (1.0 / t) / t if t > 0 else np.inf  # not 1/(t*t): t*t underflows for tiny budgets
     else:
         price = 0.0
         n[idx] = upper[idx]
@@ -502,7 +509,7 @@ _CERT_REASONS = {
 }
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _certify_kernel(v, shares, n_bar, lower, upper, n, price, tol):  # pragma: no cover - compiled
     """Objective and certificate code (0 = feasible and KKT; see ``_CERT_REASONS``)."""
     size = v.shape[0]
@@ -514,7 +521,7 @@ def _certify_kernel(v, shares, n_bar, lower, upper, n, price, tol):  # pragma: n
             used += shares[b] * n[b]
             if v[b] > 0:
                 objective += shares[b] * v[b] / n[b]
-                marg = v[b] / (n[b] * n[b])
+                marg = (v[b] / n[b]) / n[b]  # not v/(n*n): n*n underflows for tiny n
                 if marg > max_marg:
                     max_marg = marg
     if not abs(used - n_bar) <= tol * max(1.0, n_bar):
@@ -531,7 +538,7 @@ def _certify_kernel(v, shares, n_bar, lower, upper, n, price, tol):  # pragma: n
                 if not at_lo:
                     return objective, 6
                 continue
-            marg = v[b] / (n[b] * n[b])
+            marg = (v[b] / n[b]) / n[b]
             if not at_lo and not at_hi and abs(marg - price) > rel:
                 return objective, 3
             if at_lo and not at_hi and marg > price + rel:

@@ -75,11 +75,22 @@ def _grad_variance_iv(reward_var, n, estimator, sigma2, reward_name):
     return reward_var, n, sigma2
 
 
-def _variance_of_estimator(reward_var, n, sigma2, estimator):
-    if estimator == "drgrpo":
-        out = sigma2 * reward_var * (n - 1.0) / (n * n)
-    else:
-        out = sigma2 * reward_var / (n - 1.0)
+def _variance_of_estimator(reward_var, n, sigma2, estimator, reward_name="reward_var"):
+    # the n-factor first: sigma2 * reward_var may overflow where the variance does not, and
+    # n * n overflows for n > 1e154 (where (n - 1) / n^2 ~ 1/n is representable)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if estimator == "drgrpo":
+            out = sigma2 * (reward_var * (((n - 1.0) / n) / n))
+        else:
+            out = sigma2 * (reward_var / (n - 1.0))
+    if not np.all(np.isfinite(out)):
+        idx = np.argwhere(~np.isfinite(np.atleast_1d(out)))[0]
+        at = "" if out.ndim == 0 else f" at index {tuple(int(i) for i in idx)}"
+        raise ValueError(
+            f"gradient variance overflows float64{at}: {reward_name}={float(np.atleast_1d(reward_var)[tuple(idx)])!r}, "
+            f"n={float(np.atleast_1d(n)[tuple(idx)])!r}, sigma2={float(np.atleast_1d(sigma2)[tuple(idx)])!r}; "
+            "rescale sigma2"
+        )
     return float(out) if out.ndim == 0 else out
 
 
@@ -128,7 +139,7 @@ def grad_variance(p, n, *, estimator, sigma2=1.0):
         raise ValueError(f"p must lie in [0, 1], got {p[tuple(idx)].item()!r}")
     reward_var = 4.0 * p * (1.0 - p)
     reward_var, n, sigma2 = _grad_variance_iv(reward_var, n, estimator, sigma2, "p")
-    return _variance_of_estimator(reward_var, n, sigma2, estimator)
+    return _variance_of_estimator(reward_var, n, sigma2, estimator, "4 p (1 - p)")
 
 
 def grad_variance_continuous(reward_var, n, *, estimator, sigma2=1.0):
@@ -186,10 +197,16 @@ def _bin_proxy_iv(scale, scale_name, shares, n):
     return scale, shares, n
 
 
-def _masked_sum(terms_num, shares, denom, scale):
+def _masked_sum(terms_num, shares, denom, scale, names):
     used = (shares > 0) & (scale > 0)
     safe = np.where(used, denom, 1.0)
-    out = np.sum(np.where(used, shares * terms_num / safe, 0.0), axis=-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.sum(np.where(used, shares * (terms_num / safe), 0.0), axis=-1)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(
+            f"the proxy overflows float64 ({names}: a bin with tiny n or huge "
+            f"{names.split(',')[0]}/shares); rescale the inputs"
+        )
     return float(out) if out.ndim == 0 else out
 
 
@@ -218,7 +235,7 @@ def variance_proxy(v, shares, n):
     0.75
     """
     v, shares, n = _bin_proxy_iv(v, "v", shares, n)
-    return _masked_sum(v, shares, n, v)
+    return _masked_sum(v, shares, n, v, "v, shares, n")
 
 
 def weighted_standard_error(sigma, shares, n):
@@ -249,4 +266,4 @@ def weighted_standard_error(sigma, shares, n):
     0.5
     """
     sigma, shares, n = _bin_proxy_iv(sigma, "sigma", shares, n)
-    return _masked_sum(sigma, shares, np.sqrt(n), sigma)
+    return _masked_sum(sigma, shares, np.sqrt(n), sigma, "sigma, shares, n")

@@ -48,6 +48,7 @@ Implementation notes
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL
+from ._status import CERTIFICATE_FAILED, MESSAGES, OPTIMAL, OVERFLOW, overflow_message
 from ._validation import as_float_array, broadcast_to_size, check_finite_scalar
 
 __all__ = ["waterfill", "WaterfillResult"]
@@ -121,9 +122,41 @@ def _presort_desc(r2: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
+def _row_scale(top, bottom, delta, n):
+    """A power of two ``c`` such that the row ``c r`` with budget ``c delta`` keeps every sum of
+    the kernels (``n (max r - min r + delta)`` at most) far from overflow and subnormal spreads
+    away from the subnormal range; 1.0 for ordinary rows (so they are computed bit for bit as
+    without scaling). The policies of Thm 3.4 and Lemma H.1 are invariant under
+    ``(r, delta) -> (c r, c delta)`` for ``c > 0``; thresholds, values and gaps scale by ``c``."""
+    m = (top - bottom) + delta  # range + delta (exact for subnormal rows)
+    if m == 0.0:
+        return 1.0
+    if m < np.inf:
+        size = m * (4.0 * n)
+        if size >= 2.0**-900 and size <= 2.0**1000:
+            return 1.0
+        e = math.frexp(m)[1]  # m = f 2^e, f in [0.5, 1)
+    else:  # the range overflows: halve first
+        e = math.frexp(0.5 * top - 0.5 * bottom + 0.5 * delta)[1] + 1
+    return math.ldexp(1.0, min(-e, 1000))
+
+
+@numba.njit(cache=True)
 def _waterfill_row(r, rs, delta, out):
     """One row of Theorem 3.4 (``rs`` = values of ``r`` sorted decreasingly); writes ``out`` and
-    returns (t*, t0, F, duality_gap)."""
+    returns (t*, t0, F, duality_gap, certified), rescaling the row by :func:`_row_scale` when its
+    spread would overflow (1e308 and -1e308) or is subnormal."""
+    n = r.shape[0]
+    c = _row_scale(rs[0], rs[n - 1], delta, n)
+    if c == 1.0:
+        return _waterfill_core(r, rs, delta, out)
+    t1, t0, primal, gap, ok = _waterfill_core(r * c, rs * c, delta * c, out)
+    return t1 / c, t0 / c, primal / c, gap / c, ok
+
+
+@numba.njit(cache=True)
+def _waterfill_core(r, rs, delta, out):
+    """Theorem 3.4 on one (well-scaled) row; see :func:`_waterfill_row`."""
     n = r.shape[0]
     r1 = rs[0]
     m_top = 0
@@ -252,10 +285,13 @@ def _waterfill_iv(r_hat: Any, delta: Any) -> tuple[np.ndarray, np.ndarray, bool]
 def waterfill_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
     """Pure-NumPy twin of the water-filling kernel for one row (reference and benchmark peer).
 
-    Same math and tie rule as :func:`waterfill`, written with ``argsort``/``cumsum``; no validation.
+    Same math, tie rule and row scaling (:func:`_row_scale`) as :func:`waterfill`, written with
+    ``argsort``/``cumsum``; no validation.
     """
     r = np.asarray(r_hat, dtype=np.float64)
     n = r.size
+    c = _row_scale.py_func(float(r.max()), float(r.min()), float(delta), n)
+    r, delta = r * c, delta * c
     order = np.argsort(-r, kind="stable")
     d = r[order[0]] - r[order]
     top = d == 0.0
@@ -278,11 +314,15 @@ def waterfill_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
     return pi
 
 
-def _row_certificate(certified: np.ndarray, name: str, *, warn: bool) -> tuple[bool, int, str]:
+def _row_certificate(
+    certified: np.ndarray, name: str, *, warn: bool, reported: dict[str, np.ndarray] | None = None
+) -> tuple[bool, int, str]:
     """Status and message from per-row duality-gap certificates; optionally warn on failure.
 
     Shared by :func:`waterfill` and :func:`solvers.dro_policy` (whose plain-array return has no
-    ``status`` field, so a failed certificate is surfaced as a ``RuntimeWarning``).
+    ``status`` field, so a failed certificate is surfaced as a ``RuntimeWarning``). ``reported``
+    holds the per-row numbers of the full output: any that is not finite (a value of rewards near
+    +-DBL_MAX that overflows) gives ``OVERFLOW`` (the policy itself is certified and finite).
     """
     ok = bool(certified.all())
     status = OPTIMAL if ok else CERTIFICATE_FAILED
@@ -292,6 +332,10 @@ def _row_certificate(certified: np.ndarray, name: str, *, warn: bool) -> tuple[b
         message = f"{MESSAGES[status]}: duality gap above tolerance in rows {rows}"
         if warn:
             warnings.warn(f"{name}: {message}", RuntimeWarning, stacklevel=3)
+    elif reported:
+        bad = [k for k, v in reported.items() if not np.all(np.isfinite(v))]
+        if bad:
+            ok, status, message = False, OVERFLOW, overflow_message(bad, "r_hat and delta")
     return ok, status, message
 
 
@@ -342,9 +386,16 @@ def waterfill(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
     certified = np.empty(n_rows, dtype=np.bool_)
     if n_rows:
         _waterfill_kernel(r2, _presort_desc(r2), dl, policy, tstar, t0, obj, gap, certified)
-    ok, status, message = _row_certificate(certified, "waterfill", warn=not full_output)
     if not full_output:
+        _row_certificate(certified, "waterfill", warn=True)
         return policy[0] if one_d else policy
+    with np.errstate(over="ignore", invalid="ignore"):
+        regret = dl - obj
+    ok, status, message = _row_certificate(
+        certified, "waterfill", warn=False,
+        reported={"threshold": tstar, "baseline_threshold": t0, "objective": obj,
+                  "worst_case_regret": regret, "duality_gap": gap},
+    )
 
     def pick(a: np.ndarray) -> Any:
         return float(a[0]) if one_d else a
@@ -354,7 +405,7 @@ def waterfill(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
         threshold=pick(tstar),
         baseline_threshold=pick(t0),
         objective=pick(obj),
-        worst_case_regret=pick(dl - obj),
+        worst_case_regret=pick(regret),
         duality_gap=pick(gap),
         success=ok,
         status=status,

@@ -205,7 +205,30 @@ def test_extreme_scales_never_silently_wrong(ragged):
     np.testing.assert_allclose(adv([1e200, -1e200, 0.0], kind="grpo"), expected, rtol=1e-14)
     np.testing.assert_allclose(adv([0.0, 1e-310], kind="grpo", eps=0.0), [-1.0, 1.0], rtol=1e-6)
     assert np.all(np.isfinite(adv([0.0, 5e-324], kind="grpo", eps=0.0)))  # mean 2.5e-324 rounds to 0
-    with pytest.raises(ValueError, match="overflowed float64"):
-        adv([1e308, 1e308, 0.0], kind="grpo")
-    with pytest.raises(ValueError, match="overflowed float64"):
-        adv([1e308, 1e308, 0.0], kind="rloo")
+    # a group sum overflowing float64 is normalised as 2**-600 r (exact), no longer an error
+    np.testing.assert_allclose(adv([1e308, 1e308, 0.0], kind="grpo"), [0.5**0.5, 0.5**0.5, -(2**0.5)], rtol=1e-14)
+    np.testing.assert_allclose(adv([1e308, 1e308, 0.0], kind="rloo"), [5e307, 5e307, -1e308], rtol=1e-14)
+    with pytest.raises(ValueError, match=r"overflowed float64 \(max \|rewards\|"):
+        adv([1.5e308, -1.5e308, 0.0], kind="rloo")  # 1.5 * 1.5e308 is not representable
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("kind", ["grpo", "drgrpo", "rloo"])
+def test_subnormal_spreads_are_exact(ragged, kind):
+    """Issue 8: ``[[5e-324, 0, 5e-324]]`` with eps = 0 gave ``[0, -1.732, 0]`` (the mean 3.3e-324
+    is not on the subnormal grid, so the advantages did not sum to 0). Such groups are now
+    normalised as ``2**600 r`` (exact) and scaled back: GRPO gives ``[1, -2, 1] / sqrt(2)``, the
+    other kinds ``[1, -2, 1] * 5e-324 / 3`` rounded (sums 0 up to one subnormal ulp)."""
+    row = np.array([5e-324, 0.0, 5e-324])
+    if ragged:
+        out = group_advantages(np.r_[row, 1.0, 2.0], kind=kind, eps=0.0, group_ids=[0, 0, 0, 1, 1])[:3]
+    else:
+        out = group_advantages(row[None, :], kind=kind, eps=0.0)[0]
+    if kind == "grpo":
+        np.testing.assert_allclose(out, np.array([1.0, -2.0, 1.0]) / np.sqrt(2.0), rtol=1e-14)
+    else:  # the exact advantages [1, -2, 1] * 5e-324 / 3 (times 1.5 for rloo), to one subnormal ulp
+        mult = 1.5 if kind == "rloo" else 1.0
+        np.testing.assert_allclose(out, np.array([1.0, -2.0, 1.0]) * (mult * 5e-324 / 3.0), rtol=0, atol=5e-324)
+        assert out[1] < 0.0 and out[0] == out[2] and abs(out.sum()) <= 5e-324
+    twin = _group_advantages_numpy(row[None, :], kind, eps=0.0)[0]
+    np.testing.assert_array_equal(out, twin)

@@ -788,3 +788,49 @@ def test_scalar_bound_cache_is_bounded_and_never_changes_results():
     assert len(alloc_mod._SCALAR_BOUNDS) <= alloc_mod._SCALAR_BOUNDS_MAX_ENTRIES
     for (value, size), arr in alloc_mod._SCALAR_BOUNDS.items():
         assert arr.shape == (size,) and np.all(arr == value)
+
+
+# -- issue 8: extreme inputs ------------------------------------------------------------------
+
+
+def test_huge_python_int_budget_and_bounds_raise_value_errors():
+    """Issue 8: ``allocate(np.array([1.0]), 10**400, 2.0, np.inf)`` raised OverflowError in the
+    fast path (``math.isfinite`` of a huge int); the same for a huge int bound."""
+    with pytest.raises(ValueError, match="budget must be finite, got the integer"):
+        allocate(np.array([1.0]), 10**400, 2.0, np.inf)
+    with pytest.raises(ValueError, match="budget must be <= 9223372036854775807, got 10000000"):
+        allocate(np.array([1.0]), 10**30, 2.0, 16.0, integer=True)
+    with pytest.raises(ValueError, match="lower must be an array of real numbers|lower must be finite"):
+        allocate(np.array([1.0]), 4.0, 10**400, np.inf)
+    with pytest.raises(ValueError, match="upper"):
+        allocate(np.array([1.0, 1.0]), 4.0, 2.0, -(10**400))
+
+
+@pytest.mark.parametrize("integer", [False, True])
+def test_drgrpo_tiny_a_still_gives_the_feasible_optimum(integer):
+    """Issue 8: ``allocate([5e-324], 5.0, 3.0, 16.0, cost="drgrpo")`` failed to find the only
+    feasible point n = 5, and ``[1e-310, 1e-310]`` with budget 10 returned NaN: the kernels formed
+    ``y = (1/a) / s^2``, and ``1/a`` overflows for a < 1/DBL_MAX. Now ``y = 1/((a s) s)``."""
+    res = allocate(np.array([5e-324]), 5, 3.0, 16.0, cost="drgrpo", integer=integer)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.n, [5], rtol=1e-13)
+    res = allocate(np.array([1e-310, 1e-310]), 10, 3.0, 16.0, cost="drgrpo", integer=integer)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.n, [5, 5], rtol=1e-13)
+    # mixed scales: the tiny prompts sit at their lower bound, the unit one takes the rest
+    for cost in ("drgrpo", "rloo", "inverse"):
+        a = np.array([1e-310, 1.0, 5e-324, 1e-300])
+        res = allocate(a, 30, 3.0, 16.0, cost=cost, integer=integer)
+        assert res.success and np.all(np.isfinite(res.n)) and res.n.sum() == 30, (cost, res)
+        assert res.n[1] == 16
+
+
+def test_overflowing_objective_is_reported_not_success():
+    """Issue 8: an objective that overflows float64 (``a`` near DBL_MAX) was returned as inf with
+    ``success=True``; the allocation is right, the objective is not representable: OVERFLOW."""
+    big = np.finfo(np.float64).max
+    res = allocate(np.array([big, big]), 4.0, 1.5, 16.0, cost="rloo")
+    np.testing.assert_allclose(res.n, [2.0, 2.0])
+    assert not res.success and res.status == 4 and "objective" in res.message
+    res = allocate([1e308], 1 + 2**-52, 1 + 2**-52, np.inf)
+    assert not res.success and res.objective == np.inf

@@ -153,19 +153,60 @@ def test_baseline_validation_errors():
 
 
 @pytest.mark.parametrize("dim", [3, 50])  # primal and dual solves
-def test_ridge_failed_fit_leaves_state_unchanged(dim):
-    """Finite embeddings of magnitude 1e200 overflow X'X: update raises FloatingPointError and
-    the window, coefficients and step are those before the call (the window used to keep the
-    failed batch)."""
+def test_ridge_huge_embeddings_fit_in_rescaled_units(dim):
+    """Finite embeddings of magnitude 1e200 overflow X'X. Issue 8: update raised
+    FloatingPointError on every call (the predictor could never learn); the fit is now solved in
+    units x / 2**k by SVD -- the ridge solution, whose penalty alpha / 2**2k underflows to the
+    minimum-norm least-squares limit -- and checked against that limit computed directly."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(20, dim))
     big = np.vstack([x, 1e200 * rng.normal(size=(2, dim))])
     rp = RidgePredictor(big, window=6)
     rp.update([0, 1, 2, 3], [1, 2, 3, 4], [4, 4, 4, 4])
+    rp.update([20, 21, 5], [1, 2, 0], [4, 4, 4])
+    ids = [2, 3, 20, 21, 5]
+    y = np.log(np.clip(np.array([3, 4, 1, 2, 0]) / 4, 0.01, 0.99))
+    y -= np.log1p(-np.clip(np.array([3, 4, 1, 2, 0]) / 4, 0.01, 0.99))
+    xw = big[[1, 2, 3, 20, 21, 5]] / 1e200
+    yw = np.r_[np.log(0.5) - np.log1p(-0.5), y]
+    xc = xw - xw.mean(axis=0)
+    u = np.linalg.lstsq(xc, yw - yw.mean(), rcond=None)[0]  # the alpha -> 0 limit, in units 1e200
+    expected = (big[ids] / 1e200 - xw.mean(axis=0)) @ u + yw.mean()
+    got = rp.predict_logit(ids)
+    assert np.all(np.isfinite(got)) and np.all(np.isfinite(rp.coef_)) and np.isfinite(rp.intercept_)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert np.all((rp.predict(ids) >= 0.01) & (rp.predict(ids) <= 0.99))
+    rp.update([4, 5, 6], [0, 1, 2], [4, 4, 4])  # and keeps working: window = last 6 entries
+    assert list(rp._ids) == [20, 21, 5, 4, 5, 6]
+
+
+def test_ridge_failed_fit_leaves_state_unchanged(monkeypatch):
+    """An update whose fit cannot be represented raises ValueError (the documented type; it was
+    FloatingPointError) and the window, coefficients and step are those before the call."""
+    import bandits.baseline_predictors as bp
+
+    rng = np.random.default_rng(1)
+    rp = RidgePredictor(rng.normal(size=(20, 3)), window=6)
+    rp.update([0, 1, 2, 3], [1, 2, 3, 4], [4, 4, 4, 4])
     coef, b, step, window = rp.coef_.copy(), rp.intercept_, rp.step, list(rp._ids)
-    with pytest.raises(FloatingPointError, match="ridge fit is not finite"):
-        rp.update([20, 21, 5], [1, 2, 0], [4, 4, 4])
+    monkeypatch.setattr(bp, "_ridge_fit", lambda xw, yw, alpha: (np.full(3, 1e308), 0.0, 2.0**-900))
+    with pytest.raises(ValueError, match="logits that overflow float64"):
+        rp.update([5, 6, 7], [1, 2, 0], [4, 4, 4])
     np.testing.assert_array_equal(rp.coef_, coef)
     assert (rp.intercept_, rp.step, list(rp._ids)) == (b, step, window)
-    rp.update([4, 5, 6], [0, 1, 2], [4, 4, 4])  # and keeps working: window = last 6 entries
-    assert list(rp._ids) == [1, 2, 3, 4, 5, 6]
+
+
+def test_extreme_constructor_values():
+    """Issue 8: ``RidgePredictor(np.ones((3, 2)), window=10**19)`` raised OverflowError (deque
+    maxlen beyond ssize_t); eps below 2**-53 made ``logit(1 - eps)`` infinite (every update then
+    failed); a Beta prior near DBL_MAX gave ``a + b = inf``, i.e. a predicted mean of 0."""
+    with pytest.raises(ValueError, match="window must be <= 9223372036854775807"):
+        RidgePredictor(np.ones((3, 2)), window=10**19)
+    with pytest.raises(ValueError, match="n_prompts must be <= 2147483647"):
+        MovingAveragePredictor(2**53)
+    with pytest.raises(ValueError, match=r"eps must be >= 1.1102230246251565e-16"):
+        BetaBinomialPredictor(3, eps=5e-324)
+    bb = BetaBinomialPredictor(3, a0=1e308, b0=1e308)
+    np.testing.assert_allclose(bb.predict([0, 1]), [0.5, 0.5])
+    v = bb.predict_var([0])
+    assert np.all(np.isfinite(v)) and np.all(v >= 0.0) and v[0] < 1e-300

@@ -202,3 +202,14 @@ def test_dense_to_sparse_lookup_switch_keeps_state():
     np.testing.assert_allclose(b.rates(query), [ref.rate(i) for i in query], atol=1e-15)
     np.testing.assert_array_equal(b.counts(query), [len(ref.hist.get(int(i), ())) for i in query])
     assert b.n_prompts == len(ref.hist)
+
+
+def test_sizes_are_bounded():
+    """Issue 8: ``n_bins``/``window`` such as 2**53 or 1e300 were accepted and failed later with
+    MemoryError/OverflowError; they are ValueErrors naming the parameter now."""
+    with pytest.raises(ValueError, match="n_bins must be <= 2147483647"):
+        PassAtKBinner(n_bins=2**53)
+    with pytest.raises(ValueError, match="window must be <= 1048576"):
+        PassAtKBinner(window=2**53)
+    with pytest.raises(ValueError, match="quantile must be finite, got the integer"):
+        PassAtKBinner(mode="beta", quantile=10**400)

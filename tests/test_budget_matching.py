@@ -250,6 +250,8 @@ def test_overflowing_totals_and_weights_are_rejected():
     then gave a negative "reachable range"), and counts * costs overflowing to inf made a
     reachable total look unreachable. Both now raise a ValueError naming the cause."""
     with pytest.raises(ValueError, match="overflow"):
+        match_budget(np.zeros((2, 2)), [2**62, 2**62], [1, 3], 2**62)
+    with pytest.raises(ValueError, match="total must be <= 9223372036854775807"):  # beyond int64
         match_budget(np.zeros((2, 2)), [2**62, 2**62], [1, 3], 2**63)
     with pytest.raises(ValueError, match="counts \\* costs"):
         match_budget(np.array([[1e300, 0.0], [0.0, 0.0]]), [10**10, 1], [1, 2], 10**10 + 1)

@@ -731,3 +731,28 @@ def test_vip_lowers_the_total_rloo_variance_on_a_toy_ground_truth():
     assert max(ratios_oracle) <= 1.0 + 1e-12  # the exact optimum never loses to uniform
     assert np.mean(ratios_oracle) < 0.9
     assert np.mean(ratios_vip[10:]) < 1.0  # after learning, the GP-driven VIP also beats uniform
+
+
+def test_extreme_bounds_and_options_are_named_value_errors():
+    """Found by the extreme-input sweep (issue 8): ``upper=10**400`` raised OverflowError
+    (``float(upper)``); the Rollout-GDRO controllers built ``range(lower, upper + 1)`` first, so
+    ``upper=2**53`` was a MemoryError and ``2**63 - 1`` an empty-arms error; an invalid
+    ``arm_step_size`` was reported as ``step_size`` (an option the caller never passed);
+    ``saturated(p_hat)`` raised OverflowError for a huge int."""
+    import pytest
+
+    from bandits.controllers import make_controller
+
+    with pytest.raises(ValueError, match=r"upper must be finite, got the integer|upper must be <="):
+        make_controller("uniform", n_prompts=4, mean_budget=2, lower=1, upper=10**400)
+    for upper in (2**53, 2**63 - 1):
+        with pytest.raises(ValueError, match=r"needs upper <= 2\*\*20"):
+            make_controller("rollout-gdro", n_prompts=4, mean_budget=4, lower=2, upper=upper, n_bins=3)
+    with pytest.raises(ValueError, match=r"^arm_step_size must be > 0"):
+        make_controller("rollout-gdro", n_prompts=4, mean_budget=4, lower=2, upper=8, arm_step_size=0.0)
+    with pytest.raises(ValueError, match=r"^prompt_step_size must be <= 1000000"):
+        make_controller("prompt-gdro", n_prompts=4, mean_budget=4, lower=2, upper=8, prompt_step_size=1e300)
+    ctrl = make_controller("skip-saturated", n_prompts=4, mean_budget=4, lower=1, upper=8,
+                           embeddings=np.eye(4), seed=0)
+    with pytest.raises(ValueError, match="p_hat must be finite"):
+        ctrl.saturated([10**400, 0.5])

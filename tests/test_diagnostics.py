@@ -103,3 +103,20 @@ def test_validation():
         lead_lag_gap([1, 1], [1, 1, 1])
     with pytest.raises(ValueError, match="shares must be finite"):
         lead_lag_gap([1, 1], [1, np.inf])
+
+
+def test_weights_whose_sum_overflows_and_huge_n_bins():
+    """Issue 8: ``allocation_entropy([4, 4], bin_ids=[0, 1], n_bins=1e308)`` raised OverflowError
+    (and n_bins = 2**53 a MemoryError: the per-bin totals were allocated at that length). Weights
+    near DBL_MAX gave entropy 0 silently (their sum overflowed and every share became 0)."""
+    with pytest.raises(ValueError, match="n_bins must be <= 2147483647"):
+        allocation_entropy([4, 4], bin_ids=[0, 1], n_bins=1e308)
+    assert allocation_entropy([4, 4], bin_ids=[0, 1], n_bins=2**31 - 1, normalized=True) == pytest.approx(
+        math.log(2) / math.log(2**31 - 1))
+    assert weight_entropy([1e308, 1e308]) == pytest.approx(math.log(2))
+    assert allocation_entropy([1e308, 1e308, 1e308], bin_ids=[0, 0, 1]) == pytest.approx(
+        -(2 / 3) * math.log(2 / 3) - (1 / 3) * math.log(1 / 3))
+    assert lead_lag_gap([1e308, 1e308, 0.0], [0.0, 1e308, 1e308]) == pytest.approx(-1.0)
+    # bin ids up to 2**63 - 1 without n_bins (bincount allocated max(ids) + 1 entries)
+    assert allocation_entropy([4.0, 4.0, 8.0, 8.0], bin_ids=[2**63 - 1, 2**63 - 1, 0, 0]) == pytest.approx(
+        -(1 / 3) * math.log(1 / 3) - (2 / 3) * math.log(2 / 3))

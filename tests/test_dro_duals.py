@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from solvers import DROResult, chi2_worst_case, entropic_worst_case, kl_worst_case
+from solvers._status import OVERFLOW
 from solvers.dro_duals import (
     _chi2_batch,
     _chi2_batch_sorted,
@@ -496,8 +497,13 @@ def test_ball_huge_losses_shift_and_scale(solve, div, name):
     unit = solve(np.array([1.0, -1.0, 0.0]), None, 0.05)
     for c in (1e308, 1e-300):
         res = solve(np.array([c, -c, 0.0]), None, 0.05)
-        assert res.success and res.value == pytest.approx(c * unit.value, rel=1e-12)
+        assert res.value == pytest.approx(c * unit.value, rel=1e-12)
         np.testing.assert_allclose(res.weights, unit.weights, rtol=1e-12)
+        if np.isfinite(res.dual):
+            assert res.success, res.message
+        else:  # issue 8: tau* (KL) or eta* (chi2) beyond +-DBL_MAX is reported, never success
+            assert c == 1e308 and not res.success and res.status == OVERFLOW
+            assert "dual" in res.message
 
 
 @balls
@@ -592,10 +598,17 @@ def test_ball_huge_radius_is_the_point_mass(solve, div, name):
 
 
 def test_entropic_overflowing_value_is_reported_not_silent():
-    """eta so small that log(B)/eta overflows: the value is inf and status says so (no NaN)."""
-    res = entropic_worst_case([0.0, 1.0], 1e-310)
-    assert not res.success and res.status == 1 and "Cor. F.2" in res.message
+    """eta so small that log(B)/eta overflows: the value is inf and status says so (no NaN).
+    Issue 8: an eta whose temperature 1/eta overflows (``[0.0]``, eta = 5e-324 gave dual=inf
+    beside success=True) is rejected with a ValueError naming eta."""
+    res = entropic_worst_case([0.0, 1.0, 2.0, 3.0], 6e-309)  # log(4) / 6e-309 > DBL_MAX
+    assert not res.success and res.status == OVERFLOW and "value" in res.message
     assert not np.isnan(res.value)
+    for eta in (5e-324, 1e-310):
+        with pytest.raises(ValueError, match=r"eta must be >= 5\.56\d*e-309 \(the temperature 1/eta"):
+            entropic_worst_case([0.0], eta)
+    res = entropic_worst_case([0.0], 1e-308)  # B = 1: value max(l) + log(1)/eta = 0, dual 1e308
+    assert res.success and res.value == 0.0 and res.dual == 1e308
 
 
 @pytest.mark.parametrize("seed", range(40))

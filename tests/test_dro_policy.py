@@ -178,3 +178,17 @@ def test_edge_cases():
 def test_validation(r, delta, match):
     with pytest.raises(ValueError, match=match):
         dro_policy(r, delta)
+
+
+def test_rows_whose_spread_overflows_are_solved_exactly():
+    """Issue 8: ``dro_policy([1e308, -1e308], 1.0)`` returned ``[0.5, 0.5]`` as "optimal
+    (certified)": the optimum is ``[1, 0]`` (A_1 - delta = 1e308 - 1 > A_2 - delta/2 = -0.5); the
+    certificate tolerance had become inf once max - min overflowed. Rows are now rescaled by a
+    power of two (Lemma H.1's maximiser is invariant) and certified in the scaled units."""
+    res = dro_policy([1e308, -1e308], 1.0, full_output=True)
+    assert res.success, res.message
+    np.testing.assert_array_equal(res.policy, [1.0, 0.0])
+    assert res.objective == pytest.approx(1e308) and res.duality_gap == 0.0
+    np.testing.assert_array_equal(dro_policy_numpy(np.array([1e308, -1e308]), 1.0), [1.0, 0.0])
+    res = dro_policy([5e-324, 0.0, 5e-324], 5e-324, full_output=True)
+    assert res.success and res.support_size == 2

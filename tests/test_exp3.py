@@ -350,25 +350,31 @@ def test_bad_updates_raise_and_leave_state_unchanged(make, name):
 
 
 def test_overflowing_step_raises_without_warnings_and_keeps_state():
-    """A finite but huge step times the importance-weighted estimate overflows the log weights:
-    ValueError naming eta, no RuntimeWarning, state (weights, t) unchanged."""
+    """A finite but huge step times the importance-weighted estimate overflows the log weights.
+    Exp3P: every p_j >= gamma / K bounds the step by eta K / gamma (1 + alpha / sqrt(KT)); if that
+    overflows, every update would fail, so the constructor rejects it (issue 8: validate at
+    construction); an absurd ``propensity`` still raises a ValueError naming eta, with no
+    RuntimeWarning and the state (weights, t) unchanged. Exp3IX (losses only lower weights): a
+    step that overflows drives the arm's weight to 0, i.e. to the log-weight floor."""
     import warnings
 
-    cases = [
-        (Exp3P(2, horizon=10, eta=1e300, gamma=1e-300, alpha=0.0, seed=0), 1, 1.0),
-        (Exp3IX(2, horizon=10, eta=1e300, gamma=1e-300, seed=0), 1, 1.0),
-    ]
-    for b, arm, value in cases:
-        b.update(0, 1.0 if isinstance(b, Exp3P) else 0.0)
-        before = (b.log_weights.copy(), b.t)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            with pytest.raises(ValueError, match=r"non-finite \(the step eta=1e\+300"):
-                for _ in range(3):  # Exp3IX: drive p[arm] to 0 so the estimate is 1 / gamma
-                    b.update(arm, value)
-                    before = (b.log_weights.copy(), b.t)
-        np.testing.assert_array_equal(b.log_weights, before[0])
-        assert b.t == before[1]
+    from bandits.exp3 import LOG_WEIGHT_FLOOR
+
+    with pytest.raises(ValueError, match=r"largest Exp3P step .* overflows float64 \(eta=1e\+300"):
+        Exp3P(2, horizon=10, eta=1e300, gamma=1e-300, alpha=0.0, seed=0)
+    b = Exp3P(2, horizon=10, eta=1e300, gamma=0.5, alpha=0.0, seed=0)
+    b.update(0, 1.0)
+    before = (b.log_weights.copy(), b.t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"non-finite \(the step eta=1e\+300"):
+            b.update(1, 1.0, propensity=1e-300)
+        ix = Exp3IX(2, horizon=10, eta=1e300, gamma=1e-300, seed=0)
+        for _ in range(3):  # drives p[1] to the floor: the estimate is ~1 / gamma, the step inf
+            ix.update(1, 1.0)
+    np.testing.assert_array_equal(b.log_weights, before[0])
+    assert b.t == before[1]
+    assert ix.t == 3 and ix.log_weights.tolist() == [0.0, LOG_WEIGHT_FLOOR]
 
 
 def test_constructor_validation():
@@ -402,3 +408,44 @@ def test_sample_frequencies_match_probabilities():
     counts = np.bincount([b.sample() for _ in range(n)], minlength=3)
     sigma = np.sqrt(n * p * (1 - p))
     assert np.all(np.abs(counts - n * p) < 4 * sigma)
+
+
+# -- issue 8: extreme inputs ------------------------------------------------------------------
+
+
+def test_integral_parameters_are_bounded():
+    """Issue 8: ``Exp3IX(4, horizon=1e308)`` (also Exp3P) raised OverflowError: the integral check
+    accepted 1e308 and ``K * T`` later overflowed float conversion. Now a ValueError naming it."""
+    for cls in (Exp3IX, Exp3P):
+        for horizon in (1e308, 10**400, 2**63):
+            with pytest.raises(ValueError, match=r"horizon must be <= 9223372036854775807"):
+                cls(4, horizon=horizon)
+    with pytest.raises(ValueError, match=r"n_arms must be <= 2147483647"):
+        Exp3(2**53, gamma=0.5)
+    with pytest.raises(ValueError, match=r"reward must be finite, got the integer"):
+        Exp3(2, gamma=0.5).update(0, 10**400)
+
+
+def test_exp3p_tiny_delta_gives_finite_constants_and_working_updates():
+    """Issue 8: ``Exp3P(4, horizon=1000, delta=1e-308)`` stored ``alpha = inf`` (``K T / delta``
+    overflowed), after which every update raised. ``alpha = 2 sqrt(ln K + ln T - ln delta)``
+    is now computed in log space (finite: 2 sqrt(ln 4000 + 709.2) ~ 54.3)."""
+    b = Exp3P(4, horizon=1000, delta=1e-308, seed=0)
+    assert b.alpha == pytest.approx(2.0 * math.sqrt(math.log(4000.0) - math.log(1e-308)), rel=1e-12)
+    for t in range(50):
+        b.update(t % 4, 1.0)
+    assert b.t == 50 and np.all(np.isfinite(b.log_weights))
+    assert math.isfinite(exp3p_regret_bound(4, 1000, 5e-324))
+
+
+def test_log_weights_stay_finite_under_overflowing_spreads():
+    """The log weights are floored at LOG_WEIGHT_FLOOR below the best arm (as the GDRO
+    controllers): a spread beyond DBL_MAX used to store -inf, after which every update failed."""
+    from bandits.exp3 import LOG_WEIGHT_FLOOR
+
+    b = Exp3P(2, horizon=10, eta=1e300, gamma=0.5, alpha=0.0, seed=0)
+    for _ in range(5):
+        b.update(0, 1.0)
+    assert np.all(np.isfinite(b.log_weights)) and b.log_weights.min() >= LOG_WEIGHT_FLOOR
+    b.update(1, 0.3)  # still learning
+    assert b.t == 6

@@ -435,7 +435,7 @@ def test_update_memory_is_o_n_d_never_n_by_n():
 def test_huge_prior_logit_update_is_finite_and_matches_dense(dtype):
     """A finite but huge prior mean (1e39 > float32 max) makes the interpolation weights alpha
     ~ -1e39: the float32 kernel columns must not overflow (the state used to become -inf after
-    a FloatingPointError). The update is exact Gaussian conditioning (dense reference)."""
+    a FloatingPointError, now a ValueError). The update is exact Gaussian conditioning (dense reference)."""
     rng = np.random.default_rng(6)
     x = rng.normal(size=(30, 4))
     gp = GPSuccessPredictor(x, prior_logit=1e39, seed=0, dtype=dtype)
@@ -461,7 +461,7 @@ def test_failed_update_leaves_state_unchanged(monkeypatch):
         return out
 
     monkeypatch.setattr(gp, "_kernel_columns_times", overflowing)
-    with pytest.raises(FloatingPointError, match="non-finite mean"):
+    with pytest.raises(ValueError, match="non-finite mean"):  # issue 8: the documented type
         gp.update([5, 6, 7], [1, 2, 3], [4, 4, 4])
     np.testing.assert_array_equal(gp.mean_logit, before[0])
     assert (gp.step, gp.last_jitter) == before[1:3]
@@ -574,3 +574,23 @@ def test_median_heuristic_validates_seed_and_pairs_even_when_using_all_pairs():
         median_heuristic_bandwidth(x, seed="x")
     with pytest.raises(ValueError, match="n_pairs must be >= 1, got 0"):
         median_heuristic_bandwidth(x, n_pairs=0)
+
+
+def test_extreme_embeddings_and_hyperparameters():
+    """Issue 8: embeddings of +-1e300 gave an infinite median-heuristic bandwidth (distances
+    overflowed) and +-DBL_MAX an infinite centre; eps = 5e-324 or prior_logit = DBL_MAX were
+    accepted and every update then failed (FloatingPointError). Now the embeddings are handled
+    in scaled units, and the hyperparameters are bounded at construction."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(12, 3))
+    for scale in (1e300, np.finfo(float).max / 4):
+        gp = GPSuccessPredictor(x * scale, seed=0)
+        ref = GPSuccessPredictor(x, seed=0)
+        assert gp.bandwidth == pytest.approx(ref.bandwidth * scale, rel=1e-12)
+        gp.update([0, 1, 2], [8, 0, 4], [8, 8, 8])
+        ref.update([0, 1, 2], [8, 0, 4], [8, 8, 8])
+        np.testing.assert_allclose(gp.predict(np.arange(12)), ref.predict(np.arange(12)), rtol=1e-4)
+    with pytest.raises(ValueError, match=r"eps must be >= 1.1102230246251565e-16"):
+        GPSuccessPredictor(x, eps=5e-324)
+    with pytest.raises(ValueError, match=r"prior_logit must have magnitude <= 1e\+100"):
+        GPSuccessPredictor(x, prior_logit=np.finfo(float).max)

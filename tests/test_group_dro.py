@@ -75,13 +75,13 @@ def test_groupdro_overflowing_step_raises_named_error_and_keeps_state():
     no RuntimeWarning, state (weights and t) unchanged."""
     import warnings
 
-    adv = GroupDRO(3, step_size=1.0)
+    adv = GroupDRO(3, step_size=2.0)
     adv.update([0.3, 0.1, 0.2])
     before = (adv.log_weights.copy(), adv.t)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=r"step_size \* group_losses overflows.*1e\+308"):
-            adv.update([1e308, -1e308, 0.0])
+            adv.update([1e308, -1e308, 0.0])  # 2 * 1e308 = inf: which group dominates is undefined
         big = GroupDRO(2, step_size=1e300)
         with pytest.raises(ValueError, match=r"step_size=1e\+300"):
             big.update([1e10, 0.0])
@@ -295,3 +295,41 @@ def test_gdroexp3p_with_sgd_learner_approaches_gdro_optimum(seed):
         theta = np.clip(theta - step * (theta - centers[g]) / 4, -1.0, 1.0)
     worst = losses(theta_sum / horizon).max()
     assert worst <= gdro_opt + 0.06
+
+
+def test_groupdro_log_weights_are_floored_like_the_gdro_controllers():
+    """Issue 8: with losses of +-1e307 the log weights of the losing groups decreased by 2e307 per
+    step, reached -inf after 8 steps, and from then on every update was rejected. They are now
+    floored at LOG_WEIGHT_FLOOR below the best group (as PromptGDRO / RolloutGDRO do): the state
+    stays finite, every update is accepted, and the winner keeps (almost) all the mass."""
+    from bandits.exp3 import LOG_WEIGHT_FLOOR
+
+    adv = GroupDRO(3, step_size=1.0)
+    for _ in range(50):
+        adv.update([1e307, -1e307, 0.0])
+    assert adv.t == 50 and np.all(np.isfinite(adv.log_weights))
+    assert adv.log_weights.min() >= adv.log_weights.max() + LOG_WEIGHT_FLOOR
+    np.testing.assert_allclose(adv.weights(), [1.0, 0.0, 0.0], atol=1e-300)
+    adv.update([0.0, 1.0, 0.0])  # ordinary updates still work and move the floored groups
+    assert adv.t == 51 and adv.weights()[1] > adv.weights()[2]
+    # an absent group keeps its log weight bit for bit, even below the floor of the others
+    adv.update([-1e307, 5.0, 0.0], present=[0, 1])
+    before = adv.log_weights[2]
+    adv.update([1e307, 0.0, 0.0], present=[0, 1])
+    assert adv.log_weights[2] == before
+
+
+def test_gdro_exp3p_extreme_constants_are_validated_at_construction():
+    """Issue 8: ``GDROExp3P`` with ``horizon=1e308`` raised OverflowError; ``delta=5e-324`` or
+    ``beta=1e308`` stored an infinite bonus (reported as "alpha must be finite", a parameter
+    GDROExp3P does not have). Now: a ValueError naming horizon / beta, and delta's default beta
+    computed in log space."""
+    with pytest.raises(ValueError, match="horizon must be <= 9223372036854775807"):
+        GDROExp3P(4, horizon=1e308)
+    with pytest.raises(ValueError, match=r"beta \* sqrt\(n_groups \* horizon\) overflows"):
+        GDROExp3P(4, horizon=100, beta=1e308)
+    adv = GDROExp3P(4, horizon=100, delta=5e-324, seed=0)
+    assert math.isfinite(adv.beta)
+    adv.update(adv.sample(), 1.0)
+    assert adv.t == 1 and np.all(np.isfinite(adv.weights()))
+    assert math.isfinite(gdro_exp3p_regret_bound(4, 100, 5e-324))

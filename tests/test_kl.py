@@ -196,3 +196,20 @@ def test_dynamic_budget_invalid_inputs():
         dynamic_budget(1e308, 1e308, 1e308)
     with pytest.raises(ValueError, match="dynamic budget overflowed float64"):
         dynamic_budget(0.0, 1e300, [[1e10, 0.0]], window=1)
+
+
+def test_k3_mean_of_values_near_dbl_max_is_finite():
+    """Issue 8: ``k3_kl([-1e308, -1e308], [0, 0])`` had finite per-sample values (1e308 each) but
+    ``mean=inf`` (their sum overflows); the mean is now summed as x / G in that case."""
+    res = k3_kl([-1e308, -1e308], [0.0, 0.0])
+    assert res.mean == pytest.approx(1e308, rel=1e-15)
+    res = k3_kl([[-1e308, -1e308], [-1.0, -2.0]], np.zeros((2, 2)))
+    assert res.mean[0] == pytest.approx(1e308, rel=1e-15)
+    assert res.mean[1] == np.mean(res.per_sample[1])  # ordinary rows: unchanged
+
+
+def test_k3_of_an_overflowing_difference_is_a_value_error():
+    """Found by the mixed extreme-input sweep: ``logp_ref = -DBL_MAX``, ``logp = DBL_MAX`` gives
+    ``z = -inf`` and per-sample ``inf`` (k3 ~ -z is not representable): now a ValueError."""
+    with pytest.raises(ValueError, match=r"z = logp_ref - logp = -inf \(the difference itself overflows\)"):
+        k3_kl([-1.7e308], [1.7e308])

@@ -469,3 +469,34 @@ def test_primal_dual_validation():
     # eq. 67 divides by V_max + mu_max a_max: an underflowing product must not ZeroDivisionError
     with pytest.raises(ValueError, match="cost_max \\+ price_cap \\* arm_max must be > 0"):
         PrimalDualRolloutGDRO.theorem_step_sizes(10, 2, 2, 0.0, 1e-320, 1e-320)
+
+
+def test_gap_bound_and_theorem_helpers_overflow_as_value_errors():
+    """Issue 8: ``PrimalDualRolloutGDRO.gap_bound(1e308)`` raised OverflowError (Python float
+    ``**``); the eq. 67/68 helpers returned inf or 0 for extreme inputs. All raise a ValueError
+    naming the inputs; ordinary values are unchanged."""
+    ctrl = PrimalDualRolloutGDRO(3, range(2, 13), 4)
+    costs = np.array([1.0, 4.0, 16.0])[:, None] / np.arange(2, 13)[None, :]
+    ctrl.update(costs, [0.5, 0.3, 0.2])
+    assert math.isfinite(ctrl.gap_bound(8.0))
+    with pytest.raises(ValueError, match=r"eq. 66 bound overflows float64 \(cost_max=1e\+308"):
+        ctrl.gap_bound(1e308)
+    with pytest.raises(ValueError, match=r"eq. 67 step sizes are not representable"):
+        PrimalDualRolloutGDRO.theorem_step_sizes(100, 3, 11, 8.0, 2.0, 5e-324)
+    with pytest.raises(ValueError, match=r"eq. 68 bound overflows float64"):
+        PrimalDualRolloutGDRO.theorem_gap_bound(100, 3, 11, 8.0, 1e308, 1e308)
+    with pytest.raises(ValueError, match=r"Lagrangian overflows float64 \(price=1e\+308"):
+        ctrl.lagrangian(np.full((3, 11), 1 / 11), 1e308, costs, [0.5, 0.3, 0.2])
+    with pytest.raises(ValueError, match="p must have rows on the probability simplex"):
+        ctrl.expected_allocation(np.full((3, 11), 1e308))
+
+
+def test_arms_and_sizes_are_bounded():
+    """Arms beyond 2**20 (``2**53`` was accepted, then every allocate failed in budget matching)
+    and sizes such as ``n_bins=1e300`` are rejected at construction."""
+    with pytest.raises(ValueError, match=r"arms must be <= 2\*\*20"):
+        RolloutGDRO(3, arms=[2, 4, 2**53], mean_budget=4)
+    with pytest.raises(ValueError, match="n_bins must be <= 2147483647"):
+        RolloutGDRO(1e300)
+    with pytest.raises(ValueError, match="mean_budget must be finite, got the integer"):
+        PrimalDualRolloutGDRO(3, range(2, 13), 10**400)

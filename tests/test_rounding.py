@@ -119,3 +119,15 @@ def test_errors():
         round_greedy([4.0, 4.0], [1, -1], 8, 3, 12, cost="rloo")
     with pytest.raises(ValueError, match="needs lower >= 3"):
         round_greedy([4.0, 4.0], [1, 1], 8, 2, 12, cost="drgrpo")
+
+
+def test_remaining_units_are_bounded():
+    """Found by the mixed extreme-input sweep: Algorithm 2 places the units above the floors one
+    at a time, so ``budget = 2**40`` with ``upper = 1e308`` looped for hours (uninterruptible, in
+    the kernel). More than 2**26 remaining units is now a ValueError; allocate(integer=True)
+    solves such budgets in O(B)."""
+    a = np.array([0.3, 1.0, 0.0, 2.0])
+    with pytest.raises(ValueError, match=r"at most 67108864 \(2\*\*26\) steps"):
+        round_greedy(np.array([4.5, 7.5, 3.0, 5.0]), a, 2**40, 3, 1e308, cost="rloo")
+    res = allocate(a, 2**40, 3, np.inf, cost="rloo", integer=True)
+    assert res.success and int(res.n.sum()) == 2**40

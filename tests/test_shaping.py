@@ -409,3 +409,23 @@ def test_shaped_rewards_are_the_gradient_of_the_robust_objective(seed):
     f_soft = lambda x: x @ r - tau * np.log(np.sum(np.exp(delta * x / tau)))  # noqa: E731
     res = dro_rewards(r[None], np.zeros((1, n)), delta, tau=tau)
     np.testing.assert_allclose(res.rewards[0], _fd_grad(f_soft, uniform), atol=1e-6)
+
+
+def test_hard_drro_float_ties_follow_the_exact_argmax():
+    """Issue 8 (eq. 4.14): rewards [.25, .25, .25], log-probs [0, -50, -60], delta = 40. The scores
+    r - delta pi_tilde all round to 0.25 (delta pi_tilde = 7.7e-21 and 3.5e-25 lie below the
+    rounding of r), so the first maximiser (k = 0) won; in exact arithmetic the score is largest
+    for the least likely rollout, k = 2. Float ties are broken by the smaller log pi_tilde."""
+    r = np.array([[0.25, 0.25, 0.25], [1.0, 1.0, 0.0]])
+    lp = np.array([[0.0, -50.0, -60.0], [-1.0, -1.0, -2.0]])
+    delta = np.array([40.0, 0.0])
+    res = drro_rewards(r, lp, delta)
+    assert res.index.tolist() == [2, 0]  # genuine ties (equal log-probs too): lowest index
+    np.testing.assert_array_equal(res.rewards[0], [0.25, 0.25, 40.25])
+    from solvers.shaping import _shape_numpy
+
+    assert _shape_numpy(r, lp, delta, None, False)[2].tolist() == [2, 0]
+    # DRO picks argmax pi_tilde on the log-probs themselves (no rounding of pi_tilde)
+    lp2 = np.array([[-1e-300, 0.0, -60.0], [-1.0, -1.0, -2.0]])
+    assert dro_rewards(r, lp2, 1.0).index.tolist() == [1, 0]
+    assert _shape_numpy(r, lp2, np.ones(2), None, True)[2].tolist() == [1, 0]

@@ -165,3 +165,14 @@ def test_tiny_tau_and_huge_inputs_never_return_nan():
     assert res.objective == pytest.approx(0.5 - (1.0 - 0.5e300) - 1e-10 * np.log(2), rel=1e-12)
     with pytest.raises(ValueError, match="overflowed float64"):
         soft_regret_objective([0.0, 1.0], [1.7e308, -1.7e308], 1.0, 1.0)  # true value -3.4e308
+
+
+def test_gradient_that_overflows_raises_like_the_objective():
+    """Issue 8: ``soft_regret_grad`` returned ``r_hat + delta sigma = inf`` where
+    ``soft_regret_objective`` raises on overflow; both now raise a ValueError naming r_hat/delta
+    and never return a non-finite number."""
+    with pytest.raises(ValueError, match=r"soft DRRO gradient .* overflowed float64 .*rescale r_hat/delta"):
+        soft_regret_grad([0.5, 0.5], [1e308, -1e308], 1e308, 1.0)
+    for fn in (soft_regret_objective, soft_regret_grad):  # r_hat - delta pi = -inf everywhere
+        with pytest.raises(ValueError, match=r"soft DRRO objective overflowed float64"):
+            fn([0.5, 0.5], [-1.5e308, -1.5e308], 1e308, 1.0)

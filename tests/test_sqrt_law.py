@@ -346,3 +346,19 @@ def test_shares_are_used_as_given_and_must_sum_to_one():
 def test_invalid_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         sqrt_allocation(*args, **kwargs)
+
+
+def test_tiny_budgets_and_spreads_do_not_divide_by_zero():
+    """Issue 8: ``sqrt_allocation([1.0], [1.0], 1e-300, lower=1e-308)`` and ``sqrt_allocation([1e-300,
+    1e300], ...)`` raised ZeroDivisionError in the kernels (``1/(t*t)`` and ``v/(n*n)``
+    underflowing). Now the square-root law holds exactly, and a price that overflows (v/n^2 ~
+    1e600) is reported as OVERFLOW, never as success."""
+    res = sqrt_allocation([1.0], [1.0], 1e-300, lower=1e-308)
+    np.testing.assert_array_equal(res.n, [1e-300])
+    assert not res.success and res.status == 4 and "price" in res.message
+    res = sqrt_allocation([1e-300, 1e300], [0.5, 0.5], 1.0)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.n, [2e-300, 2.0], rtol=1e-12)  # n_b ∝ sqrt(v_b), eq. 21
+    assert res.price == pytest.approx(2.5e299, rel=1e-12)
+    res = sqrt_allocation([1.0, 4.0], [0.5, 0.5], 1e-200)  # tiny but positive budget: solved
+    np.testing.assert_allclose(res.n, [1e-200 / 1.5, 2e-200 / 1.5], rtol=1e-12)

@@ -94,3 +94,31 @@ def test_broadcast_and_rng():
     assert check_rng(5).integers(1 << 30) == np.random.default_rng(5).integers(1 << 30)
     with pytest.raises(TypeError, match="seed must be None, an int or a numpy.random.Generator"):
         check_rng("x")
+
+
+# -- issue 8: extreme inputs ------------------------------------------------------------------
+
+
+def test_huge_python_ints_are_value_errors_naming_the_parameter():
+    """Issue 8: ``float(10**400)`` raised OverflowError inside the scalar validator (about 25
+    functions and constructors); integral checks accepted 1e308 / 10**30 / 2**63, which
+    overflowed later (``Exp3IX(4, horizon=1e308)``, ``RidgePredictor(window=10**19)``)."""
+    for v in (10**400, -(10**400)):
+        with pytest.raises(ValueError, match=r"delta must be finite, got the integer .*too large for a float64"):
+            check_finite_scalar(v, "delta")
+    for v in (10**30, 2**63, 1e308, -(2**63) - 1, 1e19):
+        with pytest.raises(ValueError, match=r"horizon must be (<=|>=) -?9223372036854775\d+"):
+            check_int_scalar(v, "horizon")
+    assert check_int_scalar(2**63 - 1, "horizon") == 2**63 - 1
+    with pytest.raises(ValueError, match=r"n_arms must be <= 2147483647, got 1000"):
+        check_int_scalar(10**30, "n_arms", lo=1, hi=2**31 - 1)
+
+
+def test_int_arrays_never_wrap_around():
+    """uint64 values >= 2**63 and integral floats beyond int64 were cast with wrap-around
+    (``[2**63]`` became ``-2**63``; ``[1e308]`` an arbitrary integer)."""
+    with pytest.raises(ValueError, match=r"ids must contain integers in the int64 range, got 9223372036854775808"):
+        as_int_array(np.array([2**63, 1], dtype=np.uint64), "ids")
+    with pytest.raises(ValueError, match=r"ids must contain integers in the int64 range, got 1e\+308 at index 1"):
+        as_int_array([1.0, 1e308], "ids")
+    np.testing.assert_array_equal(as_int_array(np.array([2**63 - 1], dtype=np.uint64), "ids"), [2**63 - 1])

@@ -213,3 +213,19 @@ def test_wse_squared_is_bounded_by_the_variance_proxy(rows):
 def test_proxy_invalid_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_overflow_is_a_value_error_and_representable_results_are_exact():
+    """Issue 8: ``grad_variance_continuous(1e308, 2, ...)`` returned inf (``sigma2 * reward_var``
+    overflowed before the division by n), and ``variance_proxy([1], [1], [5e-324])`` /
+    ``weighted_standard_error([1e308], [1], [1e-300])`` returned inf silently. Representable
+    results are now computed (n-factor first), the others raise a ValueError naming the inputs."""
+    assert grad_variance_continuous(1e308, 2, estimator="drgrpo", sigma2=4.0) == 1e308
+    assert grad_variance(0.5, 4, estimator="drgrpo", sigma2=1e308) == pytest.approx(1.875e307)
+    assert grad_variance_continuous(1.0, 1e300, estimator="drgrpo") == pytest.approx(1e-300)
+    with pytest.raises(ValueError, match=r"gradient variance overflows float64: reward_var=1e\+308, n=2.0, sigma2=4e\+300"):
+        grad_variance_continuous(1e308, 2, estimator="rloo", sigma2=4e300)
+    with pytest.raises(ValueError, match=r"proxy overflows float64 \(v, shares, n"):
+        variance_proxy([1.0], [1.0], [5e-324])
+    with pytest.raises(ValueError, match=r"proxy overflows float64 \(sigma, shares, n"):
+        weighted_standard_error([1e308], [1.0], [1e-300])

@@ -247,3 +247,23 @@ def test_large_delta_condition_is_necessary(r, frac):
         # the formula is a feasible policy here (the paper's regime), yet not optimal
         assert np.all(formula >= -1e-12)
         assert robust_utility(formula, r, delta) < linprog_37(r, delta) - 1e-9 * (1 + delta)
+
+
+@pytest.mark.parametrize("one_d", [True, False])
+def test_rows_whose_spread_overflows_or_is_subnormal(one_d):
+    """Issue 8: for ``[1e308, -1e308]`` (max - min overflows) waterfill returned the right policy
+    but objective and regret NaN and duality gap inf beside ``success=True`` (the certificate's
+    tolerance ``1e-9 (delta + range)`` was inf). The row is now rescaled by a power of two
+    (the policy is invariant, eq. 3.4 is positively homogeneous) and everything is finite."""
+    rows = [([1e308, -1e308], 1.0, [1.0, 0.0], 1.0), ([5e-324, 0.0, 5e-324], 5e-324, [0.5, 0.0, 0.5], 0.0)]
+    for r, delta, policy, objective in rows:
+        res = waterfill(r if one_d else [r], delta if one_d else [delta], full_output=True)
+        assert res.success, res.message
+        np.testing.assert_array_equal(np.ravel(res.policy), policy)
+        np.testing.assert_array_equal(np.ravel(res.objective), [objective])
+        assert np.all(np.isfinite(res.worst_case_regret)) and np.all(np.isfinite(res.duality_gap))
+        np.testing.assert_array_equal(waterfill_numpy(np.array(r), delta), policy)
+    # a regret delta - F beyond DBL_MAX is not representable: reported, never success
+    res = waterfill([1e308, -1e308, -1e308], np.finfo(float).max, full_output=True)
+    assert np.all(np.isfinite(res.policy))
+    assert res.success == bool(np.isfinite(res.worst_case_regret) and np.isfinite(res.objective))

@@ -143,9 +143,7 @@ def _fmt_fraction(f: Fraction) -> str:
 
 def upper_iv(upper: Any) -> int | float:
     """``upper`` as an int, or ``math.inf`` for no upper bound."""
-    if isinstance(upper, (numbers.Real, np.floating)) and not isinstance(upper, (bool, np.bool_)) and (
-        float(upper) == math.inf
-    ):
+    if isinstance(upper, (float, np.floating)) and float(upper) == math.inf:  # (float(10**400) overflows)
         return math.inf
     return check_int_scalar(upper, "upper", lo=1)
 

@@ -40,18 +40,34 @@ What each learner receives (interpretive choices, each documented where it is ma
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
 from ..binning import PassAtKBinner
 from ..prompt_gdro import PromptGDRO
-from ..rollout_gdro import RolloutGDRO
+from ..rollout_gdro import _MAX_ARM, RolloutGDRO
 from .base import Controller, Observation, StepPlan, even_split, fix_total
+
+
+def _renamed(exc: Exception, prefix: str, names: tuple[str, ...]) -> Exception:
+    """The component's error with its parameter name (``step_size``) replaced by the controller's
+    option name (``arm_step_size``), so the message names what the caller passed."""
+    msg = re.sub(rf"^({'|'.join(names)})\b", lambda m: prefix + m.group(1), str(exc))
+    return type(exc)(msg)
 
 __all__ = ["CoupledGDROController", "PromptGDROController", "RolloutGDROController"]
 
 _UTILITIES = ("variance", "loss")
+
+
+def _prompt_gdro(n_bins: int, step_size: Any, exploration: Any, ema: Any, weight_cap: Any, normalization: Any,
+                 seed: Any) -> PromptGDRO:
+    try:
+        return PromptGDRO(n_bins, step_size, exploration, ema, weight_cap, normalization=normalization, seed=seed)
+    except (ValueError, TypeError) as exc:
+        raise _renamed(exc, "prompt_", ("step_size", "exploration", "ema")) from None
 
 
 class _Binned(Controller):
@@ -89,11 +105,17 @@ class _RolloutArms(_Binned):
         if not isinstance(utility, str) or utility not in _UTILITIES:
             raise ValueError(f"utility must be one of {list(_UTILITIES)}, got {utility!r}")
         self.utility = utility
-        self.rollout = RolloutGDRO(
-            self.n_bins, arms=range(self.lower, int(self.upper) + 1), mean_budget=float(self.mean_budget),
-            dual_step=dual_step, step_size=arm_step_size, exploration=arm_exploration, ema=arm_ema,
-            price_cap=price_cap, selection=selection, seed=self._spawn(),
-        )
+        if self.upper > _MAX_ARM:  # the arms are lower..upper, each a count of rollouts per prompt
+            raise ValueError(f"controller {self.name!r} needs upper <= 2**20 (its arms are the integers "
+                             f"lower..upper), got upper={self.upper}")
+        try:
+            self.rollout = RolloutGDRO(
+                self.n_bins, arms=range(self.lower, int(self.upper) + 1), mean_budget=float(self.mean_budget),
+                dual_step=dual_step, step_size=arm_step_size, exploration=arm_exploration, ema=arm_ema,
+                price_cap=price_cap, selection=selection, seed=self._spawn(),
+            )
+        except (ValueError, TypeError) as exc:
+            raise _renamed(exc, "arm_", ("step_size", "exploration", "ema")) from None
 
     def _rollout_options(self) -> dict:
         r = self.rollout
@@ -147,8 +169,8 @@ class PromptGDROController(_Binned):
                  weight_cap: Any = 15.0, normalization: str = "share") -> None:
         super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
         self._init_binner(n_bins, window, bin_mode, bin_quantile)
-        self.prompt = PromptGDRO(self.n_bins, prompt_step_size, prompt_exploration, prompt_ema, weight_cap,
-                                 normalization=normalization, seed=self._spawn())
+        self.prompt = _prompt_gdro(self.n_bins, prompt_step_size, prompt_exploration, prompt_ema, weight_cap,
+                                   normalization, self._spawn())
 
     def _prompt_options(self) -> dict:
         p = self.prompt
@@ -269,8 +291,8 @@ class CoupledGDROController(_RolloutArms):
                  utility: str = "variance") -> None:
         super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
         self._init_binner(n_bins, window, bin_mode, bin_quantile)
-        self.prompt = PromptGDRO(self.n_bins, prompt_step_size, prompt_exploration, prompt_ema, weight_cap,
-                                 normalization=normalization, seed=self._spawn())
+        self.prompt = _prompt_gdro(self.n_bins, prompt_step_size, prompt_exploration, prompt_ema, weight_cap,
+                                   normalization, self._spawn())
         self._init_rollout(arm_step_size, arm_exploration, arm_ema, dual_step, price_cap, selection, utility)
 
     _prompt_options = PromptGDROController._prompt_options

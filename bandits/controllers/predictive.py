@@ -417,7 +417,10 @@ class SkipSaturatedController(_PredictiveController):
     def saturated(self, p_hat: np.ndarray) -> np.ndarray:
         """Whether each prompt is predicted all-0/all-1 (see the class docstring)."""
         nbar = float(self.mean_budget)
-        p = np.asarray(p_hat, dtype=np.float64)
+        p = as_float_array(p_hat, "p_hat", ndim=(0, 1))
+        bad = (p < 0.0) | (p > 1.0)
+        if bad.any():
+            raise ValueError(f"p_hat must be probabilities in [0, 1], got {float(p[bad].flat[0])!r}")
         return p**nbar + (1.0 - p) ** nbar >= self.saturation_prob
 
     def _plan(self, ids: np.ndarray, total: int) -> StepPlan:
