@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from ._status import CERTIFICATE_FAILED, ITERATION_LIMIT, MESSAGES, OPTIMAL
+from ._status import CERTIFICATE_FAILED, ITERATION_LIMIT, MESSAGES, OPTIMAL, OVERFLOW, overflow_message
 from ._validation import (
     as_float_array,
     check_finite_scalar,
@@ -70,6 +70,7 @@ DRO_REBEL_KINDS = ("kl", "chi2")
 """Ambiguity sets handled by reweighting (:func:`dro_rebel_weights`)."""
 
 _ROBUST_KINDS = ("kl", "chi2", "wasserstein")
+_RESCALE_ABOVE = 1e100  # reward differences above this are solved rescaled (squares overflow near 1e154)
 
 
 # ============================================================================================
@@ -340,6 +341,11 @@ def wasserstein_penalty(grad_norms: Any, radius: Any, p: Any) -> WassersteinPena
             m = top * mean_pow ** (1.0 / q)
             value = rad * m
             grad = rad / n * (g / m) ** (q - 1.0)
+    if not np.isfinite(value):
+        raise ValueError(
+            f"wasserstein_penalty: radius={rad!r} times the gradient-norm mean overflows float64 "
+            "(rescale radius or grad_norms)"
+        )
     return WassersteinPenalty(float(value), grad, float(q))
 
 
@@ -370,7 +376,8 @@ class RebelStepResult:
         Wasserstein).
     dual : float
         ``tau*`` (KL), ``eta*`` (chi-square), the ridge parameter ``lambda*`` of the equivalent
-        ridge problem (Wasserstein), ``nan`` (plain).
+        ridge problem (Wasserstein; ``inf`` when ``w* = 0``, the end of the ridge path), ``nan``
+        (plain).
     robust : tuple or None
         The normalised ``robust`` argument: ``(kind, radius)`` or ``None``.
     iterations : int
@@ -728,6 +735,12 @@ def rebel_step_linear(
     iters = check_int_scalar(max_iter, "max_iter", lo=0)
     tol = check_finite_scalar(rtol, "rtol", lo=0.0)
     n = A.shape[0]
+    # Huge reward differences: solve the problem for b / c and map back (w* scales with c, the
+    # losses, objective and KL/chi-square duals with c^2, the weights and the ridge parameter not at
+    # all), so the squared losses inside the solve never overflow.
+    c = float(np.max(np.abs(b)))
+    c = c if c > _RESCALE_ABOVE else 1.0
+    b = b / c if c != 1.0 else b
     scale = max(float(b @ b) / n, 1e-300)
     uniform = np.full(n, 1.0 / n)
     it = 0
@@ -747,6 +760,17 @@ def rebel_step_linear(
     message = MESSAGES[status]
     if status != OPTIMAL:
         message += f": gap {gap:.3e} above rtol * scale = {tol * max(obj, scale):.3e}"
+    if c != 1.0:
+        with np.errstate(over="ignore"):
+            w = w * c
+            obj, lower, gap = obj * c * c, lower * c * c, gap * c * c
+            if spec is not None and spec[0] != "wasserstein" and np.isfinite(dual):
+                dual = dual * c * c
+        bad = [k for k, v in (("objective", obj), ("lower_bound", lower), ("gap", gap), ("dual", dual))
+               if not np.isfinite(v) and not (k == "dual" and (spec is None or spec[0] == "wasserstein"))]
+        if bad and status == OPTIMAL:
+            status = OVERFLOW
+            message = overflow_message(bad, "rewards_a and rewards_b")
     new_theta = th + eta_f * w
     if not np.all(np.isfinite(new_theta)):
         raise ValueError("rebel_step_linear: the new parameter overflowed float64 (rescale eta or the inputs)")

@@ -316,6 +316,49 @@ FUNCTIONS: dict[str, Entry] = {
         ("losses", "p", "rho"),
         allow=_allow_chi2_dual,
     ),
+    # -- REBEL / DRO-REBEL ----------------------------------------------------------------------
+    "rebel_loss": Entry(
+        solvers.rebel_loss,
+        [dict(logratio_a=_arr(0.1, -0.2, 0.0), logratio_b=_arr(0.0, 0.3, -0.1),
+              reward_a=_arr(1.0, 0.0, 0.5), reward_b=_arr(0.0, 1.0, 0.5), eta=0.5)],
+        ("logratio_a", "logratio_b", "reward_a", "reward_b", "eta"),
+    ),
+    "dro_rebel_weights": Entry(
+        solvers.dro_rebel_weights,
+        [
+            dict(losses=_arr(0.0, 1.0, 2.0), kind="kl", radius=0.1),
+            dict(losses=_arr(0.0, 1.0, 2.0), kind="chi2", radius=0.5, full_output=True),
+        ],
+        ("losses", "radius"),
+        allow=lambda kwargs, path, value: _allow_kl_dual(dict(kwargs, rho=kwargs.get("radius")), path, value)
+        or _allow_chi2_dual(dict(kwargs, rho=kwargs.get("radius")), path, value),
+    ),
+    "wasserstein_penalty": Entry(
+        solvers.wasserstein_penalty,
+        [
+            dict(grad_norms=_arr(0.5, 1.0, 2.0), radius=0.1, p=2.0),
+            dict(grad_norms=_arr(0.5, 1.0, 2.0), radius=0.1, p=1.0),
+        ],
+        ("grad_norms", "radius", "p"),
+        allow=lambda kwargs, path, value: path == "q" and value == np.inf and kwargs.get("p") == 1.0,
+    ),
+    "rebel_step_linear": Entry(
+        solvers.rebel_step_linear,
+        [
+            dict(theta=_arr(0.0, 0.5), features_a=_EMB[:6, :2], features_b=_EMB[6:, :2],
+                 rewards_a=_arr(1, 0, 1, 0, 1, 1), rewards_b=_arr(0, 0, 1, 1, 0, 0), eta=0.5),
+            dict(theta=_arr(0.0, 0.5), features_a=_EMB[:6, :2], features_b=_EMB[6:, :2],
+                 rewards_a=_arr(1, 0, 1, 0, 1, 1), rewards_b=_arr(0, 0, 1, 1, 0, 0), eta=0.5,
+                 robust=("kl", 0.1), full_output=True),
+            dict(theta=_arr(0.0, 0.5), features_a=_EMB[:6, :2], features_b=_EMB[6:, :2],
+                 rewards_a=_arr(1, 0, 1, 0, 1, 1), rewards_b=_arr(0, 0, 1, 1, 0, 0), eta=0.5,
+                 robust=("wasserstein", 0.1), full_output=True),
+        ],
+        ("theta", "features_a", "features_b", "rewards_a", "rewards_b", "eta"),
+        # documented: the Wasserstein ridge parameter is inf when w* = 0 (RebelStepResult.dual)
+        allow=lambda kwargs, path, value: path == "dual" and value == np.inf
+        and (kwargs.get("robust") or ("",))[0] == "wasserstein",
+    ),
     # -- diagnostics --------------------------------------------------------------------------
     "lead_lag_gap": Entry(
         bandits.lead_lag_gap,
@@ -675,6 +718,8 @@ NOT_SWEPT: dict[str, str] = {
     "COST_FAMILIES": "registry (dict)", "GRADIENT_ESTIMATORS": "registry (dict)",
     "ADVANTAGE_KINDS": "registry (mapping)",
     "StepPlan": "result type",
+    "RebelLoss": "result type", "RebelStepResult": "result type",
+    "WassersteinPenalty": "result type", "DRO_REBEL_KINDS": "registry (tuple of kind names)",
     "CONTROLLERS": "registry: every registered controller is swept as 'controller:<name>'",
     "Controller": "base class: every registered subclass is swept as 'controller:<name>'",
 }  # fmt: skip

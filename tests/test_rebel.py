@@ -527,3 +527,28 @@ def test_step_rejects_bad_input(change, kwargs, exc, match):
         args[i] = v
     with pytest.raises(exc, match=match):
         rebel_step_linear(*args, **kwargs)
+
+
+@pytest.mark.parametrize("robust", [None, ("kl", 0.1), ("chi2", 0.2), ("wasserstein", 0.1)])
+def test_step_with_huge_reward_differences_is_the_rescaled_step(robust):
+    """Scale equivariance of the (robust) least-squares step: rewards times c give direction times
+    c, objective times c^2 and the same weights (the KL/chi-square argmax over a ball that does not
+    depend on the losses is invariant to scaling them). Reward differences near 1e154 and above
+    used to overflow the squared losses inside the solve (issue 8, extreme inputs)."""
+    rng = np.random.default_rng(3)
+    fa, fb = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
+    ra, rb = rng.normal(size=8), rng.normal(size=8)
+    ref = rebel_step_linear(np.zeros(3), fa, fb, ra, rb, 1.0, robust=robust, full_output=True)
+    c = 1e140  # rescaled internally (above 1e100); c^2 still fits in float64
+    big = rebel_step_linear(np.zeros(3), fa, fb, ra * c, rb * c, 1.0, robust=robust, full_output=True)
+    assert big.success and ref.success
+    np.testing.assert_allclose(big.direction / c, ref.direction, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(big.weights, ref.weights, rtol=1e-6, atol=1e-12)
+    assert np.isclose(big.objective / c / c, ref.objective, rtol=1e-6)
+    huge = rebel_step_linear(np.zeros(3), fa, fb, ra * 1e307, rb * 1e307, 1.0, robust=robust, full_output=True)
+    assert not huge.success and "overflow" in huge.message  # objective ~ 1e614: reported, not inf + success
+
+
+def test_wasserstein_penalty_overflow_is_an_error():
+    with pytest.raises(ValueError, match="radius"):
+        wasserstein_penalty([1e300, 1e300], 1e300, 2.0)
