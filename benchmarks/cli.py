@@ -120,9 +120,10 @@ def _cmd_study(args: argparse.Namespace) -> int:
     runs = run_studies(names, scale=scale, seeds=args.seeds, jobs=args.jobs, progress=not args.no_progress,
                        log=lambda line: print(line, file=sys.stderr))
     command = "robust-rollouts study" + "".join(f" {a}" for a in (args.argv or []))
-    written = write_outputs(runs, out, plots=not args.no_plots, command=command.strip())
+    written = write_outputs(runs, out, plots=not args.no_plots, command=command.strip(),
+                            wall_seconds=time.perf_counter() - t0)
     print(summary_table(runs))
-    print(f"\nwrote {written['report']}, {written['results']} and {len(written) - 3} figure(s) "
+    print(f"\nwrote {written['report']}, {written['results']} and {len(written) - 4} figure(s) "
           f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 1 if any(r.error for r in runs) else 0
 

@@ -64,6 +64,33 @@ def claims_markdown(claims: Sequence[Claim]) -> str:
     return "\n".join(lines)
 
 
+def verdicts_markdown(claims: Sequence[dict]) -> str:
+    """A compact markdown table of claims given as dicts (``results.json`` / ``claims.json``): key,
+    source, measured mean with its 95 % CI, criterion and verdict. The README quotes this table for
+    the committed run (``benchmarks/results/study/claims.json``), so its numbers are never typed."""
+    lines = ["| claim | paper | measured: mean [95% CI] | criterion | verdict |", "|---|---|---|---|:---:|"]
+    for c in claims:
+        e = c["estimate"]
+        est = f"{e['mean']:.3g} [{e['low']:.3g}, {e['high']:.3g}]"
+        lines.append(f"| `{c['key']}` | {_md_escape(c['source'])} | {est} | {_md_escape(c['criterion'])} | "
+                     f"{c['verdict']} |")
+    return "\n".join(lines)
+
+
+def write_claims(runs: Sequence[StudyRun], path: Path, *, command: str = "", wall_seconds: float | None = None) -> None:
+    """Write the claims of ``runs`` (without the bulky per-study data) to ``path`` as JSON."""
+    doc = {
+        "command": command or "robust-rollouts study",
+        "versions": versions(),
+        "machine": f"{platform.machine()}, {_cpu_count()} CPUs",
+        "wall_seconds": wall_seconds,
+        "studies": {run.name: {"scale": run.scale, "seeds": list(run.seeds), "wall_seconds": run.wall_seconds,
+                               "error": run.error} for run in runs},
+        "claims": [c for run in runs if run.result for c in run.result.to_dict()["claims"]],
+    }
+    Path(path).write_text(json.dumps(to_jsonable(doc), indent=1, allow_nan=False) + "\n")
+
+
 def _table_markdown(t: Table) -> str:
     lines = [f"**{_md_escape(t.title)}**", "", "| " + " | ".join(_md_escape(c) for c in t.columns) + " |",
              "|" + "---|" * len(t.columns)]
@@ -203,10 +230,12 @@ def _study_markdown(run: StudyRun, figure_files: dict[str, str]) -> str:
     return "\n".join(parts)
 
 
-def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, command: str = "") -> dict[str, Path]:
-    """Write ``results.json``, ``timings.json``, ``report.md`` and the figures into ``out``.
+def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, command: str = "",
+                  wall_seconds: float | None = None) -> dict[str, Path]:
+    """Write ``results.json``, ``timings.json``, ``report.md``, ``claims.json`` and the figures into
+    ``out`` (``wall_seconds``: the whole run's wall time, recorded in ``claims.json``).
 
-    Returns the paths written, by kind (``"results"``, ``"timings"``, ``"report"``, and
+    Returns the paths written, by kind (``"results"``, ``"timings"``, ``"report"``, ``"claims"`` and
     ``"<study>_<figure>"`` for each PNG).
     """
     out = Path(out)
@@ -268,6 +297,8 @@ def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, co
     body = [_study_markdown(r, figure_files[r.name]) for r in runs]
     (out / "report.md").write_text("\n".join(head + body))
     written["report"] = out / "report.md"
+    write_claims(runs, out / "claims.json", command=command, wall_seconds=wall_seconds)
+    written["claims"] = out / "claims.json"
     return written
 
 

@@ -61,9 +61,12 @@ def test_dependencies_point_one_way(package, forbidden):
 
 
 def test_importing_the_packages_does_not_import_heavy_extras():
+    """matplotlib is the ``plot`` extra, torch/gpytorch the ``gp``/``llm`` extras, cvxpy a peer of the
+    benchmarks: importing the library, the studies or the command line needs none of them."""
     code = (
-        "import sys, solvers, bandits, sim; "
+        "import sys, solvers, bandits, sim, sim.studies, llm_bridge, benchmarks.cli; "
         "print(sorted(m for m in ('torch', 'gpytorch', 'cvxpy', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
