@@ -26,7 +26,13 @@ from pathlib import Path
 from llm_bridge.cli import add_train_parser
 
 from .harness import PerfConfig
-from .report import markdown_table, plot_scaling, write_json
+from .report import (
+    coldstart_table,
+    markdown_table,
+    plot_coldstart,
+    plot_scaling,
+    write_json,
+)
 from .suites import SUITES, load_suite
 from .targets import check_targets, targets_table
 
@@ -61,9 +67,14 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         suite_rows = suite.run(cfg)
         rows.extend(suite_rows)
         cfg.log(f"[{i}/{len(names)}] suite {name} done in {time.perf_counter() - t0:.1f} s")
-        if plot_scaling(suite_rows, name, out / f"perf_{name}.png"):
+        plot = plot_coldstart(suite_rows, out / f"perf_{name}.png") if name == "coldstart" else \
+            plot_scaling(suite_rows, name, out / f"perf_{name}.png")
+        if plot:
             cfg.log(f"  wrote {out / f'perf_{name}.png'}")
     table = markdown_table(rows)
+    cold = coldstart_table(rows)
+    if cold:
+        table += "\n\nCold start: first call of each entry point in a fresh interpreter (suite coldstart)\n\n" + cold
     print(table)
     verdicts = [r for r in check_targets(rows) if r.met is not None]
     targets = targets_table(verdicts) if verdicts else ""
