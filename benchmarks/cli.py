@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -25,7 +26,13 @@ from pathlib import Path
 from llm_bridge.cli import add_train_parser
 
 from .harness import PerfConfig
-from .report import markdown_table, plot_scaling, write_json
+from .report import (
+    coldstart_table,
+    markdown_table,
+    plot_coldstart,
+    plot_scaling,
+    write_json,
+)
 from .suites import SUITES, load_suite
 from .targets import check_targets, targets_table
 
@@ -60,9 +67,14 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         suite_rows = suite.run(cfg)
         rows.extend(suite_rows)
         cfg.log(f"[{i}/{len(names)}] suite {name} done in {time.perf_counter() - t0:.1f} s")
-        if plot_scaling(suite_rows, name, out / f"perf_{name}.png"):
+        plot = plot_coldstart(suite_rows, out / f"perf_{name}.png") if name == "coldstart" else \
+            plot_scaling(suite_rows, name, out / f"perf_{name}.png")
+        if plot:
             cfg.log(f"  wrote {out / f'perf_{name}.png'}")
     table = markdown_table(rows)
+    cold = coldstart_table(rows)
+    if cold:
+        table += "\n\nCold start: first call of each entry point in a fresh interpreter (suite coldstart)\n\n" + cold
     print(table)
     verdicts = [r for r in check_targets(rows) if r.met is not None]
     targets = targets_table(verdicts) if verdicts else ""
@@ -128,6 +140,35 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 1 if any(r.error for r in runs) else 0
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text}")
+    return v
+
+
+def package_version() -> str:
+    """The installed distribution's version; read from pyproject.toml when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("robust-rollouts")
+    except PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        try:
+            import re
+
+            match = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.MULTILINE)
+            if match:
+                return match.group(1) + " (not installed)"
+        except OSError:
+            pass
+        return "unknown (not installed)"
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -153,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="robust-rollouts",
         description="Exact, fast solvers and online learners for robust rollout allocation.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     study = sub.add_parser("study", help="check the papers' claims on simulators (the main job)")
     study.add_argument("names", nargs="*", metavar="NAME", help="studies to run (default: all default studies)")
@@ -172,10 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--suite", action="append", help=f"suite to run (repeatable); one of {list(SUITES)}")
     perf.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")
     perf.add_argument("--out", default="perf-results", help="output folder (default: perf-results)")
-    perf.add_argument("--target-s", type=float, default=0.5, help="seconds spent timing each case")
-    perf.add_argument(
-        "--max-peer-call-s", type=float, default=5.0, help="skip a peer at larger sizes once a call exceeds this"
-    )
+    perf.add_argument("--target-s", type=_positive_float, default=0.5,
+                      help="seconds spent timing each case (a positive number)")
+    perf.add_argument("--max-peer-call-s", type=_positive_float, default=5.0,
+                      help="skip a peer at larger sizes once a call exceeds this many seconds (a positive number)")
     perf.add_argument("--list", action="store_true", help="list the suites and exit")
     perf.set_defaults(func=_cmd_perf)
     return parser

@@ -1,17 +1,31 @@
-"""Report writing for ``robust-rollouts perf``: a markdown table with ratios, JSON, log-log PNGs."""
+"""Report writing for ``robust-rollouts perf``: a markdown table with ratios, JSON, log-log PNGs, and the
+cold-start table/figure of the ``coldstart`` suite."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import re
+import warnings
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .harness import Measurement, format_seconds
 
-__all__ = ["machine_info", "markdown_table", "write_json", "plot_scaling"]
+__all__ = [
+    "SIZE_LABELS",
+    "case_family",
+    "coldstart_table",
+    "machine_info",
+    "markdown_table",
+    "plot_coldstart",
+    "plot_scaling",
+    "size_label",
+    "write_json",
+]
 
 
 def machine_info() -> dict[str, Any]:
@@ -46,7 +60,7 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def _groups(rows: Iterable[Measurement]) -> "OrderedDict[tuple, list[Measurement]]":
+def _groups(rows: Iterable[Measurement]) -> OrderedDict[tuple, list[Measurement]]:
     groups: OrderedDict[tuple, list[Measurement]] = OrderedDict()
     for m in rows:
         groups.setdefault((m.suite, m.case, str(m.size)), []).append(m)
@@ -94,39 +108,266 @@ def write_json(rows: list[Measurement], path: Path, *, extra: dict[str, Any] | N
     path.write_text(json.dumps(payload, indent=2))
 
 
-def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
-    """Log-log plot of median time vs size for every (case, impl) of ``suite`` with >= 2 numeric sizes.
+# The size axis of each suite (and of a family of its cases, where they differ): what "size" counts.
+SIZE_LABELS: dict[str, str | dict[str, str]] = {
+    "allocation": "B prompts in the batch",
+    "budget": {"match_budget": "bins (batch = 25.6 prompts per bin)", "sqrt_allocation": "bins", "": "bins"},
+    "regret": "P prompts (batch rows)",
+    "shaping": {"advantages ragged": "P prompt groups (4-28 rollouts each)",
+                "": "P prompts (x G = 16 rollouts)"},
+    "dro": {"batched": "rows (16 samples each)", "": "B samples (support size)"},
+    "gdro": "batch size (prompts)",
+    "predictor": {"baselines": "N prompts in the pool", "": "N prompts in the pool (d = 384)"},
+    "controllers": "batch size (prompts)",
+    "sim": "P prompts (x 8 rollouts)",
+    "llm": "rollouts per step",
+    "coldstart": "(no size: one fresh interpreter per entry point)",
+}
 
-    Returns False (and writes nothing) when the suite has no such series.
+
+def case_family(suite: str, case: str) -> str:
+    """The panel a case is drawn in: cases compared on one axis share a family."""
+    if suite == "shaping":
+        return "advantages ragged" if "ragged" in case else "advantages dense" if "advantages" in case else \
+            "shaped rewards (DRRO / DRO)"
+    if suite == "dro":
+        return "batched" if "batched" in case else case
+    if suite == "regret":
+        return case.split()[0]
+    if suite == "predictor":
+        return "baselines" if case.startswith("baselines") else "GP update + predict"
+    if suite == "controllers":
+        return "at VIP's scale" if "VIP's scale" in case else "plan + observe"
+    if suite == "llm":
+        return "bridge overhead" if case.startswith("bridge overhead") else "GRPO step"
+    return case
+
+
+def size_label(suite: str, family: str = "") -> str:
+    spec = SIZE_LABELS.get(suite, "problem size")
+    if isinstance(spec, str):
+        return spec
+    for key, text in spec.items():
+        if key and family.startswith(key):
+            return text
+    return spec.get("", "problem size")
+
+
+def _numeric_size(size: Any) -> float | None:
+    """The plotted x of a row: a number, or the first integer of a string size like ``"B=10,M=256"``."""
+    if isinstance(size, bool):
+        return None
+    if isinstance(size, (int, float)):
+        return float(size)
+    match = re.search(r"\d[\d,]*", str(size))
+    return float(match.group().replace(",", "")) if match else None
+
+
+def _is_reference(m: Measurement) -> bool:
+    """Rows that are not a measured implementation competing with ours: floors, reported numbers, one-offs."""
+    text = f"{m.case} {m.impl}".lower()
+    return "floor" in text or "reported" in text or "one-off" in text
+
+
+_MARKERS = "os^Dv<>pPX*h"
+
+
+def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
+    """Log-log plots of median time vs size for ``suite``: one row of panels per case family.
+
+    Left panel: every (case, implementation) series (ours solid, peers dashed, series with one size
+    as markers, floors and reported/one-off references dashed grey); right panel (where the family
+    has a measured peer): the speed-up ``peer median / our median`` per size. Legends sit outside
+    the data, to the right of each row. Returns False (and writes nothing) when the suite has no row
+    with a numeric size and a time.
     """
-    series: OrderedDict[str, list[tuple[float, float]]] = OrderedDict()
-    peer_labels: set[str] = set()
+    fams: OrderedDict[str, OrderedDict[tuple[str, str], list[tuple[float, float]]]] = OrderedDict()
+    kind: dict[tuple[str, str], str] = {}
+    ours_at: dict[tuple[str, float], float] = {}
     for m in rows:
-        if m.suite != suite or m.median_s is None or not isinstance(m.size, (int, float)):
+        x = _numeric_size(m.size)
+        if m.suite != suite or m.median_s is None or x is None or m.role not in ("ours", "peer"):
             continue
-        label = f"{m.case}: {m.impl}"
-        series.setdefault(label, []).append((float(m.size), m.median_s))
-        if m.role != "ours":
-            peer_labels.add(label)
-    series = OrderedDict((k, sorted(v)) for k, v in series.items() if len(v) >= 2)
-    if not series:
+        key = (m.case, m.impl)
+        fams.setdefault(case_family(suite, m.case), OrderedDict()).setdefault(key, []).append((x, m.median_s))
+        kind[key] = "ref" if _is_reference(m) else m.role
+        if m.role == "ours" and not _is_reference(m):
+            ours_at.setdefault((m.case, x), m.median_s)
+    if not fams:
         return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, pts in series.items():
-        xs, ys = zip(*pts)
-        peer = label in peer_labels
-        ax.loglog(xs, ys, marker="s" if peer else "o", linestyle="--" if peer else "-", label=label)
-    ax.set_xlabel("problem size")
-    ax.set_ylabel("median wall time per call [s]")
-    ax.set_title(f"robust-rollouts perf: {suite} (solid: ours, dashed: peers)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ratios = {
+        fam: OrderedDict(
+            (key, [(x, y / ours_at[(key[0], x)]) for x, y in sorted(pts) if (key[0], x) in ours_at])
+            for key, pts in series.items() if kind[key] == "peer"
+        )
+        for fam, series in fams.items()
+    }
+    ratios = {f: OrderedDict((k, v) for k, v in r.items() if v) for f, r in ratios.items()}
+    with_ratio = any(ratios.values())
+    ncols = 2 if with_ratio else 1
+    fig, axes = plt.subplots(len(fams), ncols, figsize=(6.2 * ncols + 3.2, 3.4 * len(fams)), squeeze=False)
+    for row, (fam, series) in enumerate(fams.items()):
+        ax = axes[row][0]
+        cases = list(OrderedDict.fromkeys(c for c, _ in series))
+        colours = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
+        style: dict[tuple[str, str], dict[str, Any]] = {}
+        for i, (key, pts) in enumerate(series.items()):
+            case, impl = key
+            label = _series_label(case, impl, cases)
+            xs, ys = zip(*sorted(pts))
+            if kind[key] == "ref":
+                marker = "x" if "floor" in case.lower() else "*" if "reported" in impl.lower() else "P"
+                st = {"color": "0.45", "linestyle": (0, (4, 3)), "marker": marker,
+                      "label": label + ("" if "floor" in label.lower() or "REPORTED" in label else " (reference)")}
+                if "floor" in case.lower() and "floor" not in label.lower():
+                    st["label"] = f"floor: {label}"
+            else:
+                st = {"color": colours(i % colours.N), "marker": _MARKERS[i % len(_MARKERS)],
+                      "linestyle": "-" if kind[key] == "ours" else "--", "label": label}
+            style[key] = st
+            ax.loglog(xs, ys, markersize=6 if len(xs) > 1 else 8, linewidth=1.5, **st)
+        ax.set_title(f"{suite}: {fam}", fontsize=10)
+        ax.set_xlabel(size_label(suite, fam))
+        ax.set_ylabel("median time per call [s]")
+        ax.grid(True, which="both", alpha=0.3)
+        _pad_single_x(ax, series)
+        handles, labels = ax.get_legend_handles_labels()
+        if with_ratio:
+            rax = axes[row][1]
+            if ratios[fam]:
+                for key, pts in ratios[fam].items():
+                    xs, ys = zip(*pts)
+                    st = dict(style[key])
+                    st["label"] = None
+                    rax.loglog(xs, ys, markersize=6 if len(xs) > 1 else 8, linewidth=1.5, **st)
+                _pad_single_x(rax, ratios[fam], extra_y=(1.0,))
+                rax.axhline(1.0, color="k", linewidth=0.8)
+                rax.set_title("speed-up: peer time / our time (colours as left)", fontsize=10)
+                rax.set_xlabel(size_label(suite, fam))
+                rax.set_ylabel("peer / ours  (> 1: ours faster)")
+                rax.grid(True, which="both", alpha=0.3)
+                ratio_fmt = FuncFormatter(lambda v, _: f"{v:g}x")
+                rax.yaxis.set_major_formatter(ratio_fmt)
+                lo, hi = rax.get_ylim()
+                rax.yaxis.set_minor_formatter(ratio_fmt if hi / lo < 10 else NullFormatter())
+            else:
+                rax.axis("off")  # the legend goes where the speed-up panel would be
+        anchor = (1.02, 1.0) if not with_ratio or ratios[fam] else (0.0, 1.0)
+        axes[row][-1].legend(handles, labels, fontsize=7.5, loc="upper left", bbox_to_anchor=anchor,
+                             borderaxespad=0.0, title="solid: ours, dashed: peers, grey: floors/references"
+                             if any(kind[k] == "ref" for k in series) else "solid: ours, dashed: peers",
+                             title_fontsize=7.5)
+        if with_ratio and not ratios[fam]:
+            axes[row][-1].text(0.0, 0.0, "no measured peer: no speed-up panel", transform=axes[row][-1].transAxes,
+                               color="0.5", fontsize=8)
+    fig.suptitle(f"robust-rollouts perf: {suite}", fontsize=12)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def _series_label(case: str, impl: str, cases: list[str]) -> str:
+    """Legend text: the case only where needed to tell series apart, less the words all cases share."""
+    if len(cases) == 1:
+        return impl
+    toks = [c.split() for c in cases]
+    pre = 0
+    while all(len(t) > pre + 1 and t[pre] == toks[0][pre] for t in toks):
+        pre += 1
+    suf = 0
+    while all(len(t) > pre + suf + 1 and t[-1 - suf] == toks[0][-1 - suf] for t in toks):
+        suf += 1
+    words = case.split()
+    short = " ".join(words[pre:len(words) - suf]).rstrip(":")
+    return impl if short and short in impl.split() else f"{short}: {impl}"
+
+
+def _pad_single_x(ax: Any, series: dict, extra_y: tuple[float, ...] = ()) -> None:
+    """A panel whose points all share one x (or one y) gets a visible range around it."""
+    xs = {x for pts in series.values() for x, _ in pts}
+    ys = {y for pts in series.values() for _, y in pts} | set(extra_y)
+    with warnings.catch_warnings():  # the autoscaler's complaint about the one-point range we replace
+        warnings.simplefilter("ignore", UserWarning)
+        if len(ys) == 1:
+            y = ys.pop()
+            ax.set_ylim(y / 3, y * 3)
+        if len(xs) == 1:
+            x = xs.pop()
+            ax.set_xlim(x / 3, x * 3)
+
+
+def coldstart_table(rows: list[Measurement]) -> str:
+    """Markdown: per entry point the cold and the warm first-call time (suite ``coldstart``)."""
+    from .suites.coldstart import COLD, WARM
+
+    cases: OrderedDict[str, dict[str, Measurement]] = OrderedDict()
+    for m in rows:
+        if m.suite == "coldstart":
+            cases.setdefault(m.case, {})[m.impl] = m
+    if not cases:
+        return ""
+    lines = [
+        ("| entry point | cold first call s (empty Numba cache) | warm first call s (Numba disk cache) | "
+         "import s (cold / warm, not included) |"),
+        "|---|---:|---:|---:|",
+    ]
+
+    def sec(m: Measurement | None) -> str:
+        return "failed" if m is None or m.median_s is None else f"{m.median_s:.3f}"
+
+    def imp(m: Measurement | None) -> str:
+        match = re.search(r"import ([\d.]+) s", m.note) if m is not None else None
+        return match.group(1) if match else "-"
+
+    for case, by_impl in cases.items():
+        cold, warm = by_impl.get(COLD), by_impl.get(WARM)
+        lines.append(f"| {case} | {sec(cold)} | {sec(warm)} | {imp(cold)} / {imp(warm)} |")
+    return "\n".join(lines)
+
+
+def plot_coldstart(rows: list[Measurement], path: Path) -> bool:
+    """Horizontal bars: cold and warm first-call time per entry point (log scale)."""
+    from .suites.coldstart import COLD, WARM
+
+    data: OrderedDict[str, dict[str, float]] = OrderedDict()
+    for m in rows:
+        if m.suite == "coldstart" and m.median_s is not None:
+            data.setdefault(m.case, {})[m.impl] = m.median_s
+    if not data:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(data)
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.6))
+    for off, impl, colour in ((-0.2, COLD, "tab:red"), (0.2, WARM, "tab:blue")):
+        vals = [data[n].get(impl, np.nan) for n in names]
+        ax.barh(y + off, vals, height=0.38, color=colour, label=impl)
+        for yi, v in zip(y + off, vals):
+            if np.isfinite(v):
+                ax.text(v * 1.08, yi, f"{v:.3g} s", va="center", fontsize=7)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    finite = [v for d in data.values() for v in d.values() if np.isfinite(v) and v > 0]
+    if finite:
+        ax.set_xlim(min(finite) / 2, max(finite) * 4)  # room for the value labels
+    ax.set_xlabel("first-call time in a fresh interpreter [s] (import excluded)")
+    ax.set_title("robust-rollouts perf: coldstart (first call per entry point)", fontsize=11)
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True

@@ -7,7 +7,15 @@ import pytest
 
 from benchmarks import cli
 from benchmarks.harness import Measurement, PeerGate, PerfConfig, measure, time_call
-from benchmarks.report import markdown_table, plot_scaling, write_json
+from benchmarks.report import (
+    case_family,
+    coldstart_table,
+    markdown_table,
+    plot_coldstart,
+    plot_scaling,
+    size_label,
+    write_json,
+)
 from benchmarks.suites import SUITES, load_suite
 from benchmarks.targets import TARGETS, Target, check_targets, targets_table
 
@@ -54,10 +62,54 @@ def test_plot_and_json(tmp_path):
     ]
     assert plot_scaling(rows, "s", tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
-    assert not plot_scaling(rows[:1], "s", tmp_path / "q.png")
+    # a series measured at one size is drawn as a marker, not dropped
+    assert plot_scaling(rows[:1], "s", tmp_path / "q.png")
+    # nothing with a numeric size and a time: no figure
+    assert not plot_scaling([Measurement("s", "c", "fresh interpreter", "ours", "ours", 1.0)], "s",
+                            tmp_path / "r.png")
+    assert not (tmp_path / "r.png").exists()
     write_json(rows, tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["machine"]["cpu_count"] >= 1 and len(data["results"]) == 3
+
+
+def test_plot_with_peers_floors_and_references(tmp_path):
+    """Ratio panel, single-size peer, floor and reported rows: all drawn, no exception."""
+    rows = [Measurement("predictor", "gp update+predict", n, "ours", "ours", 1e-6 * n) for n in (10, 100)]
+    rows += [
+        Measurement("predictor", "gp update+predict", 100, "dense", "peer", 1e-2),
+        Measurement("predictor", "kernel-column GEMM floor", 10, "gemm", "ours", 1e-6),
+        Measurement("predictor", "kernel-column GEMM floor", 100, "gemm", "ours", 1e-5),
+        Measurement("predictor", "dense kernel build (one-off)", 100, "build", "peer", 1.0),
+        Measurement("predictor", "baselines update+predict", 100, "ma", "ours", 1e-5),
+    ]
+    assert plot_scaling(rows, "predictor", tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", sorted(SUITES))
+def test_every_suite_names_its_size_axis(name):
+    assert size_label(name, case_family(name, "x")) != "problem size"
+
+
+def test_coldstart_table_plot_and_target(tmp_path):
+    from benchmarks.suites.coldstart import COLD, ENTRY_POINTS, SIZE, WARM, snippet
+
+    rows = [
+        Measurement("coldstart", "allocate (rloo, integer)", SIZE, COLD, "ours", 6.0, note="import 1.00 s (x)"),
+        Measurement("coldstart", "allocate (rloo, integer)", SIZE, WARM, "cached", 0.25, note="import 0.90 s (x)"),
+        Measurement("coldstart", "waterfill", SIZE, COLD, "ours", None, note="measurement failed"),
+    ]
+    table = coldstart_table(rows)
+    assert "| allocate (rloo, integer) | 6.000 | 0.250 | 1.00 / 0.90 |" in table
+    assert "| waterfill | failed | failed | - / - |" in table
+    assert coldstart_table(rows[:0]) == ""
+    assert plot_coldstart(rows, tmp_path / "c.png") and (tmp_path / "c.png").stat().st_size > 1000
+    assert not plot_scaling(rows, "coldstart", tmp_path / "s.png")
+    (target,) = [t for t in TARGETS if t.suite == "coldstart"]
+    (verdict,) = check_targets(rows, (target,))
+    assert verdict.met is False and verdict.ours_s == 6.0 and target.max_s == 5.0
+    compile(snippet(list(ENTRY_POINTS)), "<coldstart>", "exec")  # every entry point's snippet is valid Python
 
 
 def test_cli_lists_suites_and_rejects_unknown(capsys):
