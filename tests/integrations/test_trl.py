@@ -192,3 +192,17 @@ def test_vllm_colocate_mode(setup, tmp_path):  # pragma: no cover - GPU only
     trainer.args.use_vllm, trainer.args.vllm_mode = True, "colocate"
     trainer.train()
     assert trainer.last_step["result"].group_sizes.min() == 1
+
+
+def test_readme_trl_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's TRL example (what a user copies) trains as written against the real TRL."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "from trl" in b]
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    exec(compile(blocks[0], "README.md TRL example", "exec"), {"__name__": "__readme__"})
+    out = capsys.readouterr().out
+    assert "robust/group_size" in out, out
