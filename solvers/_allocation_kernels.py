@@ -184,10 +184,12 @@ def inverse_marginal(code, a, lam, lo, hi):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _count_at(code, root, s, lo, hi):
+def _count_at(c, root, s, lo, hi):
     """n_q = clip(c + s sqrt(a_q), lo, hi) at the level s = lambda**-0.5 (rloo: c = 1, inverse:
-    c = 0), the same expression as in :func:`price_search`; drgrpo counts are computed there."""
-    n = (1.0 if code == RLOO else 0.0) + s * root
+    c = 0), the same expression as in :func:`price_search`; drgrpo counts are computed there.
+    (``c`` is a float, not the cost code: a float constant is not a literal type, so every call
+    shares one compiled specialisation.)"""
+    n = c + s * root
     if n <= lo:
         return lo
     if n >= hi:
@@ -305,7 +307,7 @@ def _drgrpo_pass_roots(a, root, lower, upper, s, guess, out_n, out_class):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def price_search(code, a, root, lower, upper, target, level_zeros):
+def _price_search(code, a, root, lower, upper, target, level_zeros, drgrpo):
     """Level s* = lambda*^(-1/2) with sum_q n_q(s*) = target over the selected prompts.
 
     Selected prompts: those with a_q > 0 (``level_zeros`` False; ``root`` = sqrt(a)), or those
@@ -319,6 +321,10 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
     (midpoint/doubling fallback): on a linear piece Newton lands on the exact root, so a handful of
     O(B) passes reach machine precision. Returns (s, converged, n_interior, roots) where, for
     drgrpo, ``roots`` holds the last unclipped roots computed (warm starts; -1 where none).
+
+    ``drgrpo`` is None when ``code`` is not DRGRPO (see :func:`price_search`): Numba prunes the
+    ``drgrpo is not None`` branches of that specialisation before typing, so the rloo/inverse
+    kernels never compile the cubic's machinery.
     """
     size = a.size
     if level_zeros:
@@ -335,7 +341,7 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
     guess = np.empty(0, dtype=np.float64)
     work_n = np.empty(0, dtype=np.float64)
     work_class = np.empty(0, dtype=np.int8)
-    if code == DRGRPO:
+    if drgrpo is not None and code == DRGRPO:
         guess = np.full(size, -1.0)
         work_n = np.empty(size, dtype=np.float64)
         work_class = np.empty(size, dtype=np.int8)
@@ -344,7 +350,7 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
     s = (target - c * m) / rsum
     if not (s > 0.0):
         s = 1.0
-    if code == DRGRPO:
+    if drgrpo is not None and code == DRGRPO:
         s = _drgrpo_start_level(a, root, lower, upper, target, s, max(1, size // _LEVEL_SAMPLE))
         if not (s > 0.0 and s < np.inf):
             s = 1.0
@@ -354,7 +360,7 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
         total = 0.0
         slope = 0.0
         ni = 0
-        if code == DRGRPO:
+        if drgrpo is not None and code == DRGRPO:
             # prompt k is at L when 1/(a s^2) >= g(L), at U when <= g(U) (g(n) = (n-2)/n^3 is
             # decreasing on [3, inf)); interior prompts need the root, warm-started. The roots
             # and classes come from a vectorised pass, the sums from this scalar one.
@@ -408,13 +414,14 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def solve_continuous(code, a, lower, upper, budget):
+def _solve_continuous(code, a, lower, upper, budget, drgrpo):
     """Exact minimiser of sum f(n_q) s.t. sum n = budget, lower <= n <= upper (feasible input).
 
     Returns (n, price, converged). Prompts with a == 0 sit at their lower bound when the price is
     positive. The price is 0 only when every a > 0 prompt is at its (finite) upper bound; then the
     leftover budget goes to the a == 0 prompts as evenly as possible (a common water level
     n = clip(w, lower, upper), i.e. the "inverse" solve with a = 1 on those prompts).
+    ``drgrpo``: as in :func:`_price_search` (None unless ``code`` is DRGRPO).
     """
     size = a.size
     n = np.empty(size, dtype=np.float64)
@@ -430,21 +437,23 @@ def solve_continuous(code, a, lower, upper, budget):
         else:
             top += lower[q]
             zero_lower += lower[q]
-    if budget >= top:
+    # a runtime bool, not the literals True/False: one compiled price_search serves both calls
+    flat = budget >= top
+    if flat:
         # price 0: every a > 0 prompt at its upper bound, a == 0 prompts share the rest evenly
-        level, ok, _, _ = price_search(code, a, root, lower, upper, budget - pos_upper, True)
+        level, ok, _, _ = _price_search(code, a, root, lower, upper, budget - pos_upper, flat, drgrpo)
         for q in range(size):
             if a[q] > 0.0:
                 n[q] = upper[q]
             else:
-                n[q] = _count_at(INVERSE, 1.0, level, lower[q], upper[q])
+                n[q] = _count_at(0.0, 1.0, level, lower[q], upper[q])
         return n, 0.0, ok
-    s, converged, _, roots = price_search(code, a, root, lower, upper, budget - zero_lower, False)
+    s, converged, _, roots = _price_search(code, a, root, lower, upper, budget - zero_lower, flat, drgrpo)
     snap_tol = 2e-13 * max(1.0, abs(budget - zero_lower))  # twice the search's tolerance on S(s)
     ni = 0
     for q in range(size):
         if a[q] > 0.0:
-            if code == DRGRPO:
+            if drgrpo is not None and code == DRGRPO:
                 # the same expressions (bit for bit) as in price_search, so that a prompt the
                 # search put at a bound is at that bound here
                 y = 1.0 / ((a[q] * s) * s)
@@ -459,7 +468,7 @@ def solve_continuous(code, a, lower, upper, budget):
                 else:
                     n[q] = min(max(_drgrpo_root_warm(y, roots[q]), lower[q]), u)
             else:
-                n[q] = _count_at(code, root[q], s, lower[q], upper[q])
+                n[q] = _count_at(1.0 if code == RLOO else 0.0, root[q], s, lower[q], upper[q])
             if lower[q] < n[q] < upper[q]:
                 # within the search's precision of a bound (the budget sits on a breakpoint of
                 # S(s), common with integer bounds and budget): at the bound, so that the price
@@ -484,6 +493,27 @@ def solve_continuous(code, a, lower, upper, budget):
                 if bl > lam:
                     lam = bl
     return n, lam, converged
+
+
+def _drgrpo_flag(code):
+    """The ``drgrpo`` argument of the internal kernels for a cost code: True for DRGRPO, else None."""
+    return True if code == DRGRPO else None
+
+
+@numba.njit(cache=True, error_model="numpy")
+def price_search(code, a, root, lower, upper, target, level_zeros):
+    """:func:`_price_search` for any cost code (see there); a test and reference entry point."""
+    if code == DRGRPO:
+        return _price_search(code, a, root, lower, upper, target, level_zeros, True)
+    return _price_search(code, a, root, lower, upper, target, level_zeros, None)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def solve_continuous(code, a, lower, upper, budget):
+    """:func:`_solve_continuous` for any cost code (see there): returns (n, price, converged)."""
+    if code == DRGRPO:
+        return _solve_continuous(code, a, lower, upper, budget, True)
+    return _solve_continuous(code, a, lower, upper, budget, None)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -826,27 +856,30 @@ def round_greedy_kernel(code, a, n_cont, upper, budget):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
-    """Everything :func:`solvers.allocate` computes after validation, in one call.
+def allocate_continuous(code, a, lower, upper, budget, integer, check_inputs, drgrpo):
+    """The continuous part of :func:`allocate_kernel` (all of it in continuous mode).
 
-    Returns (n_continuous, n_integer, price, objective, lower_bound, detail, where, converged,
-    path); ``n_integer`` is empty in continuous mode, ``path`` is solve_integer's path (-1 if none).
-    With ``check_inputs``, ``detail == CERT_INPUT`` (nothing solved) means the input needs the
-    wrapper's full validation, which raises the error with its message; the wrapper passes False
-    after its own full validation (so 1-ulp differences between summation orders cannot bounce).
+    Returns (n_continuous, price, lower_bound, detail, where, converged). A separate kernel from
+    :func:`allocate_integer` so that a continuous call never compiles the integer machinery
+    (heap greedy, selection, sorts): that halves the cost of a cold first call. ``drgrpo`` is
+    ``_drgrpo_flag(code)``: None compiles (and caches) a kernel without the drgrpo cubic.
     """
     if check_inputs and not inputs_ok(code, a, lower, upper, budget, integer):
-        empty = np.empty(0, dtype=np.float64)
-        return empty, np.empty(0, dtype=np.int64), 0.0, 0.0, 0.0, CERT_INPUT, -1, False, -1
-    n_cont, price, converged = solve_continuous(code, a, lower, upper, budget)
+        return np.empty(0, dtype=np.float64), 0.0, 0.0, CERT_INPUT, -1, False
+    n_cont, price, converged = _solve_continuous(code, a, lower, upper, budget, drgrpo)
     lower_bound = objective(code, a, n_cont)
     detail, where = certify_continuous(code, a, lower, upper, budget, n_cont, price)
+    return n_cont, price, lower_bound, detail, where, converged
+
+
+@numba.njit(cache=True, error_model="numpy")
+def allocate_integer(code, a, lower, upper, budget, n_cont, lower_bound, detail):
+    """The integer part of :func:`allocate_kernel`, from the continuous optimum ``n_cont`` (its
+    objective ``lower_bound`` and certificate ``detail``); ``budget`` is an int64.
+    Returns (n_integer, objective, detail, path)."""
     path = -1
-    if not integer:
-        return n_cont, np.empty(0, dtype=np.int64), price, lower_bound, lower_bound, detail, where, converged, path
     if detail == CERT_OK:
-        x, detail, path = solve_integer(code, a, lower, upper, np.int64(budget), n_cont)
-        where = -1
+        x, detail, path = solve_integer(code, a, lower, upper, budget, n_cont)
     else:
         x = np.empty(a.size, dtype=np.int64)
         for q in range(a.size):
@@ -856,4 +889,30 @@ def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
         value += cost_value(code, a[q], float(x[q]))
     if detail == CERT_OK and value < lower_bound - 1e-9 * max(1.0, abs(lower_bound)):
         detail = CERT_EXCHANGE  # cannot beat the relaxation: something is inconsistent
+    return x, value, detail, path
+
+
+_NO_INTEGER = np.empty(0, dtype=np.int64)
+
+
+def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
+    """Everything :func:`solvers.allocate` computes after validation (plain Python glue around
+    the two compiled kernels :func:`allocate_continuous` and :func:`allocate_integer`).
+
+    Returns (n_continuous, n_integer, price, objective, lower_bound, detail, where, converged,
+    path); ``n_integer`` is empty in continuous mode, ``path`` is solve_integer's path (-1 if none).
+    With ``check_inputs``, ``detail == CERT_INPUT`` (nothing solved) means the input needs the
+    wrapper's full validation, which raises the error with its message; the wrapper passes False
+    after its own full validation (so 1-ulp differences between summation orders cannot bounce).
+    """
+    n_cont, price, lower_bound, detail, where, converged = allocate_continuous(
+        code, a, lower, upper, budget, integer, check_inputs, _drgrpo_flag(code)
+    )
+    if detail == CERT_INPUT:
+        return n_cont, _NO_INTEGER, 0.0, 0.0, 0.0, CERT_INPUT, -1, False, -1
+    if not integer:
+        return n_cont, _NO_INTEGER, price, lower_bound, lower_bound, detail, where, converged, -1
+    x, value, detail, path = allocate_integer(code, a, lower, upper, int(budget), n_cont, lower_bound, detail)
+    if path != -1:
+        where = -1
     return n_cont, x, price, value, lower_bound, detail, where, converged, path
