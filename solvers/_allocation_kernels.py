@@ -602,7 +602,7 @@ def greedy_fill(code, a, x, upper, remaining, literal_difference, tie_by_count):
     size = x.size
     gain = np.empty(size, dtype=np.float64)
     heap = np.empty(size, dtype=np.int64)
-    hs = 0
+    hs = np.int64(0)  # not the literal 0: Numba would compile _sift_down for Literal[int](0) too
     for q in range(size):
         if x[q] < upper[q]:
             xf = float(x[q])
@@ -628,7 +628,7 @@ def greedy_fill(code, a, x, upper, remaining, literal_difference, tie_by_count):
             hs -= 1
             heap[0] = heap[hs]
         if hs > 0:
-            _sift_down(heap, hs, 0, gain, x, tie_by_count)
+            _sift_down(heap, hs, np.int64(0), gain, x, tie_by_count)
     return remaining
 
 
@@ -687,6 +687,76 @@ def _exchange_ok_from(code, a, lower, upper, start, x, gain_at_start):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _heapsort_range(w, lo, hi):
+    """Sort w[lo:hi+1] in place, ascending (heapsort: O(n log n) worst case, NaN-free input).
+    Small to compile, unlike Numba's np.sort machinery; the sorted values are the same."""
+    n = hi - lo + 1
+    half = n // 2
+    for step in range(half + n - 1):
+        if step < half:  # heapify: sift down every internal node, last first
+            pos = half - 1 - step
+            end = n
+        else:  # move the maximum behind the heap, then restore the heap on [0, end)
+            end = n - 1 - (step - half)
+            v = w[lo]
+            w[lo] = w[lo + end]
+            w[lo + end] = v
+            pos = 0
+        item = w[lo + pos]
+        while True:
+            child = 2 * pos + 1
+            if child >= end:
+                break
+            if child + 1 < end and w[lo + child + 1] > w[lo + child]:
+                child += 1
+            if w[lo + child] > item:
+                w[lo + pos] = w[lo + child]
+                pos = child
+            else:
+                break
+        w[lo + pos] = item
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _stable_argsort(keys):
+    """``np.argsort(keys, kind="mergesort")`` for int64 ``keys``: positions ordered by (key,
+    position), a total order, here by heapsort (small to compile, unlike Numba's mergesort)."""
+    n = keys.size
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[i] = i
+    half = n // 2
+    for step in range(half + n - 1):
+        if step < half:
+            pos = half - 1 - step
+            end = n
+        else:
+            end = n - 1 - (step - half)
+            v = order[0]
+            order[0] = order[end]
+            order[end] = v
+            pos = 0
+        item = order[pos]
+        while True:
+            child = 2 * pos + 1
+            if child >= end:
+                break
+            c = order[child]
+            if child + 1 < end:
+                r = order[child + 1]
+                if keys[r] > keys[c] or (keys[r] == keys[c] and r > c):
+                    child += 1
+                    c = r
+            if keys[c] > keys[item] or (keys[c] == keys[item] and c > item):
+                order[pos] = c
+                pos = child
+            else:
+                break
+        order[pos] = item
+    return order
+
+
+@numba.njit(cache=True, error_model="numpy")
 def kth_smallest(values, k):
     """The k-th smallest entry (0-based) of ``values``: ``np.partition(values, k)[k]``, by an
     iterative quickselect (median-of-three pivot, three-way partition, so runs of equal values
@@ -694,13 +764,13 @@ def kth_smallest(values, k):
     2 log2(B) + 8 rounds (worst case O(B log B), typical O(B)). NaN-free input assumed (gains are
     finite or -inf)."""
     w = values.copy()
-    lo = 0
+    lo = np.int64(0)  # not the literal 0 (an extra _heapsort_range specialisation)
     hi = w.size - 1
     rounds = 0
     limit = 2 * int(math.log2(max(w.size, 1))) + 8
     while lo < hi:
         if rounds >= limit:
-            w[lo : hi + 1].sort()  # in place (the same quicksort as np.sort; no slice assignment)
+            _heapsort_range(w, lo, hi)
             return w[k]
         rounds += 1
         mid = (lo + hi) // 2
@@ -776,14 +846,17 @@ def _one_each(code, a, lower, upper, start, x, remaining):
                 tie_idx[t] = q
                 tie_x[t] = x[q]
                 t += 1
-        order = np.argsort(tie_x, kind="mergesort")  # stable: equal counts keep index order
+        order = _stable_argsort(tie_x)  # stable: equal counts keep index order
         for t in range(need):
             x[tie_idx[order[t]]] += 1
     return True, _exchange_ok_from(code, a, lower, upper, start, x, gain)
 
 
+_NEEDS_GREEDY = -2  # path of _solve_integer(greedy=None) when the heap greedy must run
+
+
 @numba.njit(cache=True, error_model="numpy")
-def solve_integer(code, a, lower, upper, budget, n_cont):
+def _solve_integer(code, a, lower, upper, budget, n_cont, greedy):
     """Exact integer optimum of VIP eq. (5) from the continuous optimum ``n_cont``.
 
     Start: y = floor(n_cont) (shaved by 1e-9 relative so that rounding noise can only lower it),
@@ -794,6 +867,10 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
     lower bounds (greedy from the lower bounds is exact for these costs). A heap greedy that would
     place more than 2**26 units one at a time is not run (the failed certificate is returned).
     Returns (x, detail code, path) with path 0 = fast, 1 = heap from y, 2 = heap from lower.
+
+    With ``greedy`` None (a specialisation that never compiles the heap greedy: Numba prunes the
+    ``greedy is None`` branch before typing) a failed fast path returns path ``_NEEDS_GREEDY``
+    instead; the caller then solves again with ``greedy`` True (the same result as one call).
     """
     size = a.size
     y = np.empty(size, dtype=np.int64)
@@ -821,6 +898,8 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
         placed, optimal = _one_each(code, a, lower, upper, y, x, remaining)
         if placed and optimal:
             return x, CERT_OK, 0
+    if greedy is None:
+        return x, CERT_SUM, _NEEDS_GREEDY
     x = y.copy()
     if remaining > _MAX_GREEDY_UNITS:  # only when the continuous optimum's floors were unusable
         return x, CERT_SUM, 1
@@ -838,6 +917,12 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
     greedy_fill(code, a, x, upper, budget - total, False, True)
     detail, _ = certify_integer(code, a, lower, upper, budget, x)
     return x, detail, 2
+
+
+@numba.njit(cache=True, error_model="numpy")
+def solve_integer(code, a, lower, upper, budget, n_cont):
+    """:func:`_solve_integer` with the heap greedy fallback compiled in: (x, detail, path)."""
+    return _solve_integer(code, a, lower, upper, budget, n_cont, True)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -873,13 +958,16 @@ def allocate_continuous(code, a, lower, upper, budget, integer, check_inputs, dr
 
 
 @numba.njit(cache=True, error_model="numpy")
-def allocate_integer(code, a, lower, upper, budget, n_cont, lower_bound, detail):
+def allocate_integer(code, a, lower, upper, budget, n_cont, lower_bound, detail, greedy):
     """The integer part of :func:`allocate_kernel`, from the continuous optimum ``n_cont`` (its
     objective ``lower_bound`` and certificate ``detail``); ``budget`` is an int64.
-    Returns (n_integer, objective, detail, path)."""
+    Returns (n_integer, objective, detail, path); ``greedy`` as in :func:`_solve_integer` (with
+    None, path ``_NEEDS_GREEDY`` asks for a call with True)."""
     path = -1
     if detail == CERT_OK:
-        x, detail, path = solve_integer(code, a, lower, upper, budget, n_cont)
+        x, detail, path = _solve_integer(code, a, lower, upper, budget, n_cont, greedy)
+        if path == _NEEDS_GREEDY:
+            return x, 0.0, detail, path
     else:
         x = np.empty(a.size, dtype=np.int64)
         for q in range(a.size):
@@ -912,7 +1000,11 @@ def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
         return n_cont, _NO_INTEGER, 0.0, 0.0, 0.0, CERT_INPUT, -1, False, -1
     if not integer:
         return n_cont, _NO_INTEGER, price, lower_bound, lower_bound, detail, where, converged, -1
-    x, value, detail, path = allocate_integer(code, a, lower, upper, int(budget), n_cont, lower_bound, detail)
+    budget_i = int(budget)
+    x, value, detail_i, path = allocate_integer(code, a, lower, upper, budget_i, n_cont, lower_bound, detail, None)
+    if path == _NEEDS_GREEDY:  # rare: the fast path failed; compile and run the greedy fallback
+        x, value, detail_i, path = allocate_integer(code, a, lower, upper, budget_i, n_cont, lower_bound, detail, True)
+    detail = detail_i
     if path != -1:
         where = -1
     return n_cont, x, price, value, lower_bound, detail, where, converged, path
