@@ -17,6 +17,13 @@ inf/NaN keep their meaning and the certificate rejects any non-finite result.
 
 The pure-Python twin of every kernel is its ``.py_func`` (Numba keeps the undecorated function);
 ``tests/test_allocation.py`` runs both on the same inputs, next to independent references.
+
+First-call (compile) cost: a cold ``allocate`` compiles only what its mode and cost need. The
+continuous and integer parts are separate kernels (glued in Python by :func:`allocate_kernel`);
+the drgrpo cubic and the integer heap-greedy fallback are behind ``drgrpo``/``greedy`` arguments
+that are None when not needed (Numba prunes ``x is None`` branches before typing); literal
+arguments (``0``, ``True``) are avoided where they would compile extra specialisations; and the
+rare sorts use the small heapsorts below instead of Numba's ``np.sort``/mergesort machinery.
 """
 
 from __future__ import annotations
@@ -342,7 +349,9 @@ def _price_search(code, a, root, lower, upper, target, level_zeros, drgrpo):
     work_n = np.empty(0, dtype=np.float64)
     work_class = np.empty(0, dtype=np.int8)
     if drgrpo is not None and code == DRGRPO:
-        guess = np.full(size, -1.0)
+        guess = np.empty(size, dtype=np.float64)
+        for k in range(size):  # -1: no root yet (np.full compiles an extra helper)
+            guess[k] = -1.0
         work_n = np.empty(size, dtype=np.float64)
         work_class = np.empty(size, dtype=np.int8)
     lo = 0.0
@@ -946,7 +955,7 @@ def allocate_continuous(code, a, lower, upper, budget, integer, check_inputs, dr
 
     Returns (n_continuous, price, lower_bound, detail, where, converged). A separate kernel from
     :func:`allocate_integer` so that a continuous call never compiles the integer machinery
-    (heap greedy, selection, sorts): that halves the cost of a cold first call. ``drgrpo`` is
+    (heap greedy, selection, sorts) and a cold first call compiles much less. ``drgrpo`` is
     ``_drgrpo_flag(code)``: None compiles (and caches) a kernel without the drgrpo cubic.
     """
     if check_inputs and not inputs_ok(code, a, lower, upper, budget, integer):
@@ -980,9 +989,6 @@ def allocate_integer(code, a, lower, upper, budget, n_cont, lower_bound, detail,
     return x, value, detail, path
 
 
-_NO_INTEGER = np.empty(0, dtype=np.int64)
-
-
 def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
     """Everything :func:`solvers.allocate` computes after validation (plain Python glue around
     the two compiled kernels :func:`allocate_continuous` and :func:`allocate_integer`).
@@ -997,9 +1003,9 @@ def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
         code, a, lower, upper, budget, integer, check_inputs, _drgrpo_flag(code)
     )
     if detail == CERT_INPUT:
-        return n_cont, _NO_INTEGER, 0.0, 0.0, 0.0, CERT_INPUT, -1, False, -1
+        return n_cont, np.empty(0, dtype=np.int64), 0.0, 0.0, 0.0, CERT_INPUT, -1, False, -1
     if not integer:
-        return n_cont, _NO_INTEGER, price, lower_bound, lower_bound, detail, where, converged, -1
+        return n_cont, np.empty(0, dtype=np.int64), price, lower_bound, lower_bound, detail, where, converged, -1
     budget_i = int(budget)
     x, value, detail_i, path = allocate_integer(code, a, lower, upper, budget_i, n_cont, lower_bound, detail, None)
     if path == _NEEDS_GREEDY:  # rare: the fast path failed; compile and run the greedy fallback
