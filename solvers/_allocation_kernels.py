@@ -17,6 +17,13 @@ inf/NaN keep their meaning and the certificate rejects any non-finite result.
 
 The pure-Python twin of every kernel is its ``.py_func`` (Numba keeps the undecorated function);
 ``tests/test_allocation.py`` runs both on the same inputs, next to independent references.
+
+First-call (compile) cost: a cold ``allocate`` compiles only what its mode and cost need. The
+continuous and integer parts are separate kernels (glued in Python by :func:`allocate_kernel`);
+the drgrpo cubic and the integer heap-greedy fallback are behind ``drgrpo``/``greedy`` arguments
+that are None when not needed (Numba prunes ``x is None`` branches before typing); literal
+arguments (``0``, ``True``) are avoided where they would compile extra specialisations; and the
+rare sorts use the small heapsorts below instead of Numba's ``np.sort``/mergesort machinery.
 """
 
 from __future__ import annotations
@@ -184,10 +191,12 @@ def inverse_marginal(code, a, lam, lo, hi):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _count_at(code, root, s, lo, hi):
+def _count_at(c, root, s, lo, hi):
     """n_q = clip(c + s sqrt(a_q), lo, hi) at the level s = lambda**-0.5 (rloo: c = 1, inverse:
-    c = 0), the same expression as in :func:`price_search`; drgrpo counts are computed there."""
-    n = (1.0 if code == RLOO else 0.0) + s * root
+    c = 0), the same expression as in :func:`price_search`; drgrpo counts are computed there.
+    (``c`` is a float, not the cost code: a float constant is not a literal type, so every call
+    shares one compiled specialisation.)"""
+    n = c + s * root
     if n <= lo:
         return lo
     if n >= hi:
@@ -305,7 +314,7 @@ def _drgrpo_pass_roots(a, root, lower, upper, s, guess, out_n, out_class):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def price_search(code, a, root, lower, upper, target, level_zeros):
+def _price_search(code, a, root, lower, upper, target, level_zeros, drgrpo):
     """Level s* = lambda*^(-1/2) with sum_q n_q(s*) = target over the selected prompts.
 
     Selected prompts: those with a_q > 0 (``level_zeros`` False; ``root`` = sqrt(a)), or those
@@ -319,6 +328,10 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
     (midpoint/doubling fallback): on a linear piece Newton lands on the exact root, so a handful of
     O(B) passes reach machine precision. Returns (s, converged, n_interior, roots) where, for
     drgrpo, ``roots`` holds the last unclipped roots computed (warm starts; -1 where none).
+
+    ``drgrpo`` is None when ``code`` is not DRGRPO (see :func:`price_search`): Numba prunes the
+    ``drgrpo is not None`` branches of that specialisation before typing, so the rloo/inverse
+    kernels never compile the cubic's machinery.
     """
     size = a.size
     if level_zeros:
@@ -335,8 +348,10 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
     guess = np.empty(0, dtype=np.float64)
     work_n = np.empty(0, dtype=np.float64)
     work_class = np.empty(0, dtype=np.int8)
-    if code == DRGRPO:
-        guess = np.full(size, -1.0)
+    if drgrpo is not None and code == DRGRPO:
+        guess = np.empty(size, dtype=np.float64)
+        for k in range(size):  # -1: no root yet (np.full compiles an extra helper)
+            guess[k] = -1.0
         work_n = np.empty(size, dtype=np.float64)
         work_class = np.empty(size, dtype=np.int8)
     lo = 0.0
@@ -344,7 +359,7 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
     s = (target - c * m) / rsum
     if not (s > 0.0):
         s = 1.0
-    if code == DRGRPO:
+    if drgrpo is not None and code == DRGRPO:
         s = _drgrpo_start_level(a, root, lower, upper, target, s, max(1, size // _LEVEL_SAMPLE))
         if not (s > 0.0 and s < np.inf):
             s = 1.0
@@ -354,7 +369,7 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
         total = 0.0
         slope = 0.0
         ni = 0
-        if code == DRGRPO:
+        if drgrpo is not None and code == DRGRPO:
             # prompt k is at L when 1/(a s^2) >= g(L), at U when <= g(U) (g(n) = (n-2)/n^3 is
             # decreasing on [3, inf)); interior prompts need the root, warm-started. The roots
             # and classes come from a vectorised pass, the sums from this scalar one.
@@ -408,13 +423,14 @@ def price_search(code, a, root, lower, upper, target, level_zeros):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def solve_continuous(code, a, lower, upper, budget):
+def _solve_continuous(code, a, lower, upper, budget, drgrpo):
     """Exact minimiser of sum f(n_q) s.t. sum n = budget, lower <= n <= upper (feasible input).
 
     Returns (n, price, converged). Prompts with a == 0 sit at their lower bound when the price is
     positive. The price is 0 only when every a > 0 prompt is at its (finite) upper bound; then the
     leftover budget goes to the a == 0 prompts as evenly as possible (a common water level
     n = clip(w, lower, upper), i.e. the "inverse" solve with a = 1 on those prompts).
+    ``drgrpo``: as in :func:`_price_search` (None unless ``code`` is DRGRPO).
     """
     size = a.size
     n = np.empty(size, dtype=np.float64)
@@ -430,21 +446,23 @@ def solve_continuous(code, a, lower, upper, budget):
         else:
             top += lower[q]
             zero_lower += lower[q]
-    if budget >= top:
+    # a runtime bool, not the literals True/False: one compiled price_search serves both calls
+    flat = budget >= top
+    if flat:
         # price 0: every a > 0 prompt at its upper bound, a == 0 prompts share the rest evenly
-        level, ok, _, _ = price_search(code, a, root, lower, upper, budget - pos_upper, True)
+        level, ok, _, _ = _price_search(code, a, root, lower, upper, budget - pos_upper, flat, drgrpo)
         for q in range(size):
             if a[q] > 0.0:
                 n[q] = upper[q]
             else:
-                n[q] = _count_at(INVERSE, 1.0, level, lower[q], upper[q])
+                n[q] = _count_at(0.0, 1.0, level, lower[q], upper[q])
         return n, 0.0, ok
-    s, converged, _, roots = price_search(code, a, root, lower, upper, budget - zero_lower, False)
+    s, converged, _, roots = _price_search(code, a, root, lower, upper, budget - zero_lower, flat, drgrpo)
     snap_tol = 2e-13 * max(1.0, abs(budget - zero_lower))  # twice the search's tolerance on S(s)
     ni = 0
     for q in range(size):
         if a[q] > 0.0:
-            if code == DRGRPO:
+            if drgrpo is not None and code == DRGRPO:
                 # the same expressions (bit for bit) as in price_search, so that a prompt the
                 # search put at a bound is at that bound here
                 y = 1.0 / ((a[q] * s) * s)
@@ -459,7 +477,7 @@ def solve_continuous(code, a, lower, upper, budget):
                 else:
                     n[q] = min(max(_drgrpo_root_warm(y, roots[q]), lower[q]), u)
             else:
-                n[q] = _count_at(code, root[q], s, lower[q], upper[q])
+                n[q] = _count_at(1.0 if code == RLOO else 0.0, root[q], s, lower[q], upper[q])
             if lower[q] < n[q] < upper[q]:
                 # within the search's precision of a bound (the budget sits on a breakpoint of
                 # S(s), common with integer bounds and budget): at the bound, so that the price
@@ -484,6 +502,27 @@ def solve_continuous(code, a, lower, upper, budget):
                 if bl > lam:
                     lam = bl
     return n, lam, converged
+
+
+def _drgrpo_flag(code):
+    """The ``drgrpo`` argument of the internal kernels for a cost code: True for DRGRPO, else None."""
+    return True if code == DRGRPO else None
+
+
+@numba.njit(cache=True, error_model="numpy")
+def price_search(code, a, root, lower, upper, target, level_zeros):
+    """:func:`_price_search` for any cost code (see there); a test and reference entry point."""
+    if code == DRGRPO:
+        return _price_search(code, a, root, lower, upper, target, level_zeros, True)
+    return _price_search(code, a, root, lower, upper, target, level_zeros, None)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def solve_continuous(code, a, lower, upper, budget):
+    """:func:`_solve_continuous` for any cost code (see there): returns (n, price, converged)."""
+    if code == DRGRPO:
+        return _solve_continuous(code, a, lower, upper, budget, True)
+    return _solve_continuous(code, a, lower, upper, budget, None)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -572,7 +611,7 @@ def greedy_fill(code, a, x, upper, remaining, literal_difference, tie_by_count):
     size = x.size
     gain = np.empty(size, dtype=np.float64)
     heap = np.empty(size, dtype=np.int64)
-    hs = 0
+    hs = np.int64(0)  # not the literal 0: Numba would compile _sift_down for Literal[int](0) too
     for q in range(size):
         if x[q] < upper[q]:
             xf = float(x[q])
@@ -598,7 +637,7 @@ def greedy_fill(code, a, x, upper, remaining, literal_difference, tie_by_count):
             hs -= 1
             heap[0] = heap[hs]
         if hs > 0:
-            _sift_down(heap, hs, 0, gain, x, tie_by_count)
+            _sift_down(heap, hs, np.int64(0), gain, x, tie_by_count)
     return remaining
 
 
@@ -657,6 +696,76 @@ def _exchange_ok_from(code, a, lower, upper, start, x, gain_at_start):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _heapsort_range(w, lo, hi):
+    """Sort w[lo:hi+1] in place, ascending (heapsort: O(n log n) worst case, NaN-free input).
+    Small to compile, unlike Numba's np.sort machinery; the sorted values are the same."""
+    n = hi - lo + 1
+    half = n // 2
+    for step in range(half + n - 1):
+        if step < half:  # heapify: sift down every internal node, last first
+            pos = half - 1 - step
+            end = n
+        else:  # move the maximum behind the heap, then restore the heap on [0, end)
+            end = n - 1 - (step - half)
+            v = w[lo]
+            w[lo] = w[lo + end]
+            w[lo + end] = v
+            pos = 0
+        item = w[lo + pos]
+        while True:
+            child = 2 * pos + 1
+            if child >= end:
+                break
+            if child + 1 < end and w[lo + child + 1] > w[lo + child]:
+                child += 1
+            if w[lo + child] > item:
+                w[lo + pos] = w[lo + child]
+                pos = child
+            else:
+                break
+        w[lo + pos] = item
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _stable_argsort(keys):
+    """``np.argsort(keys, kind="mergesort")`` for int64 ``keys``: positions ordered by (key,
+    position), a total order, here by heapsort (small to compile, unlike Numba's mergesort)."""
+    n = keys.size
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[i] = i
+    half = n // 2
+    for step in range(half + n - 1):
+        if step < half:
+            pos = half - 1 - step
+            end = n
+        else:
+            end = n - 1 - (step - half)
+            v = order[0]
+            order[0] = order[end]
+            order[end] = v
+            pos = 0
+        item = order[pos]
+        while True:
+            child = 2 * pos + 1
+            if child >= end:
+                break
+            c = order[child]
+            if child + 1 < end:
+                r = order[child + 1]
+                if keys[r] > keys[c] or (keys[r] == keys[c] and r > c):
+                    child += 1
+                    c = r
+            if keys[c] > keys[item] or (keys[c] == keys[item] and c > item):
+                order[pos] = c
+                pos = child
+            else:
+                break
+        order[pos] = item
+    return order
+
+
+@numba.njit(cache=True, error_model="numpy")
 def kth_smallest(values, k):
     """The k-th smallest entry (0-based) of ``values``: ``np.partition(values, k)[k]``, by an
     iterative quickselect (median-of-three pivot, three-way partition, so runs of equal values
@@ -664,13 +773,13 @@ def kth_smallest(values, k):
     2 log2(B) + 8 rounds (worst case O(B log B), typical O(B)). NaN-free input assumed (gains are
     finite or -inf)."""
     w = values.copy()
-    lo = 0
+    lo = np.int64(0)  # not the literal 0 (an extra _heapsort_range specialisation)
     hi = w.size - 1
     rounds = 0
     limit = 2 * int(math.log2(max(w.size, 1))) + 8
     while lo < hi:
         if rounds >= limit:
-            w[lo : hi + 1] = np.sort(w[lo : hi + 1])
+            _heapsort_range(w, lo, hi)
             return w[k]
         rounds += 1
         mid = (lo + hi) // 2
@@ -746,14 +855,17 @@ def _one_each(code, a, lower, upper, start, x, remaining):
                 tie_idx[t] = q
                 tie_x[t] = x[q]
                 t += 1
-        order = np.argsort(tie_x, kind="mergesort")  # stable: equal counts keep index order
+        order = _stable_argsort(tie_x)  # stable: equal counts keep index order
         for t in range(need):
             x[tie_idx[order[t]]] += 1
     return True, _exchange_ok_from(code, a, lower, upper, start, x, gain)
 
 
+_NEEDS_GREEDY = -2  # path of _solve_integer(greedy=None) when the heap greedy must run
+
+
 @numba.njit(cache=True, error_model="numpy")
-def solve_integer(code, a, lower, upper, budget, n_cont):
+def _solve_integer(code, a, lower, upper, budget, n_cont, greedy):
     """Exact integer optimum of VIP eq. (5) from the continuous optimum ``n_cont``.
 
     Start: y = floor(n_cont) (shaved by 1e-9 relative so that rounding noise can only lower it),
@@ -764,6 +876,10 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
     lower bounds (greedy from the lower bounds is exact for these costs). A heap greedy that would
     place more than 2**26 units one at a time is not run (the failed certificate is returned).
     Returns (x, detail code, path) with path 0 = fast, 1 = heap from y, 2 = heap from lower.
+
+    With ``greedy`` None (a specialisation that never compiles the heap greedy: Numba prunes the
+    ``greedy is None`` branch before typing) a failed fast path returns path ``_NEEDS_GREEDY``
+    instead; the caller then solves again with ``greedy`` True (the same result as one call).
     """
     size = a.size
     y = np.empty(size, dtype=np.int64)
@@ -791,6 +907,8 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
         placed, optimal = _one_each(code, a, lower, upper, y, x, remaining)
         if placed and optimal:
             return x, CERT_OK, 0
+    if greedy is None:
+        return x, CERT_SUM, _NEEDS_GREEDY
     x = y.copy()
     if remaining > _MAX_GREEDY_UNITS:  # only when the continuous optimum's floors were unusable
         return x, CERT_SUM, 1
@@ -811,6 +929,12 @@ def solve_integer(code, a, lower, upper, budget, n_cont):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def solve_integer(code, a, lower, upper, budget, n_cont):
+    """:func:`_solve_integer` with the heap greedy fallback compiled in: (x, detail, path)."""
+    return _solve_integer(code, a, lower, upper, budget, n_cont, True)
+
+
+@numba.njit(cache=True, error_model="numpy")
 def round_greedy_kernel(code, a, n_cont, upper, budget):
     """VIP Algorithm 2 (Appendix D) literally: floor, then give the remaining units one by one to
     argmax_q [f_q(n_q) - f_q(n_q + 1)] over prompts below U (first index on ties).
@@ -826,27 +950,33 @@ def round_greedy_kernel(code, a, n_cont, upper, budget):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
-    """Everything :func:`solvers.allocate` computes after validation, in one call.
+def allocate_continuous(code, a, lower, upper, budget, integer, check_inputs, drgrpo):
+    """The continuous part of :func:`allocate_kernel` (all of it in continuous mode).
 
-    Returns (n_continuous, n_integer, price, objective, lower_bound, detail, where, converged,
-    path); ``n_integer`` is empty in continuous mode, ``path`` is solve_integer's path (-1 if none).
-    With ``check_inputs``, ``detail == CERT_INPUT`` (nothing solved) means the input needs the
-    wrapper's full validation, which raises the error with its message; the wrapper passes False
-    after its own full validation (so 1-ulp differences between summation orders cannot bounce).
+    Returns (n_continuous, price, lower_bound, detail, where, converged). A separate kernel from
+    :func:`allocate_integer` so that a continuous call never compiles the integer machinery
+    (heap greedy, selection, sorts) and a cold first call compiles much less. ``drgrpo`` is
+    ``_drgrpo_flag(code)``: None compiles (and caches) a kernel without the drgrpo cubic.
     """
     if check_inputs and not inputs_ok(code, a, lower, upper, budget, integer):
-        empty = np.empty(0, dtype=np.float64)
-        return empty, np.empty(0, dtype=np.int64), 0.0, 0.0, 0.0, CERT_INPUT, -1, False, -1
-    n_cont, price, converged = solve_continuous(code, a, lower, upper, budget)
+        return np.empty(0, dtype=np.float64), 0.0, 0.0, CERT_INPUT, -1, False
+    n_cont, price, converged = _solve_continuous(code, a, lower, upper, budget, drgrpo)
     lower_bound = objective(code, a, n_cont)
     detail, where = certify_continuous(code, a, lower, upper, budget, n_cont, price)
+    return n_cont, price, lower_bound, detail, where, converged
+
+
+@numba.njit(cache=True, error_model="numpy")
+def allocate_integer(code, a, lower, upper, budget, n_cont, lower_bound, detail, greedy):
+    """The integer part of :func:`allocate_kernel`, from the continuous optimum ``n_cont`` (its
+    objective ``lower_bound`` and certificate ``detail``); ``budget`` is an int64.
+    Returns (n_integer, objective, detail, path); ``greedy`` as in :func:`_solve_integer` (with
+    None, path ``_NEEDS_GREEDY`` asks for a call with True)."""
     path = -1
-    if not integer:
-        return n_cont, np.empty(0, dtype=np.int64), price, lower_bound, lower_bound, detail, where, converged, path
     if detail == CERT_OK:
-        x, detail, path = solve_integer(code, a, lower, upper, np.int64(budget), n_cont)
-        where = -1
+        x, detail, path = _solve_integer(code, a, lower, upper, budget, n_cont, greedy)
+        if path == _NEEDS_GREEDY:
+            return x, 0.0, detail, path
     else:
         x = np.empty(a.size, dtype=np.int64)
         for q in range(a.size):
@@ -856,4 +986,31 @@ def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
         value += cost_value(code, a[q], float(x[q]))
     if detail == CERT_OK and value < lower_bound - 1e-9 * max(1.0, abs(lower_bound)):
         detail = CERT_EXCHANGE  # cannot beat the relaxation: something is inconsistent
+    return x, value, detail, path
+
+
+def allocate_kernel(code, a, lower, upper, budget, integer, check_inputs):
+    """Everything :func:`solvers.allocate` computes after validation (plain Python glue around
+    the two compiled kernels :func:`allocate_continuous` and :func:`allocate_integer`).
+
+    Returns (n_continuous, n_integer, price, objective, lower_bound, detail, where, converged,
+    path); ``n_integer`` is empty in continuous mode, ``path`` is solve_integer's path (-1 if none).
+    With ``check_inputs``, ``detail == CERT_INPUT`` (nothing solved) means the input needs the
+    wrapper's full validation, which raises the error with its message; the wrapper passes False
+    after its own full validation (so 1-ulp differences between summation orders cannot bounce).
+    """
+    n_cont, price, lower_bound, detail, where, converged = allocate_continuous(
+        code, a, lower, upper, budget, integer, check_inputs, _drgrpo_flag(code)
+    )
+    if detail == CERT_INPUT:
+        return n_cont, np.empty(0, dtype=np.int64), 0.0, 0.0, 0.0, CERT_INPUT, -1, False, -1
+    if not integer:
+        return n_cont, np.empty(0, dtype=np.int64), price, lower_bound, lower_bound, detail, where, converged, -1
+    budget_i = int(budget)
+    x, value, detail_i, path = allocate_integer(code, a, lower, upper, budget_i, n_cont, lower_bound, detail, None)
+    if path == _NEEDS_GREEDY:  # rare: the fast path failed; compile and run the greedy fallback
+        x, value, detail_i, path = allocate_integer(code, a, lower, upper, budget_i, n_cont, lower_bound, detail, True)
+    detail = detail_i
+    if path != -1:
+        where = -1
     return n_cont, x, price, value, lower_bound, detail, where, converged, path
