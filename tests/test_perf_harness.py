@@ -96,12 +96,12 @@ def test_coldstart_table_plot_and_target(tmp_path):
     from benchmarks.suites.coldstart import COLD, ENTRY_POINTS, SIZE, WARM, snippet
 
     rows = [
-        Measurement("coldstart", "allocate (rloo, integer)", SIZE, COLD, "ours", 6.0, note="import 1.00 s (x)"),
-        Measurement("coldstart", "allocate (rloo, integer)", SIZE, WARM, "cached", 0.25, note="import 0.90 s (x)"),
+        Measurement("coldstart", "allocate (rloo, continuous)", SIZE, COLD, "ours", 6.0, note="import 1.00 s (x)"),
+        Measurement("coldstart", "allocate (rloo, continuous)", SIZE, WARM, "cached", 0.25, note="import 0.90 s (x)"),
         Measurement("coldstart", "waterfill", SIZE, COLD, "ours", None, note="measurement failed"),
     ]
     table = coldstart_table(rows)
-    assert "| allocate (rloo, integer) | 6.000 | 0.250 | 1.00 / 0.90 |" in table
+    assert "| allocate (rloo, continuous) | 6.000 | 0.250 | 1.00 / 0.90 |" in table
     assert "| waterfill | failed | failed | - / - |" in table
     assert coldstart_table(rows[:0]) == ""
     assert plot_coldstart(rows, tmp_path / "c.png") and (tmp_path / "c.png").stat().st_size > 1000

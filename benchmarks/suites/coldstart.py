@@ -12,7 +12,7 @@ script pays once at start-up.
 Rows: case = entry point, size = ``"fresh interpreter"`` (not a problem size: nothing to plot on a
 size axis), impl ``cold: empty Numba cache`` (role ``ours``) and ``warm: Numba disk cache`` (role
 ``cached``, its ratio is warm / cold). :func:`benchmarks.report.coldstart_table` renders them.
-In ``--quick`` mode only ``allocate (rloo, integer)`` and the total are measured.
+In ``--quick`` mode only ``allocate (rloo, continuous)``, ``allocate (rloo, integer)`` and the total are measured.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ ENTRY_POINTS: dict[str, tuple[str, str, str]] = {
     ),
 }
 TOTAL = "all entry points (one interpreter, sum of first calls)"
-QUICK = ("allocate (rloo, integer)",)
+QUICK = ("allocate (rloo, continuous)", "allocate (rloo, integer)")
 
 
 def _timed(label: str, setup: str, call: str) -> str:
