@@ -68,12 +68,13 @@ def verdicts_markdown(claims: Sequence[dict]) -> str:
     """A compact markdown table of claims given as dicts (``results.json`` / ``claims.json``): key,
     source, measured mean with its 95 % CI, criterion and verdict. The README quotes this table for
     the committed run (``benchmarks/results/study/claims.json``), so its numbers are never typed."""
-    lines = ["| claim | paper | measured: mean [95% CI] | criterion | verdict |", "|---|---|---|---|:---:|"]
+    lines = ["| claim | paper | what is measured | mean [95% CI] | criterion | verdict |",
+             "|---|---|---|---|---|:---:|"]
     for c in claims:
         e = c["estimate"]
         est = f"{e['mean']:.3g} [{e['low']:.3g}, {e['high']:.3g}]"
-        lines.append(f"| `{c['key']}` | {_md_escape(c['source'])} | {est} | {_md_escape(c['criterion'])} | "
-                     f"{c['verdict']} |")
+        lines.append(f"| `{c['key']}` | {_md_escape(c['source'])} | {_md_escape(c['metric'])} | {est} | "
+                     f"{_md_escape(c['criterion'])} | {c['verdict']} |")
     return "\n".join(lines)
 
 
