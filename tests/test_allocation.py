@@ -834,3 +834,27 @@ def test_overflowing_objective_is_reported_not_success():
     assert not res.success and res.status == 4 and "objective" in res.message
     res = allocate([1e308], 1 + 2**-52, 1 + 2**-52, np.inf)
     assert not res.success and res.objective == np.inf
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.integers(-5, 5), min_size=1, max_size=60),
+    st.integers(0, 30),
+    st.integers(0, 30),
+)
+def test_small_sorts_match_numpy(values, lo, length):
+    """The compile-light sorts of the integer path equal NumPy's: ``_heapsort_range`` sorts exactly
+    the slice ``w[lo:hi+1]`` (values outside it untouched) and ``_stable_argsort`` is
+    ``np.argsort(kind="mergesort")`` (ties in index order), compiled and as their Python twins."""
+    keys = np.array(values, dtype=np.int64)
+    for fn in (K._stable_argsort, K._stable_argsort.py_func):
+        np.testing.assert_array_equal(fn(keys), np.argsort(keys, kind="mergesort"))
+    w = keys.astype(np.float64) + 0.25 * (np.arange(keys.size) % 3)
+    lo = min(lo, w.size - 1)
+    hi = min(lo + length, w.size - 1)
+    expected = w.copy()
+    expected[lo:hi + 1] = np.sort(expected[lo:hi + 1])
+    for fn in (K._heapsort_range, K._heapsort_range.py_func):
+        got = w.copy()
+        fn(got, np.int64(lo), np.int64(hi))
+        np.testing.assert_array_equal(got, expected)
