@@ -858,3 +858,30 @@ def test_small_sorts_match_numpy(values, lo, length):
         got = w.copy()
         fn(got, np.int64(lo), np.int64(hi))
         np.testing.assert_array_equal(got, expected)
+
+
+def test_allocate_kernel_recompiles_with_the_greedy_only_when_the_fast_path_fails(monkeypatch):
+    """allocate_kernel's glue: the integer kernel without the heap greedy (greedy=None) reports
+    _NEEDS_GREEDY when its fast path fails, and the wrapper then solves again with the greedy,
+    giving solve_integer's result (the exact optimum)."""
+    rng = np.random.default_rng(6)
+    a, budget, lower, upper = random_instance(rng, "rloo", 30, integer=True)
+    best = allocate(a, budget, lower, upper, cost="rloo", integer=True)
+    start = lower.copy()  # a continuous point far from optimal: the fast path fails
+    lb = best.lower_bound
+    x, _, _, path = K.allocate_integer(K.RLOO, a, lower, upper, int(budget), start, lb, K.CERT_OK, None)
+    assert path == K._NEEDS_GREEDY
+    real = K.allocate_continuous
+
+    def far_start(code, a_, lower_, upper_, budget_, integer, check_inputs, drgrpo):
+        _, price, lower_bound, detail, where, converged = real(code, a_, lower_, upper_, budget_, integer,
+                                                               check_inputs, drgrpo)
+        return lower_.copy(), price, lower_bound, detail, where, converged
+
+    monkeypatch.setattr(K, "allocate_continuous", far_start)
+    out = K.allocate_kernel(K.RLOO, a, lower, upper, float(budget), True, False)
+    x, detail, path = out[1], out[5], out[8]
+    assert detail == K.CERT_OK and path in (1, 2)
+    expected, _, _ = K.solve_integer(K.RLOO, a, lower, upper, budget, lower.copy())
+    np.testing.assert_array_equal(x, expected)
+    assert f_value("rloo", a, x) == pytest.approx(best.objective, rel=1e-12)
