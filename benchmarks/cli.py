@@ -169,14 +169,13 @@ def package_version() -> str:
         return "unknown (not installed)"
 
 
-def _positive_int(text: str) -> int:
+def _seed_spec(text: str) -> int | tuple[int, ...]:
+    from solvers.claims import parse_seeds
+
     try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+        return parse_seeds(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _non_negative_int(text: str) -> int:
@@ -201,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     scale = study.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_true", help="small configurations (seconds; a smoke run)")
     scale.add_argument("--full", action="store_true", help="more seeds and longer runs")
-    study.add_argument("--seeds", type=_positive_int, help="number of seeds per study (default: the study's own)")
+    study.add_argument("--seeds", type=_seed_spec,
+                       help="seeds per study: a count (10 -> seeds 0-9), a range (101-110) or a list (3,5,8) "
+                            "(default: each study's own count); recorded in claims.json")
     study.add_argument("--out", default="study-results", help="output folder (default: study-results)")
     study.add_argument("--jobs", type=_non_negative_int, default=min(2, os.cpu_count() or 1),
                        help="worker processes (default: min(2, CPUs); 0 runs in this process)")

@@ -17,11 +17,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from solvers.claims import Claim, Figure, Table, to_jsonable
+from solvers.claims import Claim, Figure, Table, holm, to_jsonable
 
 from .study_runner import StudyRun
 
-__all__ = ["claims_markdown", "render_figure", "summary_table", "versions", "write_outputs"]
+__all__ = ["claims_markdown", "family_note", "render_figure", "summary_table", "verdicts_markdown", "versions",
+           "write_outputs"]
 
 _LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
 
@@ -49,33 +50,69 @@ def _cell(v: Any) -> str:
     return _md_escape("" if v is None else v)
 
 
+def _control_cell(control: Any) -> str:
+    """``"value (passes|fails, MDE x)"`` for a control given as a Control or its dict; ``-`` if none."""
+    if control is None:
+        return "-"
+    if isinstance(control, dict):
+        e, mde, ok = control["estimate"], control["mde"], control["passes"]
+        mean = e["mean"]
+    else:
+        mean, mde, ok = control.estimate.mean, control.mde, control.passes
+    val = "n/a" if mean is None or not math.isfinite(mean) else f"{mean:.3g}"
+    m = "n/a" if mde is None or not math.isfinite(mde) else f"{mde:.2g}"
+    return f"{val} ({'passes' if ok else 'fails'}; MDE {m})"
+
+
 def claims_markdown(claims: Sequence[Claim]) -> str:
-    """A markdown table of claims: source, statement, estimate with CI, criterion, verdict, reason."""
+    """A markdown table of claims: source, statement, estimate with CI, criterion, positive control,
+    verdict (the reasons follow the table in the report)."""
     lines = [
-        "| claim | source | statement | measured (95% CI) | criterion | verdict |",
-        "|---|---|---|---|---|---|",
+        "| claim | kind, regime | source | statement | measured (95% CI) | criterion | positive control | verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in claims:
         lines.append(
-            f"| `{c.key}` | {_md_escape(c.source)} | {_md_escape(c.statement)} | "
-            f"{_md_escape(c.metric)}: {_md_escape(c.estimate.format())} | {_md_escape(c.criterion)} | "
-            f"**{c.verdict}** |"
+            f"| `{c.key}` | {_md_escape(c.kind)}, {_md_escape(c.regime)} | {_md_escape(c.source)} | "
+            f"{_md_escape(c.statement)} | {_md_escape(c.metric)}: {_md_escape(c.estimate.format())} | "
+            f"{_md_escape(c.criterion)} | {_md_escape(_control_cell(c.control))} | **{c.verdict}** |"
         )
     return "\n".join(lines)
+
+
+def family_note(claims: Sequence[Claim], alpha: float = 0.05) -> str:
+    """One paragraph on the family of comparative claims: how many *holds* survive Holm's
+    correction at family-wise level ``alpha``, and which do not."""
+    comp = {c.key: c.p_value for c in claims if c.criterion[:1] in "<>"}
+    if not comp:
+        return ""
+    rejected = holm(comp, alpha=alpha)
+    holds = [c.key for c in claims if c.key in comp and c.verdict == "holds"]
+    lost = [k for k in holds if not rejected[k]]
+    text = (f"Multiple comparisons: verdicts are per claim (each is a separate statement of a paper, "
+            f"tested once). Over the family of {len(comp)} comparative claims, Holm's step-down "
+            f"procedure at a family-wise {100 * alpha:g} % keeps {len(holds) - len(lost)} of the {len(holds)} "
+            f"*holds*")
+    return text + (f"; these would not survive it: {', '.join(f'`{k}`' for k in lost)}." if lost else ".")
 
 
 def verdicts_markdown(claims: Sequence[dict]) -> str:
     """A compact markdown table of claims given as dicts (``results.json`` / ``claims.json``): key,
     source, measured mean with its 95 % CI, criterion and verdict. The README quotes this table for
     the committed run (``benchmarks/results/study/claims.json``), so its numbers are never typed."""
-    lines = ["| claim | paper | what is measured | mean [95% CI] | criterion | verdict |",
-             "|---|---|---|---|---|:---:|"]
+    lines = ["| claim | paper | what is measured | mean [95% CI] | criterion | positive control | verdict |",
+             "|---|---|---|---|---|---|:---:|"]
     for c in claims:
         e = c["estimate"]
-        est = f"{e['mean']:.3g} [{e['low']:.3g}, {e['high']:.3g}]"
-        lines.append(f"| `{c['key']}` | {_md_escape(c['source'])} | {_md_escape(c['metric'])} | {est} | "
-                     f"{_md_escape(c['criterion'])} | {c['verdict']} |")
+        est = " ".join([_num(e["mean"]), f"[{_num(e['low'])}, {_num(e['high'])}]"])
+        src = c["source"] if c.get("kind", "paper claim") == "paper claim" else f"{c['source']} ({c['kind']})"
+        lines.append(f"| `{c['key']}` | {_md_escape(src)} | {_md_escape(c['metric'])} | {est} | "
+                     f"{_md_escape(c['criterion'])} | {_md_escape(_control_cell(c.get('control')))} | {c['verdict']} |")
     return "\n".join(lines)
+
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
 
 
 def write_claims(runs: Sequence[StudyRun], path: Path, *, command: str = "", wall_seconds: float | None = None) -> None:
@@ -109,7 +146,8 @@ def summary_table(runs: Sequence[StudyRun]) -> str:
             rows.append((run.name, "-", "study failed", "-", run.error[:60]))
             continue
         for c in run.result.claims:
-            rows.append((c.key, c.source, c.estimate.format(), c.criterion, c.verdict))
+            verdict = c.verdict + ("" if c.control is None else f" (control {'passes' if c.control.passes else 'fails'})")
+            rows.append((c.key, c.source, c.estimate.format(), c.criterion, verdict))
     widths = [max(len(str(r[k])) for r in rows) for k in range(5)]
     widths = [min(w, 48) for w in widths]
     out = []
@@ -284,8 +322,16 @@ def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, co
         "",
         ("Every verdict below is computed by the code from a 95 % confidence interval over seeds "
          "(Student t): *holds* when the interval lies on the claimed side, *does not hold* when it "
-         "lies on the other side, *inconclusive* when it straddles the threshold. Intervals are per "
-         "claim (no multiple-comparison correction)."),
+         "lies on the other side, *inconclusive* when it straddles the threshold. A comparative claim "
+         "carries a positive control from the same run, in the claim's units: an effect the regime is "
+         "known to be able to produce. When the control's interval does not lie on the claimed side "
+         "or its effect is below the claim's minimum detectable effect (MDE: the true effect the "
+         "claim's own test detects with 80 % power, (t_0.975 + t_0.80) x standard error), the regime "
+         "cannot show the effect and the verdict is *under-powered*, whatever the claim's interval "
+         "says. *Assumption checks* test a paper's modelling assumption on the simulator, not a claim "
+         "about a method; *project checks* test this project's own machinery."),
+        "",
+        family_note([c for r in runs if r.result for c in r.result.claims]),
         "",
         "## All claims",
         "",

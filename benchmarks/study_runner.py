@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from solvers.claims import StudyResult, to_jsonable
+from solvers.claims import VERDICTS, StudyResult, parse_seeds, to_jsonable
 
 __all__ = [
     "DEFAULT_STUDIES",
@@ -143,18 +143,46 @@ def _single_threaded_env() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _prepare(name: str, scale: str, n_seeds: int | None) -> tuple[ModuleType, str, dict, tuple[int, ...], list[dict]]:
+def _seeds_iv(seeds: Any) -> int | tuple[int, ...] | None:
+    """``None``, a positive count, or explicit non-negative distinct seeds (a sequence or a
+    :func:`~solvers.claims.parse_seeds` string such as ``"101-110"``)."""
+    if seeds is None:
+        return None
+    if isinstance(seeds, str):
+        return parse_seeds(seeds)
+    if isinstance(seeds, bool):
+        raise ValueError(f"seeds must be a positive integer or a sequence of seeds, got {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+        return seeds
+    if isinstance(seeds, Sequence):
+        out = []
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+                raise ValueError(f"seeds must be non-negative integers, got {list(seeds)!r}")
+            out.append(int(s))
+        if not out or len(set(out)) != len(out):
+            raise ValueError(f"seeds must be a non-empty sequence of distinct integers, got {list(seeds)!r}")
+        return tuple(out)
+    raise ValueError(f"seeds must be a positive integer or a sequence of seeds, got {seeds!r}")
+
+
+def _prepare(name: str, scale: str, seed_spec: Any) -> tuple[ModuleType, str, dict, tuple[int, ...], list[dict]]:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     module = load_study(name)
     config = to_jsonable(module.config(scale))
     if not isinstance(config, dict) or "seeds" not in config:
         raise ValueError(f"study {name}: config({scale!r}) must be a dict with a 'seeds' entry")
-    if n_seeds is not None:
-        if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
-            raise ValueError(f"seeds must be a positive integer, got {n_seeds!r}")
-        config["seeds"] = n_seeds
-    seeds = tuple(range(int(config["seeds"])))
+    spec = _seeds_iv(seed_spec)
+    if isinstance(spec, tuple):
+        config["seeds"] = len(spec)
+        seeds = spec
+    else:
+        if spec is not None:
+            config["seeds"] = spec
+        seeds = tuple(range(int(config["seeds"])))
     tasks = to_jsonable(module.tasks(config, seeds))
     if not tasks or not all(isinstance(t, dict) and "seed" in t for t in tasks):
         raise ValueError(f"study {name}: tasks() must return a non-empty list of dicts with a 'seed'")
@@ -165,7 +193,7 @@ def run_studies(
     names: Sequence[str],
     *,
     scale: str = "default",
-    seeds: int | None = None,
+    seeds: int | Sequence[int] | str | None = None,
     jobs: int = 2,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -177,8 +205,9 @@ def run_studies(
     names : sequence of str
         Registered study names (or dotted module paths).
     scale : {"quick", "default", "full"}
-    seeds : int, optional
-        Number of seeds for every study (default: each study's own default for ``scale``).
+    seeds : int, sequence of int or str, optional
+        Seeds for every study: a count (seeds ``0..n-1``), explicit seeds, or a string such as
+        ``"101-110"`` / ``"3,5,8"`` (default: each study's own number of seeds for ``scale``).
     jobs : int, default 2
         Worker processes (spawned, each pinned to one BLAS/OpenMP thread). ``0`` runs every task in
         this process (for debugging; results are then subject to this process's thread settings).
@@ -221,7 +250,7 @@ def run_studies(
         status = "failed: " + run.error if run.error else (
             f"{len(run.result.claims)} claims, "
             + ", ".join(f"{v} {sum(c.verdict == v for c in run.result.claims)}"
-                        for v in ("holds", "does not hold", "inconclusive"))
+                        for v in VERDICTS)
         )
         log(f"study {name} ({scale}, {len(sds)} seeds) done in {run.wall_seconds:.1f} s: {status}")
 
@@ -277,7 +306,8 @@ def run_studies(
     return runs
 
 
-def run_study(name: str, *, scale: str = "default", seeds: int | None = None, jobs: int = 0) -> StudyResult:
+def run_study(name: str, *, scale: str = "default", seeds: int | Sequence[int] | str | None = None,
+              jobs: int = 0) -> StudyResult:
     """Run one study and return its :class:`StudyResult` (raises if the study failed).
 
     Defaults to running in this process (``jobs=0``), which is what tests and notebooks want.

@@ -9,7 +9,10 @@ share one format, and ``benchmarks`` renders them all the same way (JSON, markdo
 * :func:`linear_fit` -- least-squares line with a t confidence interval on the slope (rates in
   log-log coordinates);
 * :func:`decide` / :func:`make_claim` -- the verdict (``holds``, ``does not hold``,
-  ``inconclusive``) of a claim about an estimate, computed from its interval, never by hand;
+  ``inconclusive``, ``under-powered``) of a claim about an estimate, computed from its interval and
+  its positive control, never by hand;
+* :func:`minimum_detectable_effect`, :func:`one_sided_p_value` and :func:`holm` -- the power of a
+  comparison and the family-wise view of a set of claims;
 * :class:`Claim`, :class:`Table`, :class:`Series`, :class:`Panel`, :class:`Figure` and
   :class:`StudyResult` -- plain, JSON-able records. Figures are *declarative*: a study says what to
   draw (series with optional CI bands, axis labels and scales); it never imports matplotlib.
@@ -22,8 +25,28 @@ Verdict rules (:func:`decide`), for an estimate with interval ``[low, high]``:
   and ``[a, b]`` are disjoint; else *inconclusive*.
 
 An interval that is undefined (fewer than two seeds, or non-finite samples) is always
-*inconclusive*. Intervals are per claim (no correction for testing several claims at once); the
-report says so.
+*inconclusive*.
+
+Positive controls and *under-powered*. A comparative claim (``greater=`` / ``less=``) may carry a
+positive control measured in the same run and expressed in the claim's own units: an effect the
+regime is known to be able to produce (the exact-gradient learner against uniform for an allocation
+claim, the oracle's best achievable variance reduction for a variance claim, ...). The claim's
+*minimum detectable effect* (MDE) is the true effect its own test would detect with 80 % power:
+``(t_{0.975, n-1} + t_{0.80, n-1}) * sem`` (a one-sided test at 2.5 %, which is what "the 95 % CI
+lies on the claimed side" is). The control *passes* when its own interval lies on the claimed side
+of the threshold and its effect (its distance from the threshold in the claimed direction) is at
+least the MDE. When the control fails, the regime cannot show the claimed effect at the size the
+test could detect, and the verdict is **under-powered** whatever the claim's interval says -- never
+*does not hold* (and never a *holds* that the regime could not have produced reliably).
+
+Multiple comparisons. Every verdict is per claim, from its own 95 % interval: each claim is a
+separate statement of a paper, tested once, and a reader looks up the ones they care about. For
+the family as a whole, :func:`holm` applies Holm's step-down procedure to the one-sided p-values of
+the comparative claims; the report states how many *holds* survive it at a family-wise 5 %.
+
+Kinds. :data:`CLAIM_KINDS`: a ``paper claim`` (a statement of a paper), an ``assumption check`` (a
+paper's modelling assumption tested on the simulator, e.g. VIP App. B independence; not a claim
+about a method) and a ``project check`` (a property of this project's own machinery).
 
 This module is pure Python and NumPy/SciPy (no project imports), as everything in ``solvers``.
 """
@@ -38,8 +61,10 @@ import numpy as np
 from scipy import stats
 
 __all__ = [
+    "CLAIM_KINDS",
     "VERDICTS",
     "Claim",
+    "Control",
     "Estimate",
     "Figure",
     "LinearFit",
@@ -48,13 +73,20 @@ __all__ = [
     "StudyResult",
     "Table",
     "decide",
+    "holm",
     "linear_fit",
     "make_claim",
     "mean_ci",
+    "minimum_detectable_effect",
+    "one_sided_p_value",
+    "parse_seeds",
     "to_jsonable",
 ]
 
-VERDICTS = ("holds", "does not hold", "inconclusive")
+VERDICTS = ("holds", "does not hold", "inconclusive", "under-powered")
+CLAIM_KINDS = ("paper claim", "assumption check", "project check")
+POWER = 0.80
+"""Power at which :func:`minimum_detectable_effect` is computed."""
 SERIES_STYLES = ("line", "points", "errorbar", "bar")
 AXIS_SCALES = ("linear", "log", "symlog")
 
@@ -290,6 +322,127 @@ def decide(
     return "inconclusive", f"{ci} overlaps the edge of {band}"
 
 
+def minimum_detectable_effect(estimate: Estimate, *, power: float = POWER) -> float:
+    """Smallest true effect the claim's own test detects with probability ``power``.
+
+    The test is "the ``estimate.level`` two-sided interval lies on the claimed side", i.e. a
+    one-sided t-test at ``(1 - level) / 2``; its MDE is
+    ``(t_{(1+level)/2, n-1} + t_{power, n-1}) * sem``. NaN when the interval is undefined.
+
+    Examples
+    --------
+    >>> e = mean_ci([0.0, 1.0, 2.0, 3.0, 4.0])
+    >>> round(minimum_detectable_effect(e), 4)
+    2.6286
+    """
+    if not isinstance(estimate, Estimate):
+        raise TypeError(f"estimate must be an Estimate, got {type(estimate).__name__}")
+    power = _level_iv(power)
+    if not estimate.defined or estimate.n < 2 or not math.isfinite(estimate.sem):
+        return math.nan
+    df = estimate.n - 1
+    z = float(stats.t.ppf(0.5 + estimate.level / 2.0, df=df)) + float(stats.t.ppf(power, df=df))
+    return z * estimate.sem
+
+
+def one_sided_p_value(estimate: Estimate, *, greater: float | None = None, less: float | None = None) -> float:
+    """One-sided t-test p-value of the claimed direction (``mean > greater`` or ``mean < less``).
+
+    NaN when the interval is undefined; 0 or 1 when the standard error is 0.
+    """
+    if not isinstance(estimate, Estimate):
+        raise TypeError(f"estimate must be an Estimate, got {type(estimate).__name__}")
+    if (greater is None) == (less is None):
+        raise ValueError("pass exactly one of greater=, less=")
+    t0 = _threshold_iv(greater if greater is not None else less, "greater" if greater is not None else "less")
+    if not estimate.defined or estimate.n < 2:
+        return math.nan
+    diff = (estimate.mean - t0) if greater is not None else (t0 - estimate.mean)
+    if estimate.sem == 0.0:
+        return 0.0 if diff > 0 else 1.0
+    return float(stats.t.sf(diff / estimate.sem, df=estimate.n - 1))
+
+
+def holm(p_values: dict[str, float], *, alpha: float = 0.05) -> dict[str, bool]:
+    """Holm's step-down procedure: which hypotheses are rejected at family-wise level ``alpha``.
+
+    ``p_values`` maps a name to its p-value (NaN counts as 1, i.e. never rejected). Returns
+    ``{name: rejected}``.
+
+    Examples
+    --------
+    >>> holm({"a": 0.001, "b": 0.02, "c": 0.04})
+    {'a': True, 'b': True, 'c': True}
+    >>> holm({"a": 0.001, "b": 0.03, "c": 0.04})
+    {'a': True, 'b': False, 'c': False}
+    """
+    alpha = _level_iv(alpha)
+    items = sorted(((1.0 if not math.isfinite(float(p)) else float(p)), k) for k, p in p_values.items())
+    m = len(items)
+    out = {k: False for k in p_values}
+    for i, (p, k) in enumerate(items):
+        if p > alpha / (m - i):
+            break
+        out[k] = True
+    return out
+
+
+@dataclass(frozen=True)
+class Control:
+    """A positive control of a comparative claim, measured in the same run, in the claim's units.
+
+    Attributes
+    ----------
+    label : str
+        What the control is (e.g. ``"exact-gradient learner - uniform"``).
+    estimate : Estimate
+        The control's value, compared with the claim's threshold in the claim's direction.
+    effect : float
+        The control's mean distance from the threshold in the claimed direction.
+    mde : float
+        The claim's minimum detectable effect (:func:`minimum_detectable_effect`).
+    passes : bool
+        Whether the control's interval lies on the claimed side and ``effect >= mde``.
+    reason : str
+        The comparison in words.
+    """
+
+    label: str
+    estimate: Estimate
+    effect: float
+    mde: float
+    passes: bool
+    reason: str
+
+
+def _control(label: str, control: Estimate, claim: Estimate, greater: float | None, less: float | None) -> Control:
+    if not isinstance(control, Estimate):
+        raise TypeError(f"control must be an Estimate, got {type(control).__name__}")
+    if not isinstance(label, str) or not label:
+        raise TypeError(f"control_label must be a non-empty string, got {label!r}")
+    mde = minimum_detectable_effect(claim)
+    t0 = float(greater if greater is not None else less)
+    sign = 1.0 if greater is not None else -1.0
+    effect = sign * (control.mean - t0) if math.isfinite(control.mean) else math.nan
+    side = "above" if greater is not None else "below"
+    if not control.defined:
+        return Control(label, control, effect, mde, False, f"control {label}: CI undefined (n={control.n})")
+    if not math.isfinite(mde):
+        return Control(label, control, effect, mde, False,
+                       f"control {label} = {control.format()}; the claim's MDE is undefined (n={claim.n})")
+    on_side = control.low > t0 if greater is not None else control.high < t0
+    passes = bool(on_side and effect >= mde)
+    what = (f"control {label} = {control.format()}: effect {_fmt(effect, 3)} vs the claim's minimum detectable "
+            f"effect {_fmt(mde, 3)} (80 % power, n={claim.n})")
+    if passes:
+        return Control(label, control, effect, mde, True, f"{what}; the regime can show the effect")
+    if not on_side:
+        why = f"the control's CI does not lie {side} {_fmt(t0, 4)}"
+    else:
+        why = "the control's effect is below the MDE"
+    return Control(label, control, effect, mde, False, f"{what}; {why}: the test cannot show the effect here")
+
+
 @dataclass(frozen=True)
 class Claim:
     """One paper claim, what was measured, and the verdict computed from the interval.
@@ -299,7 +452,8 @@ class Claim:
     key : str
         Stable identifier, ``"<study>.<claim>"`` (e.g. ``"variance.prop_4_3"``).
     source : str
-        Where the claim comes from (paper short name and equation/table, e.g. ``"VIP Prop 4.3"``).
+        Where the claim comes from (paper short name and equation/table, e.g. ``"VIP Prop 4.3"``;
+        ``"this project"`` for a project check).
     statement : str
         The claim in words, as tested here.
     metric : str
@@ -309,9 +463,21 @@ class Claim:
     criterion : str
         The test applied (``"> 1"``, ``"< 0"``, ``"in [0.95, 1.05]"``).
     verdict : str
-        One of :data:`VERDICTS`, computed by :func:`decide`.
+        One of :data:`VERDICTS`, computed by :func:`make_claim`.
     reason : str
-        Why: the interval against the criterion, plus the study's note (e.g. why a claim fails).
+        Why: the interval against the criterion, the control against the MDE, plus the study's note.
+    kind : str
+        One of :data:`CLAIM_KINDS`.
+    regime : str
+        The simulator regime the claim was measured in (``"default"`` or a named regime the study
+        describes, e.g. ``"powered"``).
+    mde : float
+        Minimum detectable effect of a comparative claim (NaN for ``within`` claims or an
+        undefined interval).
+    p_value : float
+        One-sided p-value of the claimed direction (NaN for ``within`` claims).
+    control : Control or None
+        The positive control, when the claim is comparative and has one.
     """
 
     key: str
@@ -322,6 +488,11 @@ class Claim:
     criterion: str
     verdict: str
     reason: str
+    kind: str = "paper claim"
+    regime: str = "default"
+    mde: float = math.nan
+    p_value: float = math.nan
+    control: Control | None = None
 
 
 def make_claim(
@@ -335,11 +506,17 @@ def make_claim(
     less: float | None = None,
     within: tuple[float, float] | None = None,
     note: str = "",
+    control: Estimate | None = None,
+    control_label: str = "",
+    kind: str = "paper claim",
+    regime: str = "default",
 ) -> Claim:
-    """Build a :class:`Claim` whose verdict is computed by :func:`decide`.
+    """Build a :class:`Claim` whose verdict is computed by :func:`decide` and its control.
 
     ``note`` is appended to the computed reason (context such as why a claim fails in this
-    simulator); it never changes the verdict.
+    simulator); it never changes the verdict. ``control`` (with ``control_label``) is the positive
+    control of a comparative claim (``greater=`` / ``less=``), in the claim's units; when it does
+    not pass (see the module docstring) the verdict is ``"under-powered"``.
 
     Examples
     --------
@@ -347,11 +524,33 @@ def make_claim(
     ...                mean_ci([0.99, 1.01, 1.0, 1.02, 0.98]), within=(0.95, 1.05))
     >>> c.verdict, c.criterion
     ('holds', 'in [0.95, 1.05]')
+    >>> null = make_claim("demo.null", "VIP Sec. 6", "A beats B", "A - B", mean_ci([-0.1, 0.1, 0.0]),
+    ...                   greater=0.0, control=mean_ci([0.01, 0.0, 0.02]), control_label="2x budget - B")
+    >>> null.verdict
+    'under-powered'
     """
     for name, value in (("key", key), ("source", source), ("statement", statement), ("metric", metric)):
         if not isinstance(value, str) or not value:
             raise TypeError(f"{name} must be a non-empty string, got {value!r}")
+    if kind not in CLAIM_KINDS:
+        raise ValueError(f"kind must be one of {CLAIM_KINDS}, got {kind!r}")
+    if not isinstance(regime, str) or not regime:
+        raise TypeError(f"regime must be a non-empty string, got {regime!r}")
     verdict, reason = decide(estimate, greater=greater, less=less, within=within)
+    mde = p = math.nan
+    ctrl = None
+    if greater is not None or less is not None:
+        mde = minimum_detectable_effect(estimate)
+        p = one_sided_p_value(estimate, greater=greater, less=less)
+    if control is not None:
+        if within is not None:
+            raise ValueError("a positive control needs a comparative claim (greater= or less=), not within=")
+        ctrl = _control(control_label, control, estimate, greater, less)
+        reason = f"{reason}; {ctrl.reason}"
+        if not ctrl.passes:
+            verdict = "under-powered"
+    elif control_label:
+        raise ValueError("control_label given without control")
     if greater is not None:
         criterion = f"> {_fmt(float(greater), 4)}"
     elif less is not None:
@@ -360,7 +559,57 @@ def make_claim(
         criterion = f"in [{_fmt(float(within[0]), 4)}, {_fmt(float(within[1]), 4)}]"
     if note:
         reason = f"{reason}; {note}"
-    return Claim(key, source, statement, metric, estimate, criterion, verdict, reason)
+    return Claim(key, source, statement, metric, estimate, criterion, verdict, reason, kind, regime, mde, p, ctrl)
+
+
+def parse_seeds(text: Any) -> tuple[int, ...] | int:
+    """Parse a seed specification: a count (``"10"`` -> 10), a range (``"101-110"``), a list
+    (``"3,5,8"``) or a mix (``"1-3,7"``). Returns an ``int`` for a bare count (seeds ``0..n-1``), else
+    the tuple of seeds in the given order (duplicates rejected).
+
+    Examples
+    --------
+    >>> parse_seeds("4"), parse_seeds("101-103"), parse_seeds("3,5,8"), parse_seeds("1-2,7")
+    (4, (101, 102, 103), (3, 5, 8), (1, 2, 7))
+    """
+    if isinstance(text, bool) or not isinstance(text, (str, int, np.integer)):
+        raise TypeError(f"seeds must be a string or an integer, got {type(text).__name__}")
+    if isinstance(text, (int, np.integer)):
+        if int(text) < 1:
+            raise ValueError(f"seeds must be a positive count, got {int(text)}")
+        return int(text)
+    spec = text.strip()
+    if not spec:
+        raise ValueError("seeds must not be empty")
+    if "," not in spec and "-" not in spec.lstrip("-"):
+        try:
+            n = int(spec)
+        except ValueError:
+            raise ValueError(f"seeds must be a count, a range A-B or a list A,B,C; got {text!r}") from None
+        if n < 1:
+            raise ValueError(f"seeds must be a positive count, got {n}")
+        return n
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                i = part.index("-", 1)
+                a, b = int(part[:i]), int(part[i + 1:])
+                if b < a:
+                    raise ValueError(f"seed range {part!r} is empty (end < start)")
+                out.extend(range(a, b + 1))
+            else:
+                out.append(int(part))
+        except ValueError as exc:
+            if "empty" in str(exc):
+                raise
+            raise ValueError(f"seeds must be a count, a range A-B or a list A,B,C; got {text!r}") from None
+    if any(s < 0 for s in out):
+        raise ValueError(f"seeds must be non-negative, got {text!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds must not repeat, got {text!r}")
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ def test_run_study_in_process_gives_claims_and_is_deterministic():
     b = run_study(COIN, scale="quick")
     assert a.to_dict() == b.to_dict()
     assert a.seeds == (0, 1, 2)
-    (claim,) = a.claims
+    claim, beats = a.claims
     assert claim.verdict == "holds" and claim.estimate.low > 0.5
+    assert beats.control is not None and beats.control.passes
 
 
 def test_worker_pool_gives_the_same_results_as_in_process():
@@ -57,6 +58,32 @@ def test_bad_arguments():
         load_study("json.decoder")  # a module without the study protocol
 
 
+def test_explicit_seeds_are_used_and_recorded(tmp_path):
+    (run,) = run_studies([COIN], scale="quick", seeds="101-103", jobs=0, progress=False, log=lambda s: None)
+    assert run.seeds == (101, 102, 103) and run.config["seeds"] == 3
+    (run2,) = run_studies([COIN], scale="quick", seeds=[7, 3], jobs=0, progress=False, log=lambda s: None)
+    assert run2.seeds == (7, 3)
+    w = write_outputs([run], tmp_path)
+    doc = json.loads(w["claims"].read_text())
+    assert doc["studies"][COIN]["seeds"] == [101, 102, 103]
+    for bad in ([1, 1], [], [-2], "4-1"):
+        with pytest.raises(ValueError, match="seed"):
+            run_studies([COIN], seeds=bad, jobs=0)
+    args = cli.build_parser().parse_args(["study", "--seeds", "101-110"])
+    assert args.seeds == tuple(range(101, 111))
+
+
+def test_null_regime_gives_under_powered(monkeypatch):
+    """A synthetic null regime: the positive control (a fair coin against a fair coin) cannot show
+    an effect, so the comparative claim is under-powered, never 'does not hold'."""
+    monkeypatch.setattr(_coin_study, "config", lambda scale: {"seeds": 6, "p": 0.5, "flips": 200,
+                                                               "fail_seed": None, "control_p": 0.5})
+    res = run_study(COIN, scale="quick")
+    beats = res.claims[1]
+    assert beats.verdict == "under-powered" and not beats.control.passes
+    assert res.claims[0].verdict in ("inconclusive", "does not hold")  # no control: ordinary verdict
+
+
 def test_write_outputs_writes_deterministic_json_report_and_png(tmp_path):
     runs = run_studies([COIN], scale="quick", jobs=0, progress=False, log=lambda s: None)
     w1 = write_outputs(runs, tmp_path / "a", command="robust-rollouts study coin --quick")
@@ -65,6 +92,7 @@ def test_write_outputs_writes_deterministic_json_report_and_png(tmp_path):
     assert w1["results"].read_text() == w2["results"].read_text()
     results = json.loads(w1["results"].read_text())
     assert results["studies"][COIN]["result"]["claims"][0]["verdict"] == "holds"
+    assert results["studies"][COIN]["result"]["claims"][1]["control"]["passes"] is True
     report = w1["report"].read_text()
     assert "`coin.biased`" in report and "**holds**" in report and "coin_running.png" in report
     png = w1[f"{COIN}_running"].read_bytes()
