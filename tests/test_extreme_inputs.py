@@ -126,6 +126,8 @@ _ARMS = np.array([2, 4, 8])
 _COSTS = _arr(1.0, 9.0)[:, None] / _ARMS[None, :]
 _RNG = np.random.default_rng(0)
 _EMB = _RNG.normal(size=(12, 3))
+_COV_Z = np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
+_COV_MU = np.array([[0.5, 0.25, 0.25], [0.2, 0.2, 0.6]])
 _PD_COSTS = _arr(1.0, 4.0, 16.0)[:, None] / np.arange(2, 13)[None, :]
 
 
@@ -237,6 +239,27 @@ FUNCTIONS: dict[str, Entry] = {
             dict(r_hat=_EMB[:3], delta=_arr(0.2, 1.0, 5.0), full_output=True),
         ],
         ("r_hat", "delta"),
+    ),
+    "concentrability": Entry(
+        solvers.concentrability,
+        [dict(z=_COV_Z, coverage=_COV_MU, prompt_probs=_arr(0.3, 0.7)), dict(z=_COV_Z, coverage=_COV_MU, prompt_probs=None)],
+        ("z", "coverage", "prompt_probs"),
+    ),
+    "relative_concentrability": Entry(
+        solvers.relative_concentrability,
+        [dict(z_beta=_COV_Z, z_pi=_COV_Z[::-1], coverage=_COV_MU, prompt_probs=_arr(0.3, 0.7))],
+        ("z_beta", "z_pi", "coverage", "prompt_probs"),
+    ),
+    "dro_certificate": Entry(
+        solvers.dro_certificate,
+        [dict(z=_COV_Z, r_hat=_EMB[:2], coverage=_COV_MU, radius=0.5, prompt_probs=_arr(0.3, 0.7))],
+        ("z", "r_hat", "coverage", "radius", "prompt_probs"),
+    ),
+    "drro_certificate": Entry(
+        solvers.drro_certificate,
+        [dict(z=_COV_Z, comparators=np.stack([_COV_Z, _COV_Z[::-1]]), r_hat=_EMB[:2], coverage=_COV_MU, radius=0.5,
+              prompt_probs=_arr(0.3, 0.7))],
+        ("z", "comparators", "r_hat", "coverage", "radius", "prompt_probs"),
     ),
     "soft_regret_objective": Entry(
         solvers.soft_regret_objective,
@@ -710,7 +733,7 @@ NOT_SWEPT: dict[str, str] = {
     "AllocationResult": "result type", "RoundingResult": "result type",
     "SqrtAllocationResult": "result type", "BudgetMatchResult": "result type",
     "WorstCaseRegretResult": "result type", "WaterfillResult": "result type",
-    "DroPolicyResult": "result type", "SoftRegretGradResult": "result type",
+    "DroPolicyResult": "result type", "CoverageCertificate": "result type", "SoftRegretGradResult": "result type",
     "ShapedRewards": "result type", "K3KL": "result type", "DROResult": "result type",
     "RolloutAllocation": "result type",
     "GPHyperparameters": "result type (make_predictor forwards to GPSuccessPredictor, swept)",
