@@ -401,6 +401,13 @@ FUNCTIONS: dict[str, Entry] = {
         ],
         ("n", "bin_ids", "n_bins"),
     ),
+    "make_binner": Entry(
+        bandits.make_binner,
+        [dict(name="posterior", n_bins=4, discount=0.9, hysteresis=0.05),
+         dict(name="pass@k", n_bins=4, window=3)],
+        ("n_bins",),
+        names=("n_bins",),  # forwarded through **options to the binner's constructor
+    ),
     "make_controller": Entry(
         bandits.make_controller,
         [dict(name="uniform", n_prompts=12, mean_budget=4, lower=2, upper=8, seed=0),
@@ -522,11 +529,46 @@ LEARNERS: dict[str, Learner] = {
                 ("prompt_ids", "any_correct"),
                 update=True,
             ),
+            "observe": Method(
+                [dict(prompt_ids=np.array([7, 3]), any_correct=np.array([1, 0]), successes=None, trials=None)],
+                ("prompt_ids", "any_correct"),
+                update=True,
+            ),
             "counts": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
             "rates": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
             "posterior": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
             "scores": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
             "bins": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
+        },
+    ),
+    "PosteriorBinner": Learner(
+        bandits.PosteriorBinner,
+        [
+            dict(n_bins=4, edges=None, confidence=0.9, prior=_arr(1.0, 1.0), discount=0.98, hysteresis=0.02, unseen_bin=None),
+            dict(n_bins=4, edges=_arr(0.0, 0.2, 0.5, 0.7, 1.0), statistic="lower", confidence=0.8, prior=_arr(1.0, 2.0),
+                 discount=0.5, hysteresis=0.0, unseen_bin=1),
+            dict(n_bins=3, edges=None, statistic="variance", confidence=0.9, prior=_arr(0.5, 0.5), discount=1.0,
+                 hysteresis=0.1, unseen_bin=None),
+        ],
+        ("n_bins", "edges", "confidence", "prior", "discount", "hysteresis", "unseen_bin"),
+        [("update", dict(prompt_ids=np.array([7, 7, 9]), successes=_arr(1.0, 0.5, 4.0), trials=np.array([2, 1, 4])))],
+        {
+            "update": Method(
+                [dict(prompt_ids=np.array([7, 3, 9]), successes=_arr(1.0, 0.0, 2.5), trials=np.array([4, 2, 4]))],
+                ("prompt_ids", "successes", "trials"),
+                update=True,
+            ),
+            "observe": Method(
+                [dict(prompt_ids=np.array([7, 3]), any_correct=np.array([True, False]), successes=_arr(1.0, 0.0),
+                      trials=np.array([4, 2]))],
+                ("prompt_ids", "successes", "trials"),
+                update=True,
+            ),
+            "counts": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
+            "posterior": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
+            "scores": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
+            "bins": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
+            "n_prompts": Method(None),
         },
     ),
     "PromptGDRO": Learner(
@@ -743,6 +785,7 @@ NOT_SWEPT: dict[str, str] = {
     "StepPlan": "result type",
     "RebelLoss": "result type", "RebelStepResult": "result type",
     "WassersteinPenalty": "result type", "DRO_REBEL_KINDS": "registry (tuple of kind names)",
+    "BINNERS": "registry (dict of binner classes, each swept as a learner)",
     "CONTROLLERS": "registry: every registered controller is swept as 'controller:<name>'",
     "Controller": "base class: every registered subclass is swept as 'controller:<name>'",
 }  # fmt: skip

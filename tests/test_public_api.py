@@ -19,7 +19,8 @@ SOLVERS_API = [
     "concentrability", "relative_concentrability", "dro_certificate", "drro_certificate",
 ]  # fmt: skip
 BANDITS_API = [
-    "Exp3", "Exp3P", "Exp3IX", "GroupDRO", "GDROExp3P", "PassAtKBinner", "PromptGDRO",
+    "Exp3", "Exp3P", "Exp3IX", "GroupDRO", "GDROExp3P", "PassAtKBinner", "PosteriorBinner", "make_binner",
+    "PromptGDRO",
     "RolloutGDRO", "GPSuccessPredictor", "MovingAveragePredictor", "RidgePredictor",
     "BetaBinomialPredictor",
 ]  # fmt: skip
