@@ -264,7 +264,7 @@ def test_registry_and_binner_neutral_observe():
         make_binner("bayes")
     with pytest.raises(TypeError, match="binner name must be a str"):
         make_binner(3)
-    evidence = dict(any_correct=np.array([True, False]), successes=np.array([1.0, 0.0]), trials=np.array([4, 4]))
+    evidence = {"any_correct": np.array([True, False]), "successes": np.array([1.0, 0.0]), "trials": np.array([4, 4])}
     pk = make_binner("pass@k", n_bins=4, window=3)
     post = make_binner("posterior", n_bins=4, hysteresis=0.0)
     for b in (pk, post):
