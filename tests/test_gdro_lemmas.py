@@ -390,3 +390,25 @@ def test_lemma_f5_gradient_of_the_entropic_surrogate(seed, eta):
     np.testing.assert_allclose(numeric, analytic, rtol=1e-5, atol=1e-6)
     top = losses(theta).max()
     assert top - 1e-12 <= res.value <= top + math.log(5) / eta + 1e-12
+
+
+@given(seed=st.integers(0, 2**32 - 1), eta=st.sampled_from([0.3, 1.0, 5.0]))
+@settings(max_examples=20)
+def test_remark_f21_shadow_price_shifts_mass_to_fewer_rollouts(seed, eta):
+    """GDRO Remark F.21: increasing the shadow price mu shifts the mass of eq. 60 toward smaller
+    rollout counts -- the Gibbs family is an exponential tilt in n, so its CDF over the arms is
+    pointwise non-decreasing in mu (first-order stochastic dominance) and ``E[n]`` decreases; and
+    with ``V_b(n) = v_b / n`` relaxed to continuous n, the unregularised best response to mu is
+    ``sqrt(v_b / mu)`` (checked against a fine grid)."""
+    rng = np.random.default_rng(seed)
+    arms = np.arange(2, 13).astype(float)
+    v = rng.exponential(4.0)
+    costs = (v / arms + 0.1 * rng.random(arms.size))[None, :]
+    prices = np.sort(rng.exponential(0.5, size=6))
+    cdfs = np.array([np.cumsum(gibbs(costs, mu, arms, eta)[0]) for mu in prices])
+    assert np.all(np.diff(cdfs, axis=0) >= -1e-12)
+    means = np.array([gibbs(costs, mu, arms, eta)[0] @ arms for mu in prices])
+    assert np.all(np.diff(means) <= 1e-12)
+    mu = max(float(prices[-1]), 0.05)
+    grid = np.linspace(0.01, 100.0, 200_001)
+    assert grid[np.argmin(v / grid + mu * grid)] == pytest.approx(math.sqrt(v / mu), abs=1e-3)
