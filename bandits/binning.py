@@ -9,7 +9,14 @@ holds rates in ``[a_b, a_{b+1})``, the last bin also holds rate 1. Bin 0 is the 
 The uncertainty-aware option (GDRO App. B lists it as future work) replaces the plug-in rate by a
 Beta posterior ``Beta(a0 + s, b0 + m - s)`` over the window's ``m`` indicators with ``s``
 successes, and bins by its mean or by a quantile (``scipy.special.betaincinv``), so that prompts
-seen only a few times are not thrown to the extreme bins on one observation.
+seen only a few times are not thrown to the extreme bins on one observation. That posterior is
+over the *pass@k indicator*, so it saturates like pass@k itself.
+
+:class:`PosteriorBinner` is the per-rollout alternative: a discounted Beta posterior over each
+prompt's success rate ``p`` from ``successes`` out of ``trials`` rollouts, binned on its mean, a
+one-sided credible bound or the posterior mean of ``4 p (1 - p)``, with hysteresis. Both binners
+are registered in :data:`BINNERS` (``"pass@k"``, ``"posterior"``; :func:`make_binner`) and accept
+the same binner-neutral call ``observe(prompt_ids, *, any_correct, successes, trials)``.
 """
 
 from __future__ import annotations
