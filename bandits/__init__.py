@@ -10,8 +10,8 @@ torch/gpytorch are imported only inside :func:`fit_gp_hyperparameters`.
 from .exp3 import Exp3, Exp3IX, Exp3P
 from .group_dro import GDROExp3P, GroupDRO
 
-# GDRO controllers (Sec. 3.2-3.3) and their difficulty bins (eq. 10-11)
-from .binning import PassAtKBinner
+# GDRO controllers (Sec. 3.2-3.3) and their difficulty bins (eq. 10-11; uncertainty-aware, App. B)
+from .binning import BINNERS, PassAtKBinner, PosteriorBinner, make_binner
 from .prompt_gdro import PromptGDRO
 from .rollout_gdro import PrimalDualRolloutGDRO, RolloutAllocation, RolloutGDRO
 from .diagnostics import allocation_entropy, high_bin_mass, lead_lag_gap, weight_entropy
@@ -27,7 +27,7 @@ from .controllers import CONTROLLERS, Controller, StepPlan, make_controller
 __all__ = [
     "Exp3", "Exp3P", "Exp3IX",
     "GroupDRO", "GDROExp3P",
-    "PassAtKBinner",
+    "PassAtKBinner", "PosteriorBinner", "BINNERS", "make_binner",
     "PromptGDRO", "RolloutGDRO", "RolloutAllocation", "PrimalDualRolloutGDRO",
     "lead_lag_gap", "weight_entropy", "allocation_entropy", "high_bin_mass",
     "GPSuccessPredictor", "MovingAveragePredictor", "RidgePredictor", "BetaBinomialPredictor",

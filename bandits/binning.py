@@ -9,7 +9,14 @@ holds rates in ``[a_b, a_{b+1})``, the last bin also holds rate 1. Bin 0 is the 
 The uncertainty-aware option (GDRO App. B lists it as future work) replaces the plug-in rate by a
 Beta posterior ``Beta(a0 + s, b0 + m - s)`` over the window's ``m`` indicators with ``s``
 successes, and bins by its mean or by a quantile (``scipy.special.betaincinv``), so that prompts
-seen only a few times are not thrown to the extreme bins on one observation.
+seen only a few times are not thrown to the extreme bins on one observation. That posterior is
+over the *pass@k indicator*, so it saturates like pass@k itself.
+
+:class:`PosteriorBinner` is the per-rollout alternative: a discounted Beta posterior over each
+prompt's success rate ``p`` from ``successes`` out of ``trials`` rollouts, binned on its mean, a
+one-sided credible bound or the posterior mean of ``4 p (1 - p)``, with hysteresis. Both binners
+are registered in :data:`BINNERS` (``"pass@k"``, ``"posterior"``; :func:`make_binner`) and accept
+the same binner-neutral call ``observe(prompt_ids, *, any_correct, successes, trials)``.
 """
 
 from __future__ import annotations
@@ -28,11 +35,28 @@ from solvers._validation import (
 
 from ._state import StateReader, new_state
 
-__all__ = ["PassAtKBinner"]
+__all__ = ["BINNERS", "PassAtKBinner", "PosteriorBinner", "make_binner"]
 
 _MODES = ("window", "beta")
 _MAX_WINDOW = 2**20
 """Largest window ``H`` (one byte per prompt and step of the window is stored)."""
+
+
+def _edges_iv(edges: Any, n_bins: int) -> np.ndarray:
+    """Bin edges ``0 = a_0 < ... < a_B = 1`` (default ``b / B``, an exact division)."""
+    if edges is None:
+        return np.arange(n_bins + 1, dtype=np.float64) / n_bins
+    e = as_float_array(edges, "edges", ndim=1, min_size=2, copy=True)
+    if e.size - 1 != n_bins:
+        raise ValueError(f"edges has {e.size} entries, so n_bins must be {e.size - 1}, got {n_bins}")
+    if e[0] != 0.0 or e[-1] != 1.0:
+        raise ValueError(f"edges must start at 0 and end at 1, got {float(e[0])!r} and {float(e[-1])!r}")
+    if np.any(np.diff(e) <= 0):
+        i = int(np.argmax(np.diff(e) <= 0))
+        raise ValueError(
+            f"edges must be strictly increasing, got {float(e[i])!r} then {float(e[i + 1])!r} at index {i}"
+        )
+    return e
 
 
 class PassAtKBinner:
@@ -106,22 +130,7 @@ class PassAtKBinner:
     ) -> None:
         self.n_bins = check_int_scalar(n_bins, "n_bins", lo=1, hi=MAX_SIZE)
         self.window = check_int_scalar(window, "window", lo=1, hi=_MAX_WINDOW)
-        if edges is None:
-            self.edges = np.arange(self.n_bins + 1, dtype=np.float64) / self.n_bins
-        else:
-            e = as_float_array(edges, "edges", ndim=1, min_size=2, copy=True)
-            if e.size - 1 != self.n_bins:
-                raise ValueError(
-                    f"edges has {e.size} entries, so n_bins must be {e.size - 1}, got {self.n_bins}"
-                )
-            if e[0] != 0.0 or e[-1] != 1.0:
-                raise ValueError(f"edges must start at 0 and end at 1, got {float(e[0])!r} and {float(e[-1])!r}")
-            if np.any(np.diff(e) <= 0):
-                i = int(np.argmax(np.diff(e) <= 0))
-                raise ValueError(
-                    f"edges must be strictly increasing, got {float(e[i])!r} then {float(e[i + 1])!r} at index {i}"
-                )
-            self.edges = e
+        self.edges = _edges_iv(edges, self.n_bins)
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         self.mode = mode
@@ -263,6 +272,16 @@ class PassAtKBinner:
         self._count[uniq] += group_len
         self._successes[uniq] = self._ring[uniq].sum(axis=1, dtype=np.int64)
 
+    def observe(self, prompt_ids: Any, *, any_correct: Any = None, successes: Any = None, trials: Any = None) -> None:
+        """Binner-neutral update (the same call works for every binner of :data:`BINNERS`).
+
+        Uses ``any_correct`` (GDRO eq. 10) only, exactly as :meth:`update`; ``successes`` and
+        ``trials`` (what :class:`PosteriorBinner` reads) are accepted and ignored.
+        """
+        if any_correct is None:
+            raise ValueError("any_correct is required by PassAtKBinner.observe (GDRO eq. 10 indicators)")
+        self.update(prompt_ids, any_correct)
+
     def counts(self, prompt_ids: Any) -> np.ndarray:
         """Number of observations in each prompt's window, ``min(count, H)`` (0 if unseen)."""
         slots = self._lookup(self._ids_iv(prompt_ids))
@@ -362,3 +381,369 @@ class PassAtKBinner:
         self._successes = ring.sum(axis=1, dtype=np.int64)
         self._dense, self._ids_sorted, self._slots_sorted = dense, ids_sorted, slots_sorted
         self.n_prompts = n
+
+
+# ------------------------------------------------------------------------------------------------
+# uncertainty-aware bins
+# ------------------------------------------------------------------------------------------------
+
+_STATISTICS = ("mean", "lower", "upper", "variance")
+_MAX_TRIALS = 2**31 - 1
+
+
+class _SlotTable:
+    """Prompt id -> storage slot (dense table while ids are small, else sorted ids), as in
+    :class:`PassAtKBinner`. Slots are assigned in first-seen order."""
+
+    _DENSE_MIN = 1 << 22
+
+    def __init__(self, ids: np.ndarray | None = None) -> None:
+        self.ids = np.zeros(0, dtype=np.int64)  # id of each slot
+        self._dense: np.ndarray | None = np.zeros(0, dtype=np.int32)
+        self._sorted_ids = np.empty(0, dtype=np.int64)
+        self._sorted_slots = np.empty(0, dtype=np.int64)
+        if ids is not None and ids.size:
+            self.add(ids)
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Slot of each id, -1 for ids never added."""
+        if self._dense is not None:
+            out = np.full(ids.shape, -1, dtype=np.int64)
+            inside = ids < self._dense.size
+            out[inside] = self._dense[ids[inside]]
+            return out
+        pos = np.searchsorted(self._sorted_ids, ids)
+        pos_c = np.minimum(pos, self._sorted_ids.size - 1)
+        found = self._sorted_ids[pos_c] == ids
+        return np.where(found, self._sorted_slots[pos_c], -1)
+
+    def add(self, new_ids: np.ndarray) -> None:
+        """Append distinct, unseen ids (in the given order) as new slots."""
+        first = self.ids.size
+        self.ids = np.concatenate([self.ids, new_ids])
+        slots = np.arange(first, self.ids.size, dtype=np.int64)
+        top = int(self.ids.max()) if self.ids.size else -1
+        if self._dense is not None and top < max(self._DENSE_MIN, 16 * self.ids.size):
+            if top >= self._dense.size:
+                grown = np.full(max(top + 1, 2 * self._dense.size), -1, dtype=np.int32)
+                grown[: self._dense.size] = self._dense
+                self._dense = grown
+            self._dense[new_ids] = slots
+            return
+        self._dense = None  # too large or too sparse for a dense table: sorted ids for good
+        order = np.argsort(self.ids, kind="stable")
+        self._sorted_ids, self._sorted_slots = self.ids[order], order.astype(np.int64)
+
+
+class PosteriorBinner:
+    """Uncertainty-aware difficulty bins from a Beta posterior over each prompt's success rate.
+
+    GDRO (Panaganti et al., arXiv:2601.19280) bins prompts by windowed pass@k (eq. 10-11) and lists
+    "uncertainty-aware binning (e.g., Bayesian estimators or confidence-bound assignment rules)"
+    as future work (App. B): estimated pass@k "may have high variance early in training, and bin
+    boundaries can induce discontinuous group reassignment". Pass@k also saturates: with ``k >= 4``
+    rollouts every prompt with per-rollout success rate ``p >= 0.5`` has pass@k ``>= 0.94`` and
+    lands in the top bin, so a ``p = 0.5`` prompt (the largest reward variance) shares a bin with
+    a ``p = 0.97`` one. This binner addresses the three points:
+
+    * **per-rollout evidence**: each observation reports ``successes`` out of ``trials`` rollouts
+      (partial credit allowed: ``successes`` is the sum of rewards in ``[0, 1]``), and the prompt's
+      success rate ``p`` gets a Beta posterior ``Beta(a0 + S, b0 + F)`` with discounted counts
+      ``S <- gamma S + successes``, ``F <- gamma F + (trials - successes)`` (``gamma = discount``,
+      applied per observation of that prompt, so ``1 / (1 - gamma)`` observations is the effective
+      memory, like :class:`PassAtKBinner`'s window over the prompt's own observations);
+    * **posterior statistic**: bins are read on a score in ``[0, 1]``: the posterior mean of ``p``
+      (``"mean"``), a one-sided credible bound (``"lower"``: the ``1 - confidence`` quantile, a
+      pessimistic assignment; ``"upper"``: the ``confidence`` quantile), or the posterior mean of
+      the reward variance ``4 p (1 - p)`` (``"variance"``: ``4 a b / ((a + b)(a + b + 1))``).
+      With ``"mean"``/``"lower"``/``"upper"`` bin 0 is the hardest, as in :class:`PassAtKBinner`;
+      with ``"variance"`` bin 0 holds the *lowest-variance* prompts (nearly solved and nearly
+      unsolvable alike) and the top bin the ``p ~ 1/2`` prompts -- the ordering Rollout-GDRO's
+      variance proxy (GDRO eq. 19) acts on, not a difficulty ordering;
+    * **hysteresis**: a prompt in bin ``b`` moves only when its score leaves
+      ``[edges[b] - hysteresis, edges[b + 1] + hysteresis)``, and then to the bin that contains
+      the score. A prompt's first observation assigns its bin directly. Bins change only in
+      :meth:`update` / :meth:`observe` (reading :meth:`bins` is pure), so a controller that reads
+      the bins in ``plan`` and again in ``observe`` sees the same bins.
+
+    Parameters
+    ----------
+    n_bins : int
+        Number of bins ``B >= 1`` (default 10). With ``edges`` it must equal ``len(edges) - 1``.
+    edges : array_like, shape (B + 1,), optional
+        Strictly increasing edges from 0 to 1 over the score (default ``b / B``).
+    statistic : {"mean", "lower", "upper", "variance"}
+        The posterior score binned (see above). Default ``"mean"``.
+    confidence : float in (0, 1)
+        Level of the one-sided bounds (default 0.9); used by ``"lower"`` and ``"upper"`` only.
+    prior : (float, float)
+        Beta prior ``(a0, b0)``, both ``> 0`` (default uniform ``(1, 1)``).
+    discount : float in (0, 1]
+        Forgetting factor ``gamma`` of the counts per observation (default 0.98: an effective
+        memory of 50 observations, GDRO App. C.2's window ``H = 50``); 1 keeps everything.
+    hysteresis : float in [0, 1)
+        Margin of the stay band in score units (default 0.02, a fifth of a default bin); 0 turns
+        hysteresis off.
+    unseen_bin : int, optional
+        Bin of prompts never observed; default the bin of the prior's score.
+
+    Attributes
+    ----------
+    n_prompts : int
+        Number of distinct prompts observed so far.
+    edges : ndarray, shape (B + 1,)
+
+    Examples
+    --------
+    >>> binner = PosteriorBinner(n_bins=10, hysteresis=0.0)
+    >>> binner.update([0, 1], successes=[2, 4], trials=[4, 4])   # p ~ 0.5 and p ~ 1
+    >>> binner.scores([0, 1]).round(3)
+    array([0.5  , 0.833])
+    >>> binner.bins([0, 1, 7])            # prompt 7 unseen: the prior mean 0.5
+    array([5, 8, 5])
+    """
+
+    def __init__(
+        self,
+        n_bins: Any = 10,
+        *,
+        edges: Any = None,
+        statistic: str = "mean",
+        confidence: Any = 0.9,
+        prior: Any = (1.0, 1.0),
+        discount: Any = 0.98,
+        hysteresis: Any = 0.02,
+        unseen_bin: Any = None,
+    ) -> None:
+        self.n_bins = check_int_scalar(n_bins, "n_bins", lo=1, hi=MAX_SIZE)
+        self.edges = _edges_iv(edges, self.n_bins)
+        if not isinstance(statistic, str):
+            raise TypeError(f"statistic must be a str, got {type(statistic).__name__}")
+        if statistic not in _STATISTICS:
+            raise ValueError(f"statistic must be one of {list(_STATISTICS)}, got {statistic!r}")
+        self.statistic = statistic
+        self.confidence = check_finite_scalar(confidence, "confidence", lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        pr = as_float_array(prior, "prior", ndim=1, positive=True)
+        if pr.shape != (2,):
+            raise ValueError(f"prior must be a pair (a0, b0), got shape {pr.shape}")
+        if pr.max() > 1e100:
+            raise ValueError(f"prior must be <= 1e100, got {float(pr.max())!r}")
+        self.prior = (float(pr[0]), float(pr[1]))
+        self.discount = check_finite_scalar(discount, "discount", lo=0.0, hi=1.0, lo_open=True)
+        self.hysteresis = check_finite_scalar(hysteresis, "hysteresis", lo=0.0, hi=1.0, hi_open=True)
+        self.unseen_bin = None if unseen_bin is None else check_int_scalar(
+            unseen_bin, "unseen_bin", lo=0, hi=self.n_bins - 1
+        )
+        self._slots = _SlotTable()
+        self._succ = np.zeros(0)
+        self._fail = np.zeros(0)
+        self._bin = np.zeros(0, dtype=np.int64)
+
+    @property
+    def n_prompts(self) -> int:
+        return len(self._slots)
+
+    # -- statistics ------------------------------------------------------------------------------
+    def _score(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self.statistic == "mean":
+            out = a / (a + b)
+        elif self.statistic == "variance":
+            out = 4.0 * (a / (a + b)) * (b / (a + b + 1.0))
+        else:
+            from scipy.special import betaincinv
+
+            level = self.confidence if self.statistic == "upper" else 1.0 - self.confidence
+            out = np.asarray(betaincinv(a, b, level), dtype=np.float64)
+        return np.clip(out, 0.0, 1.0)
+
+    def _plain_bin(self, score: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.edges[1:-1], score, side="right").astype(np.int64)
+
+    def _prior_bin(self) -> int:
+        if self.unseen_bin is not None:
+            return self.unseen_bin
+        return int(self._plain_bin(self._score(np.array([self.prior[0]]), np.array([self.prior[1]])))[0])
+
+    def _assign(self, score: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """New bins: the plain bin, unless hysteresis keeps the current one (``current < 0``: none)."""
+        plain = self._plain_bin(score)
+        if self.hysteresis == 0.0:
+            return plain
+        cur = np.maximum(current, 0)
+        stay = (current >= 0) & (score >= self.edges[cur] - self.hysteresis) & (
+            score < self.edges[cur + 1] + self.hysteresis
+        )
+        return np.where(stay, current, plain)
+
+    # -- validation --------------------------------------------------------------------------------
+    def _ids_iv(self, prompt_ids: Any) -> np.ndarray:
+        return as_int_array(prompt_ids, "prompt_ids", ndim=(0, 1), nonneg=True).reshape(-1)
+
+    def _update_iv(self, prompt_ids: Any, successes: Any, trials: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = self._ids_iv(prompt_ids)
+        n = as_int_array(trials, "trials", ndim=(0, 1)).reshape(-1)
+        if n.shape != ids.shape:
+            raise ValueError(f"prompt_ids and trials must have the same length, got {ids.size} and {n.size}")
+        bad = (n < 1) | (n > _MAX_TRIALS)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"trials must be in [1, {_MAX_TRIALS}], got {int(n[i])} at index {i}")
+        s = as_float_array(successes, "successes", ndim=(0, 1), nonneg=True).reshape(-1)
+        if s.shape != ids.shape:
+            raise ValueError(f"prompt_ids and successes must have the same length, got {ids.size} and {s.size}")
+        nf = n.astype(np.float64)
+        bad = s > nf * (1.0 + 1e-12)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"successes must be <= trials (rewards in [0, 1]), got {float(s[i])!r} > {int(n[i])} "
+                             f"at index {i}")
+        return ids, np.minimum(s, nf), nf
+
+    # -- public ------------------------------------------------------------------------------------
+    def update(self, prompt_ids: Any, successes: Any, trials: Any) -> None:
+        """Record ``successes`` out of ``trials`` rollouts for each prompt of a batch, then reassign
+        the bins of the prompts observed (with hysteresis).
+
+        Parameters
+        ----------
+        prompt_ids : array_like of int, shape (n,)
+            Non-negative prompt ids; repeats are separate observations, processed in order.
+        successes : array_like of float, shape (n,)
+            Sum of the prompt's rollout rewards in ``[0, 1]`` (the number of correct rollouts for
+            binary rewards), ``0 <= successes <= trials``.
+        trials : array_like of int, shape (n,)
+            Rollouts of the prompt in this observation, ``>= 1``.
+
+        Raises
+        ------
+        ValueError
+            Negative ids, mismatched lengths, ``trials < 1`` or ``successes`` outside
+            ``[0, trials]`` (state unchanged).
+        """
+        ids, s, n = self._update_iv(prompt_ids, successes, trials)
+        if ids.size == 0:
+            return
+        slots = self._slots.lookup(ids)
+        fresh = slots < 0
+        if fresh.any():
+            _, first = np.unique(ids[fresh], return_index=True)
+            new_ids = ids[fresh][np.sort(first)]  # first-seen order
+            self._slots.add(new_ids)
+            k = new_ids.size
+            self._succ = np.concatenate([self._succ, np.zeros(k)])
+            self._fail = np.concatenate([self._fail, np.zeros(k)])
+            self._bin = np.concatenate([self._bin, np.full(k, -1, dtype=np.int64)])
+            slots = self._slots.lookup(ids)
+        # repeats of a prompt in one batch are processed in order: round r handles each prompt's
+        # r-th occurrence (vectorised within a round)
+        order = np.argsort(slots, kind="stable")
+        s_sorted = slots[order]
+        starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+        rank = np.empty(ids.size, dtype=np.int64)
+        rank[order] = np.arange(ids.size) - np.repeat(starts, np.diff(np.r_[starts, ids.size]))
+        gamma = self.discount
+        for r in range(int(rank.max()) + 1):
+            pick = rank == r
+            sl = slots[pick]
+            self._succ[sl] = gamma * self._succ[sl] + s[pick]
+            self._fail[sl] = gamma * self._fail[sl] + (n[pick] - s[pick])
+            a = self.prior[0] + self._succ[sl]
+            b = self.prior[1] + self._fail[sl]
+            self._bin[sl] = self._assign(self._score(a, b), self._bin[sl])
+
+    def observe(self, prompt_ids: Any, *, any_correct: Any = None, successes: Any = None, trials: Any = None) -> None:
+        """Binner-neutral update (the same call works for every binner of :data:`BINNERS`): uses
+        ``successes`` and ``trials`` exactly as :meth:`update`; ``any_correct`` is ignored."""
+        if successes is None or trials is None:
+            raise ValueError("successes and trials are required by PosteriorBinner.observe (per-rollout evidence)")
+        self.update(prompt_ids, successes, trials)
+
+    def _counts(self, prompt_ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        slots = self._slots.lookup(self._ids_iv(prompt_ids))
+        seen = slots >= 0
+        succ = np.zeros(slots.shape)
+        fail = np.zeros(slots.shape)
+        succ[seen] = self._succ[slots[seen]]
+        fail[seen] = self._fail[slots[seen]]
+        return slots, succ, fail
+
+    def counts(self, prompt_ids: Any) -> np.ndarray:
+        """Discounted number of rollouts behind each prompt's posterior, ``S + F`` (0 if unseen)."""
+        _, succ, fail = self._counts(prompt_ids)
+        return succ + fail
+
+    def posterior(self, prompt_ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Beta posterior parameters ``(a0 + S, b0 + F)`` of each prompt (the prior if unseen)."""
+        _, succ, fail = self._counts(prompt_ids)
+        return self.prior[0] + succ, self.prior[1] + fail
+
+    def scores(self, prompt_ids: Any) -> np.ndarray:
+        """The binned posterior statistic in ``[0, 1]`` (``statistic``), float64 of shape ``(n,)``."""
+        a, b = self.posterior(prompt_ids)
+        return self._score(a, b)
+
+    def bins(self, prompt_ids: Any) -> np.ndarray:
+        """Current bin of each prompt, int64 in ``[0, n_bins)`` (assigned at its last observation;
+        unseen prompts: ``unseen_bin``, else the bin of the prior's score). Reading is pure."""
+        slots = self._slots.lookup(self._ids_iv(prompt_ids))
+        out = np.full(slots.shape, self._prior_bin(), dtype=np.int64)
+        seen = slots >= 0
+        out[seen] = self._bin[slots[seen]]
+        return out
+
+    def __repr__(self) -> str:
+        return (f"PosteriorBinner(n_bins={self.n_bins}, statistic={self.statistic!r}, discount={self.discount}, "
+                f"hysteresis={self.hysteresis}, n_prompts={self.n_prompts})")
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        return {"n_bins": self.n_bins, "edges": self.edges, "statistic": self.statistic,
+                "confidence": self.confidence, "prior": list(self.prior), "discount": self.discount,
+                "hysteresis": self.hysteresis, "unseen_bin": self.unseen_bin}
+
+    def state_dict(self) -> dict:
+        """Checkpoint: every observed prompt id (first-seen order), its discounted success and
+        failure counts and its current bin (the hysteresis memory)."""
+        return new_state(self, self._hyperparameters(), ids=self._slots.ids, successes=self._succ,
+                         failures=self._fail, bins=self._bin)
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError``/``TypeError`` (object unchanged) on another
+        class, version, hyperparameters, shapes, repeated or negative ids, negative or non-finite
+        counts, or bins outside ``[0, n_bins)``."""
+        r = StateReader(self, state, self._hyperparameters())
+        ids = r.array("ids", (None,), np.int64, lo=0)
+        n = ids.size
+        succ = r.array("successes", (n,), np.float64, lo=0.0)
+        fail = r.array("failures", (n,), np.float64, lo=0.0)
+        bins = r.array("bins", (n,), np.int64, lo=0, hi=self.n_bins - 1)
+        if np.unique(ids).size != n:
+            raise ValueError("PosteriorBinner.load_state_dict: state['ids'] has repeated prompt ids")
+        self._slots = _SlotTable(ids)
+        self._succ, self._fail, self._bin = succ, fail, bins
+
+
+BINNERS: dict[str, type] = {"pass@k": PassAtKBinner, "posterior": PosteriorBinner}
+"""Difficulty binners by name: ``"pass@k"`` (:class:`PassAtKBinner`, GDRO eq. 10-11) and
+``"posterior"`` (:class:`PosteriorBinner`). Both offer ``observe(prompt_ids, *, any_correct,
+successes, trials)``, ``bins``, ``scores``, ``n_bins``, ``state_dict`` / ``load_state_dict``."""
+
+
+def make_binner(name: Any, **options: Any) -> Any:
+    """Build a binner of :data:`BINNERS` by name with its constructor ``options``.
+
+    Examples
+    --------
+    >>> make_binner("posterior", n_bins=5).n_bins
+    5
+    >>> make_binner("pass@k", window=20).window
+    20
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"binner name must be a str, got {type(name).__name__}")
+    if name not in BINNERS:
+        raise ValueError(f"unknown binner {name!r}; valid binners: {list(BINNERS)}")
+    return BINNERS[name](**options)

@@ -23,6 +23,15 @@ from .regret import WorstCaseRegretResult, worst_case_regret
 from .soft_regret import SoftRegretGradResult, soft_regret_grad, soft_regret_objective
 from .waterfill import WaterfillResult, waterfill
 
+# Coverage-based DRO / DRRO certificates (DRRO Sec. 6.2, Def. 6.2 / 6.5, Prop 6.3 / 6.6)
+from .concentrability import (
+    CoverageCertificate,
+    concentrability,
+    dro_certificate,
+    drro_certificate,
+    relative_concentrability,
+)
+
 # Training-batch shaping and advantages (DRRO eq. 4.9-4.17, GRPO / Dr.GRPO / RLOO)
 from .advantages import ADVANTAGE_KINDS, group_advantages
 from .kl import K3KL, dynamic_budget, k3_kl
@@ -53,6 +62,8 @@ __all__ = [
     "worst_case_regret", "WorstCaseRegretResult",
     "waterfill", "WaterfillResult",
     "dro_policy", "DroPolicyResult",
+    "concentrability", "relative_concentrability", "dro_certificate", "drro_certificate",
+    "CoverageCertificate",
     "soft_regret_objective", "soft_regret_grad", "SoftRegretGradResult",
     "drro_rewards", "dro_rewards", "ShapedRewards",
     "k3_kl", "K3KL", "dynamic_budget",

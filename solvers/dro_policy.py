@@ -34,6 +34,7 @@ import numpy as np
 from .waterfill import (
     _GAP_RTOL,
     _SMALL_N,
+    _feasible_rows,
     _presort_desc,
     _row_certificate,
     _row_scale,
@@ -82,6 +83,12 @@ def _dro_row(r, rs, delta, out):
     c = _row_scale(rs[0], rs[n - 1], delta, n)
     if c == 1.0:
         return _dro_core(r, rs, delta, out)
+    if c > 1.0:
+        # scaling up a tiny spread: shift by the top reward first so that c r cannot overflow
+        # (Lemma H.1's policy is shift invariant; values shift back by r1)
+        r1 = rs[0]
+        m, value, dual, gap, ok = _dro_core((r - r1) * c, (rs - r1) * c, delta * c, out)
+        return m, r1 + value / c, r1 + dual / c, gap / c, ok
     m, value, dual, gap, ok = _dro_core(r * c, rs * c, delta * c, out)
     return m, value / c, dual / c, gap / c, ok
 
@@ -157,7 +164,7 @@ def dro_policy_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
     r = np.asarray(r_hat, dtype=np.float64)
     n = r.size
     scale = _row_scale.py_func(float(r.max()), float(r.min()), float(delta), n)
-    r, delta = r * scale, delta * scale
+    r, delta = ((r - r.max()) * scale if scale > 1.0 else r * scale), delta * scale
     order = np.argsort(-r, kind="stable")
     d = r[order[0]] - r[order]
     c = (np.cumsum(d) + delta) / np.arange(1, n + 1)
@@ -206,6 +213,7 @@ def dro_policy(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
     certified = np.empty(n_rows, dtype=np.bool_)
     if n_rows:
         _dro_kernel(r2, _presort_desc(r2), dl, policy, support, obj, dual, gap, certified)
+        _feasible_rows(policy, r2, certified)
     if not full_output:
         _row_certificate(certified, "dro_policy", warn=True)
         return policy[0] if one_d else policy

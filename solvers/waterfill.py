@@ -127,7 +127,10 @@ def _row_scale(top, bottom, delta, n):
     the kernels (``n (max r - min r + delta)`` at most) far from overflow and subnormal spreads
     away from the subnormal range; 1.0 for ordinary rows (so they are computed bit for bit as
     without scaling). The policies of Thm 3.4 and Lemma H.1 are invariant under
-    ``(r, delta) -> (c r, c delta)`` for ``c > 0``; thresholds, values and gaps scale by ``c``."""
+    ``(r, delta) -> (c r, c delta)`` for ``c > 0``; thresholds, values and gaps scale by ``c``.
+    When ``c > 1`` (a tiny spread plus budget) the callers shift the row by its top reward before
+    scaling, so that ``c r`` cannot overflow for large ``|r|`` (both policies and ``F_delta`` are
+    also invariant under ``r -> r + const``)."""
     m = (top - bottom) + delta  # range + delta (exact for subnormal rows)
     if m == 0.0:
         return 1.0
@@ -150,6 +153,13 @@ def _waterfill_row(r, rs, delta, out):
     c = _row_scale(rs[0], rs[n - 1], delta, n)
     if c == 1.0:
         return _waterfill_core(r, rs, delta, out)
+    if c > 1.0:
+        # tiny spread + budget: shift by the top reward before scaling up, or c r overflows when
+        # |r| is large (r = 3e16 with delta = 2e-313: c = 2**1000). Thm 3.4's policy and F_delta
+        # are shift invariant; the thresholds shift back by r1.
+        r1 = rs[0]
+        t1, t0, primal, gap, ok = _waterfill_core((r - r1) * c, (rs - r1) * c, delta * c, out)
+        return r1 + t1 / c, r1 + t0 / c, primal / c, gap / c, ok
     t1, t0, primal, gap, ok = _waterfill_core(r * c, rs * c, delta * c, out)
     return t1 / c, t0 / c, primal / c, gap / c, ok
 
@@ -213,20 +223,22 @@ def _waterfill_core(r, rs, delta, out):
     tol = _GAP_RTOL * (delta + (r1 - rs[n - 1]))
     # Dual point from complementary slackness: w = nu - max(r) = 0 when mass is left over
     # (t* > t0), else w = (delta - D_k0)/k0; the other candidate is tried if the first fails.
-    w_alt = (delta - d_k0) / k0
+    # w / delta = (1 - D_k0 / delta) / k0 is formed without w itself, which rounds to 0 for a
+    # subnormal delta (the tied tops then got no dual mass); D_k0 < k0 delta, so it stays finite.
+    w_alt_scaled = (1.0 - d_k0 / delta) / k0
     first = 0 if ustar < u0 else 1
     best_gap = np.inf
     for attempt in range(2):
         cand = first if attempt == 0 else 1 - first
-        w = 0.0 if cand == 0 else w_alt
-        if w < 0.0:
+        w_scaled = 0.0 if cand == 0 else w_alt_scaled
+        if w_scaled < 0.0:
             continue
         rem = 1.0
         top = -np.inf
         lin = 0.0
         for j in range(n):
             d = r1 - rs[j]
-            cap = (w + d) * inv_delta if inv_delta < np.inf else (w + d) / delta
+            cap = w_scaled + (d * inv_delta if inv_delta < np.inf else d / delta)
             lam = cap if cap < rem else rem
             if lam < 0.0:
                 lam = 0.0
@@ -291,7 +303,7 @@ def waterfill_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
     r = np.asarray(r_hat, dtype=np.float64)
     n = r.size
     c = _row_scale.py_func(float(r.max()), float(r.min()), float(delta), n)
-    r, delta = r * c, delta * c
+    r, delta = ((r - r.max()) * c if c > 1.0 else r * c), delta * c
     order = np.argsort(-r, kind="stable")
     d = r[order[0]] - r[order]
     top = d == 0.0
@@ -312,6 +324,27 @@ def waterfill_numpy(r_hat: np.ndarray, delta: float) -> np.ndarray:
     pi = gap * inv_delta if np.isfinite(inv_delta) else gap / delta
     pi[d_orig == 0.0] += (1.0 - pi.sum()) / m_top
     return pi
+
+
+def _feasible_rows(policy: np.ndarray, r2: np.ndarray, certified: np.ndarray) -> None:
+    """Make every row of ``policy`` a probability vector, in place (a last line of defence).
+
+    A returned policy is always a distribution, certified or not: callers that skip ``success``
+    would otherwise train on a zero or non-finite row. A row that is not finite, has a negative
+    entry or sums to more than ``n * 2**-40`` away from 1 is replaced by the proxy-greedy policy
+    (uniform on the argmax set, the ``delta -> 0`` limit of both Thm 3.4 and Lemma H.1) and its
+    certificate is marked failed. No row of a finite input is known to reach this branch (the
+    row scaling of :func:`_row_scale` covers the extreme inputs found so far)."""
+    n = policy.shape[1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ~np.isfinite(policy).all(axis=1) | (policy < 0.0).any(axis=1)
+        bad |= ~(np.abs(policy.sum(axis=1) - 1.0) <= n * 2.0**-40)
+    if not bad.any():
+        return
+    rows = r2[bad]
+    top = rows == rows.max(axis=1, keepdims=True)
+    policy[bad] = top / top.sum(axis=1, keepdims=True)
+    certified[bad] = False
 
 
 def _row_certificate(
@@ -386,6 +419,7 @@ def waterfill(r_hat: Any, delta: Any, *, full_output: bool = False) -> Any:
     certified = np.empty(n_rows, dtype=np.bool_)
     if n_rows:
         _waterfill_kernel(r2, _presort_desc(r2), dl, policy, tstar, t0, obj, gap, certified)
+        _feasible_rows(policy, r2, certified)
     if not full_output:
         _row_certificate(certified, "waterfill", warn=True)
         return policy[0] if one_d else policy

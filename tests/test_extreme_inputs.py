@@ -126,6 +126,8 @@ _ARMS = np.array([2, 4, 8])
 _COSTS = _arr(1.0, 9.0)[:, None] / _ARMS[None, :]
 _RNG = np.random.default_rng(0)
 _EMB = _RNG.normal(size=(12, 3))
+_COV_Z = np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
+_COV_MU = np.array([[0.5, 0.25, 0.25], [0.2, 0.2, 0.6]])
 _PD_COSTS = _arr(1.0, 4.0, 16.0)[:, None] / np.arange(2, 13)[None, :]
 
 
@@ -237,6 +239,27 @@ FUNCTIONS: dict[str, Entry] = {
             dict(r_hat=_EMB[:3], delta=_arr(0.2, 1.0, 5.0), full_output=True),
         ],
         ("r_hat", "delta"),
+    ),
+    "concentrability": Entry(
+        solvers.concentrability,
+        [dict(z=_COV_Z, coverage=_COV_MU, prompt_probs=_arr(0.3, 0.7)), dict(z=_COV_Z, coverage=_COV_MU, prompt_probs=None)],
+        ("z", "coverage", "prompt_probs"),
+    ),
+    "relative_concentrability": Entry(
+        solvers.relative_concentrability,
+        [dict(z_beta=_COV_Z, z_pi=_COV_Z[::-1], coverage=_COV_MU, prompt_probs=_arr(0.3, 0.7))],
+        ("z_beta", "z_pi", "coverage", "prompt_probs"),
+    ),
+    "dro_certificate": Entry(
+        solvers.dro_certificate,
+        [dict(z=_COV_Z, r_hat=_EMB[:2], coverage=_COV_MU, radius=0.5, prompt_probs=_arr(0.3, 0.7))],
+        ("z", "r_hat", "coverage", "radius", "prompt_probs"),
+    ),
+    "drro_certificate": Entry(
+        solvers.drro_certificate,
+        [dict(z=_COV_Z, comparators=np.stack([_COV_Z, _COV_Z[::-1]]), r_hat=_EMB[:2], coverage=_COV_MU, radius=0.5,
+              prompt_probs=_arr(0.3, 0.7))],
+        ("z", "comparators", "r_hat", "coverage", "radius", "prompt_probs"),
     ),
     "soft_regret_objective": Entry(
         solvers.soft_regret_objective,
@@ -378,6 +401,13 @@ FUNCTIONS: dict[str, Entry] = {
         ],
         ("n", "bin_ids", "n_bins"),
     ),
+    "make_binner": Entry(
+        bandits.make_binner,
+        [dict(name="posterior", n_bins=4, discount=0.9, hysteresis=0.05),
+         dict(name="pass@k", n_bins=4, window=3)],
+        ("n_bins",),
+        names=("n_bins",),  # forwarded through **options to the binner's constructor
+    ),
     "make_controller": Entry(
         bandits.make_controller,
         [dict(name="uniform", n_prompts=12, mean_budget=4, lower=2, upper=8, seed=0),
@@ -499,11 +529,46 @@ LEARNERS: dict[str, Learner] = {
                 ("prompt_ids", "any_correct"),
                 update=True,
             ),
+            "observe": Method(
+                [dict(prompt_ids=np.array([7, 3]), any_correct=np.array([1, 0]), successes=None, trials=None)],
+                ("prompt_ids", "any_correct"),
+                update=True,
+            ),
             "counts": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
             "rates": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
             "posterior": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
             "scores": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
             "bins": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
+        },
+    ),
+    "PosteriorBinner": Learner(
+        bandits.PosteriorBinner,
+        [
+            dict(n_bins=4, edges=None, confidence=0.9, prior=_arr(1.0, 1.0), discount=0.98, hysteresis=0.02, unseen_bin=None),
+            dict(n_bins=4, edges=_arr(0.0, 0.2, 0.5, 0.7, 1.0), statistic="lower", confidence=0.8, prior=_arr(1.0, 2.0),
+                 discount=0.5, hysteresis=0.0, unseen_bin=1),
+            dict(n_bins=3, edges=None, statistic="variance", confidence=0.9, prior=_arr(0.5, 0.5), discount=1.0,
+                 hysteresis=0.1, unseen_bin=None),
+        ],
+        ("n_bins", "edges", "confidence", "prior", "discount", "hysteresis", "unseen_bin"),
+        [("update", dict(prompt_ids=np.array([7, 7, 9]), successes=_arr(1.0, 0.5, 4.0), trials=np.array([2, 1, 4])))],
+        {
+            "update": Method(
+                [dict(prompt_ids=np.array([7, 3, 9]), successes=_arr(1.0, 0.0, 2.5), trials=np.array([4, 2, 4]))],
+                ("prompt_ids", "successes", "trials"),
+                update=True,
+            ),
+            "observe": Method(
+                [dict(prompt_ids=np.array([7, 3]), any_correct=np.array([True, False]), successes=_arr(1.0, 0.0),
+                      trials=np.array([4, 2]))],
+                ("prompt_ids", "successes", "trials"),
+                update=True,
+            ),
+            "counts": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
+            "posterior": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
+            "scores": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
+            "bins": Method([dict(prompt_ids=np.array([7, 9, 123]))], ("prompt_ids",)),
+            "n_prompts": Method(None),
         },
     ),
     "PromptGDRO": Learner(
@@ -710,7 +775,7 @@ NOT_SWEPT: dict[str, str] = {
     "AllocationResult": "result type", "RoundingResult": "result type",
     "SqrtAllocationResult": "result type", "BudgetMatchResult": "result type",
     "WorstCaseRegretResult": "result type", "WaterfillResult": "result type",
-    "DroPolicyResult": "result type", "SoftRegretGradResult": "result type",
+    "DroPolicyResult": "result type", "CoverageCertificate": "result type", "SoftRegretGradResult": "result type",
     "ShapedRewards": "result type", "K3KL": "result type", "DROResult": "result type",
     "RolloutAllocation": "result type",
     "GPHyperparameters": "result type (make_predictor forwards to GPSuccessPredictor, swept)",
@@ -720,6 +785,7 @@ NOT_SWEPT: dict[str, str] = {
     "StepPlan": "result type",
     "RebelLoss": "result type", "RebelStepResult": "result type",
     "WassersteinPenalty": "result type", "DRO_REBEL_KINDS": "registry (tuple of kind names)",
+    "BINNERS": "registry (dict of binner classes, each swept as a learner)",
     "CONTROLLERS": "registry: every registered controller is swept as 'controller:<name>'",
     "Controller": "base class: every registered subclass is swept as 'controller:<name>'",
 }  # fmt: skip

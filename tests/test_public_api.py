@@ -16,9 +16,11 @@ SOLVERS_API = [
     "soft_regret_objective", "soft_regret_grad", "drro_rewards", "dro_rewards", "k3_kl",
     "dynamic_budget", "group_advantages", "entropic_worst_case", "kl_worst_case", "chi2_worst_case",
     "rebel_loss", "dro_rebel_weights", "wasserstein_penalty", "rebel_step_linear",
+    "concentrability", "relative_concentrability", "dro_certificate", "drro_certificate",
 ]  # fmt: skip
 BANDITS_API = [
-    "Exp3", "Exp3P", "Exp3IX", "GroupDRO", "GDROExp3P", "PassAtKBinner", "PromptGDRO",
+    "Exp3", "Exp3P", "Exp3IX", "GroupDRO", "GDROExp3P", "PassAtKBinner", "PosteriorBinner", "make_binner",
+    "PromptGDRO",
     "RolloutGDRO", "GPSuccessPredictor", "MovingAveragePredictor", "RidgePredictor",
     "BetaBinomialPredictor",
 ]  # fmt: skip

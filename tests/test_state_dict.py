@@ -30,6 +30,7 @@ from bandits import (
     GroupDRO,
     MovingAveragePredictor,
     PassAtKBinner,
+    PosteriorBinner,
     PrimalDualRolloutGDRO,
     PromptGDRO,
     RidgePredictor,
@@ -76,6 +77,15 @@ def _binner_step(obj, t):
     return [obj.bins(probe), obj.rates(probe), obj.counts(probe)]
 
 
+def _posterior_binner_step(obj, t):
+    r = _inputs(t)
+    ids = r.integers(0, 30, size=12) * (10**15 if obj.statistic == "lower" else 1)
+    trials = r.integers(1, 9, size=12)
+    obj.observe(ids, successes=r.random(12) * trials, trials=trials)
+    probe = np.unique(ids)
+    return [obj.bins(probe), obj.scores(probe), obj.counts(probe)]
+
+
 def _prompt_gdro_step(obj, t):
     r = _inputs(t)
     bins = r.integers(0, 5, size=16)
@@ -120,6 +130,7 @@ FACTORIES = {
     "GroupDRO": (lambda: GroupDRO(4, step_size=0.5), _group_dro_step),
     "GDROExp3P": (lambda: GDROExp3P(4, horizon=100, seed=4), _gdro_exp3p_step),
     "PassAtKBinner": (lambda: PassAtKBinner(n_bins=4, window=5), _binner_step),
+    "PosteriorBinner": (lambda: PosteriorBinner(n_bins=4, discount=0.9, hysteresis=0.05), _posterior_binner_step),
     "PromptGDRO": (lambda: PromptGDRO(n_bins=5, seed=5), _prompt_gdro_step),
     "RolloutGDRO": (lambda: RolloutGDRO(n_bins=4, arms=range(2, 7), mean_budget=4, seed=6), _rollout_gdro_step),
     "PrimalDualRolloutGDRO": (lambda: PrimalDualRolloutGDRO(3, arms=range(2, 7), mean_budget=4),
@@ -135,6 +146,8 @@ VARIANTS = {
     "PassAtKBinner-sparse-ids": (lambda: PassAtKBinner(n_bins=3, window=4),
                                  lambda obj, t: _binner_step_sparse(obj, t)),
     "PassAtKBinner-beta": (lambda: PassAtKBinner(n_bins=4, window=5, mode="beta", quantile=0.2), _binner_step),
+    "PosteriorBinner-lower-sparse-ids": (lambda: PosteriorBinner(n_bins=5, statistic="lower", hysteresis=0.02),
+                                         _posterior_binner_step),
     "GPSuccessPredictor-binomial-noise": (lambda: GPSuccessPredictor(EMB, noise="binomial", seed=8,
                                                                      dtype=np.float64), _predictor_step),
     "RolloutGDRO-mode": (lambda: RolloutGDRO(n_bins=4, arms=range(2, 7), mean_budget=3, selection="mode"),

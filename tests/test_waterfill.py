@@ -267,3 +267,79 @@ def test_rows_whose_spread_overflows_or_is_subnormal(one_d):
     res = waterfill([1e308, -1e308, -1e308], np.finfo(float).max, full_output=True)
     assert np.all(np.isfinite(res.policy))
     assert res.success == bool(np.isfinite(res.worst_case_regret) and np.isfinite(res.objective))
+
+
+def test_large_reward_with_subnormal_budget_returns_a_distribution():
+    """Bad-input finding: ``r_hat = 3.34e16`` (one response) with ``delta = 2.2e-313`` returned the
+    all-zero policy (``success=False``, duality gap inf). The row scaling multiplied the rewards by
+    ``2**1000`` to lift the subnormal budget, and ``3.34e16 * 2**1000`` overflowed. The row is now
+    shifted by its top reward before scaling up (Thm 3.4's policy and ``F_delta`` are shift
+    invariant), so the row is solved and certified."""
+    r = np.array([[3.3421803631198696e16]] * 3)
+    delta = np.array([0.0, 0.0, 2.2250738585e-313])
+    res = waterfill(r, delta, full_output=True)
+    np.testing.assert_array_equal(res.policy, np.ones((3, 1)))
+    assert res.success, res.message
+    assert np.all(res.threshold == r[:, 0]) and np.all(np.isfinite(res.duality_gap))
+    np.testing.assert_array_equal(waterfill_numpy(r[2], delta[2]), [1.0])
+    # more responses: tied tops split the leftover, the threshold stays at the top reward
+    res = waterfill([1e300, 1e300, 1e300 * (1 - 2**-50)], 1e-320, full_output=True)
+    assert res.success, res.message
+    np.testing.assert_array_equal(res.policy, [0.5, 0.5, 0.0])
+    assert res.threshold == 1e300
+
+
+def test_unrepairable_rows_fall_back_to_a_distribution():
+    """The last line of defence (``_feasible_rows``): a policy row that is not a distribution
+    (zero, negative or non-finite entries) is replaced by the proxy-greedy policy and its
+    certificate is failed; distributions are left untouched."""
+    from solvers.waterfill import _feasible_rows
+
+    r = np.array([[1.0, 3.0, 3.0], [0.0, 1.0, 2.0], [5.0, 4.0, 3.0], [1.0, 2.0, 3.0]])
+    policy = np.array([[0.0, 0.0, 0.0], [np.nan, 0.5, 0.5], [1.5, -0.5, 0.0], [0.2, 0.3, 0.5]])
+    certified = np.ones(4, dtype=bool)
+    _feasible_rows(policy, r, certified)
+    np.testing.assert_array_equal(policy, [[0.0, 0.5, 0.5], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    np.testing.assert_array_equal(certified, [False, False, False, True])
+
+
+_extreme_floats = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-1e-300, 1e-300),
+    st.sampled_from([0.0, 5e-324, -5e-324, 2.2250738585e-313, 1e-160, 3.3421803631198696e16, 1e154,
+                     1e300, -1e300, 1.7976931348623157e308, -1.7976931348623157e308]),
+)
+
+
+@given(st.lists(st.lists(_extreme_floats, min_size=1, max_size=5), min_size=1, max_size=4).filter(
+    lambda rows: len({len(x) for x in rows}) == 1),
+    st.lists(st.one_of(st.floats(0.0, 1.7976931348623157e308), st.sampled_from([0.0, 5e-324, 2.2250738585e-313])),
+             min_size=4, max_size=4))
+@settings(max_examples=150)
+def test_every_returned_row_is_a_distribution_at_extreme_scales(rows, deltas):
+    """Contract of ``waterfill`` and ``dro_policy`` (DRRO Thm 3.4 / Lemma H.1 solvers): every
+    returned policy row is a probability vector (finite, >= 0, sums to 1), certified or not, for
+    rewards and budgets anywhere in the double range (subnormal to +-DBL_MAX); and ``success`` is
+    never claimed beside a non-finite reported number."""
+    from solvers.dro_policy import dro_policy
+
+    r = np.array(rows, dtype=np.float64)
+    delta = np.array(deltas[: r.shape[0]])
+    for solve in (waterfill, dro_policy):
+        res = solve(r, delta, full_output=True)
+        p = res.policy
+        assert np.all(np.isfinite(p)) and np.all(p >= 0.0), (solve.__name__, p)
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=0, atol=r.shape[1] * 2.0**-40)
+        if res.success:
+            assert np.all(np.isfinite(res.objective)) and np.all(np.isfinite(res.duality_gap))
+
+
+def test_subnormal_budget_beside_large_rewards_is_certified():
+    """A subnormal ``delta`` beside rewards ~1e16 (no row scaling can bring both into range):
+    the greedy policy on the tied tops is optimal, and the LP-duality certificate used to fail
+    (gap 3.3e16) because the dual point's ``w = (delta - D_k0)/k0`` rounded to 0 before its
+    division by ``delta``. ``w / delta`` is now formed directly."""
+    r = [-8.922210261956237e16, -2.023662768271035e-170, 3.34e16, 3.34e16, -5.395768109310919e-75]
+    res = waterfill(r, 5e-324, full_output=True)
+    assert res.success, res.message
+    np.testing.assert_array_equal(res.policy, [0.0, 0.0, 0.5, 0.5, 0.0])
