@@ -34,6 +34,7 @@ from .rlhf import DEFAULT_ERROR_SCALE, PAPER_AGREEMENT, FiniteResponseRLHF, Prom
 from .softmax_rlvr import (
     DEFAULT_MIX,
     DIFFICULTY_CLASSES,
+    EMBEDDINGS,
     ESTIMATORS,
     DifficultyClass,
     SoftmaxRLVR,
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_ERROR_SCALE",
     "DEFAULT_MIX",
     "DIFFICULTY_CLASSES",
+    "EMBEDDINGS",
     "ESTIMATORS",
     "PAPER_AGREEMENT",
     "VARIANCE_ESTIMATORS",

@@ -51,6 +51,18 @@ say, olympiad problems from drill exercises). :attr:`SoftmaxRLVR.embeddings` are
 ``x_q + embedding_noise * N(0, I)``, drawn once: the noisy view a GP success predictor gets
 (never the answer features).
 
+Embedding layout (``embedding``). ``"features"`` (the default, described above): the embedding is
+a noisy copy of the prompt features, so the initial success logit is a *linear* read-out of it
+(coordinate 0) -- exactly a ridge regression's model class. ``"topic-clusters"`` models what a
+sentence encoder gives instead (VIP embeds prompts with a text encoder): each topic ``t`` has a
+random semantic centroid ``c_t ~ N(0, I_d / d)``, independent of its skill direction, and a prompt's
+embedding is ``c_{topic(q)} + embedding_noise * N(0, I)``; the difficulty *class* is drawn once per
+topic from ``mix`` (every prompt of a topic shares it; the initial ``p_q`` is still drawn per prompt
+inside the class's range), so difficulty is a piecewise-constant, non-linear function of the
+embedding that no linear map can represent once there are more topics than dimensions. The
+policy's features (``phi``, ``prompt_features``) are built the same way in both layouts; only the
+order of the random draws (topics before classes) and the embeddings differ.
+
 Continuous-reward variant (``reward="continuous"``; VIP App. E). The correct answer earns 1 and
 each distractor a partial credit ``partial_credit * Beta(1, 3)`` (fixed per answer), so rewards lie
 in ``[0, 1]``; :meth:`SoftmaxRLVR.success_prob` is then the expected reward ``E_pi[r]`` and the
@@ -93,7 +105,7 @@ from ._softmax_kernels import softmax_rows as _softmax_rows
 from .batch import RolloutBatch
 from .group_variance import group_gradient_variance
 
-__all__ = ["DEFAULT_MIX", "DIFFICULTY_CLASSES", "ESTIMATORS", "DifficultyClass", "SoftmaxRLVR"]
+__all__ = ["DEFAULT_MIX", "DIFFICULTY_CLASSES", "EMBEDDINGS", "ESTIMATORS", "DifficultyClass", "SoftmaxRLVR"]
 
 STATE_FORMAT_VERSION = 1
 
@@ -125,6 +137,8 @@ ESTIMATORS = ("grpo", "drgrpo", "rloo")
 """Advantage estimators accepted by :meth:`SoftmaxRLVR.gradient` (see :data:`solvers.ADVANTAGE_KINDS`)."""
 
 _REWARD_KINDS = ("binary", "continuous")
+EMBEDDINGS = ("features", "topic-clusters")
+"""Embedding layouts of :class:`SoftmaxRLVR` (module docstring, "Embedding layout")."""
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -194,6 +208,10 @@ class SoftmaxRLVR:
         Binary (one correct answer) or continuous partial-credit rewards in ``[0, 1]``.
     partial_credit : float in [0, 1]
         Largest partial credit of a distractor (continuous variant only).
+    embedding : {"features", "topic-clusters"}
+        What :attr:`embeddings` encode (module docstring, "Embedding layout"): a noisy copy of the
+        prompt features (default; difficulty linear in the embedding) or per-topic semantic
+        clusters with a difficulty class drawn per topic (difficulty non-linear in the embedding).
 
     Attributes
     ----------
@@ -247,6 +265,7 @@ class SoftmaxRLVR:
         difficulty_signal: float = 0.5,
         reward: str = "binary",
         partial_credit: float = 0.5,
+        embedding: str = "features",
     ) -> None:
         q = check_int_scalar(n_prompts, "n_prompts", lo=1)
         k = check_int_scalar(n_answers, "n_answers", lo=2)
@@ -262,6 +281,8 @@ class SoftmaxRLVR:
         if not isinstance(reward, str) or reward not in _REWARD_KINDS:
             raise ValueError(f"reward must be one of {list(_REWARD_KINDS)}, got {reward!r}")
         credit = check_finite_scalar(partial_credit, "partial_credit", lo=0.0, hi=1.0)
+        if not isinstance(embedding, str) or embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {list(EMBEDDINGS)}, got {embedding!r}")
         rng = check_rng(seed)
 
         self.n_prompts, self.n_answers, self.dim = q, k, d
@@ -270,13 +291,19 @@ class SoftmaxRLVR:
             "n_prompts": q, "n_answers": k, "dim": d, "mix": weights.tolist(), "n_topics": n_top,
             "shared_skill": shared, "topic_spread": spread, "answer_noise": a_noise, "prior_scale": p_scale,
             "embedding_noise": e_noise, "difficulty_signal": d_signal, "reward": reward,
-            "partial_credit": credit,
+            "partial_credit": credit, "embedding": embedding,
         }  # fmt: skip
         classes = list(DIFFICULTY_CLASSES.values())
         ds = d - 1
 
-        # difficulty class and initial success probability (uniform on the logit scale)
-        difficulty = rng.choice(len(classes), size=q, p=weights).astype(np.int64)
+        # difficulty class and initial success probability (uniform on the logit scale); in the
+        # topic-clusters layout topics come first and each topic draws one class for its prompts
+        if embedding == "topic-clusters":
+            topic = rng.integers(n_top, size=q).astype(np.int64)
+            topic_class = rng.choice(len(classes), size=n_top, p=weights).astype(np.int64)
+            difficulty = topic_class[topic]
+        else:
+            difficulty = rng.choice(len(classes), size=q, p=weights).astype(np.int64)
         lo = _logit(np.array([c.p_low for c in classes]))[difficulty]
         hi = _logit(np.array([c.p_high for c in classes]))[difficulty]
         p0 = 1.0 / (1.0 + np.exp(-rng.uniform(lo, hi)))
@@ -286,7 +313,8 @@ class SoftmaxRLVR:
         common = _unit_rows(rng.standard_normal(ds))
         own = _unit_rows(rng.standard_normal((n_top, ds)))
         topic_dirs = _unit_rows(np.sqrt(shared) * common + np.sqrt(1.0 - shared) * own)
-        topic = rng.integers(n_top, size=q).astype(np.int64)
+        if embedding == "features":
+            topic = rng.integers(n_top, size=q).astype(np.int64)
         skill = _unit_rows(topic_dirs[topic] + spread * rng.standard_normal((q, ds)) / np.sqrt(ds))
 
         # answers: prior log-odds on coordinate 0, noisy skill-space features on 1..d-1
@@ -309,7 +337,11 @@ class SoftmaxRLVR:
         x = np.empty((q, d))
         x[:, 0] = d_signal * _logit(p0) / 4.0
         x[:, 1:] = skill
-        emb = x + e_noise * rng.standard_normal((q, d))
+        if embedding == "topic-clusters":
+            centroids = rng.standard_normal((n_top, d)) / np.sqrt(d)
+            emb = centroids[topic] + e_noise * rng.standard_normal((q, d))
+        else:
+            emb = x + e_noise * rng.standard_normal((q, d))
 
         self.difficulty = difficulty
         self.topic = topic

@@ -20,7 +20,9 @@ EXPECTED_CLAIMS = {
         "variance.alloc_vip_vs_uniform", "variance.alloc_vip_paper_vs_uniform", "variance.alloc_oracle_vs_uniform",
         "variance.alloc_vip_vs_inverse_accuracy", "variance.alloc_vip_vs_inverse_variance",
     },
-    "predictor": {"predictor.gp_vs_moving_average", "predictor.gp_vs_ridge"},
+    "predictor": {"predictor.gp_vs_moving_average", "predictor.gp_vs_ridge", "predictor.gp_vs_beta_binomial",
+                  "predictor.topic-clusters.gp_vs_moving_average", "predictor.topic-clusters.gp_vs_ridge",
+                  "predictor.topic-clusters.gp_vs_beta_binomial"},
 }  # fmt: skip
 
 
@@ -107,10 +109,19 @@ def test_exact_optimum_is_optimal_and_never_beaten(quick_results):
 
 
 def test_predictor_study_numbers(quick_results):
-    data = quick_results["predictor"].data
-    mae = np.array(data["mae"]["gp"])
-    assert mae.shape == (3, 16) and np.all((mae >= 0) & (mae <= 1))
-    # every prompt is new at the first step, and the policy learns along the trajectory
-    assert np.all(np.array(data["seen_before"])[:, 0] == 0.0)
-    overall = np.array(data["mean_success"])
-    assert overall.shape == (3, 16) and np.all(overall[:, -1] > overall[:, 0])
+    res = quick_results["predictor"]
+    assert set(res.data["regimes"]) == {"default", "topic-clusters"}
+    for regime, data in res.data["regimes"].items():
+        mae = np.array(data["mae"]["gp"])
+        assert mae.shape == (3, 16) and np.all((mae >= 0) & (mae <= 1))
+        # every prompt is new at the first step, and the policy learns along the trajectory
+        assert np.all(np.array(data["seen_before"])[:, 0] == 0.0)
+        overall = np.array(data["mean_success"])
+        assert overall.shape == (3, 16) and np.all(overall[:, -1] > overall[:, 0])
+        # the oracle (exact p of the previous step's policy) is the floor every predictor sits above
+        oracle = np.array(data["mae"]["oracle-previous"])[:, 1:].mean()
+        for k in ("gp", "gp-binomial", "moving-average", "ridge", "beta-binomial"):
+            assert np.array(data["mae"][k])[:, 1:].mean() > oracle, (regime, k)
+    for c in res.claims:  # every claim is paired against a baseline and carries the oracle control
+        assert c.control is not None and c.control.label.startswith("oracle (previous step) - ")
+        assert c.regime in ("default", "topic-clusters") and c.criterion == "< 0"

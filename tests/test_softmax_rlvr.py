@@ -303,3 +303,45 @@ def test_bad_input_names_the_parameter():
     with pytest.raises(ValueError):
         env.step(np.full(env.dim, np.inf), 0.1)
     assert np.array_equal(env.theta, theta)  # a rejected step leaves the state unchanged
+
+
+def test_topic_clusters_embedding_layout():
+    """``embedding="topic-clusters"``: prompts of a topic share one difficulty class and an embedding
+    centroid; the initial success logit is far from linear in the embedding (it is piecewise
+    constant over 64 clusters in 32 dimensions), while in the default layout it is nearly linear.
+    The default layout's task is unchanged by the option's existence (same draws, same fingerprint)."""
+    import numpy as np
+
+    from sim import EMBEDDINGS, SoftmaxRLVR
+
+    assert EMBEDDINGS == ("features", "topic-clusters")
+
+    def linear_r2(env):
+        p = env.success_prob(np.arange(env.n_prompts))
+        logit = np.log(p) - np.log1p(-p)
+        x = np.c_[np.ones(env.n_prompts), env.embeddings]
+        coef, *_ = np.linalg.lstsq(x, logit, rcond=None)
+        return 1.0 - np.var(logit - x @ coef) / np.var(logit)
+
+    clustered = SoftmaxRLVR(n_prompts=2048, dim=32, n_topics=64, seed=0, embedding="topic-clusters")
+    default = SoftmaxRLVR(n_prompts=2048, dim=32, n_topics=64, seed=0)
+    for t in range(64):
+        members = clustered.topic == t
+        if members.any():
+            assert np.unique(clustered.difficulty[members]).size == 1
+    # clusters: within-topic spread of the embeddings is the noise, between topics the centroids
+    centroids = np.array([clustered.embeddings[clustered.topic == t].mean(axis=0) for t in np.unique(clustered.topic)])
+    within = np.mean([clustered.embeddings[clustered.topic == t].std(axis=0).mean() for t in np.unique(clustered.topic)])
+    assert within == pytest.approx(0.05, rel=0.2) and centroids.std(axis=0).mean() > 2 * within
+    assert linear_r2(default) > 0.9 and linear_r2(clustered) < 0.6
+    assert clustered.config["embedding"] == "topic-clusters" and default.config["embedding"] == "features"
+    # policies are built the same way: features are finite and the initial p lies in its class range
+    assert np.isfinite(clustered.features).all()
+    with pytest.raises(ValueError, match="embedding must be one of"):
+        SoftmaxRLVR(n_prompts=8, dim=4, seed=0, embedding="sentence")
+    # the default layout draws exactly what it drew before the option existed (pinned task hashes)
+    import hashlib
+
+    env = SoftmaxRLVR(n_prompts=256, n_answers=8, dim=16, seed=7)
+    assert env.state_dict()["fingerprint"] == "b5cd6947b772a911"
+    assert hashlib.sha256(env.embeddings.tobytes()).hexdigest()[:16] == "01f03de3e99c2aaf"
