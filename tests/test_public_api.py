@@ -16,6 +16,7 @@ SOLVERS_API = [
     "soft_regret_objective", "soft_regret_grad", "drro_rewards", "dro_rewards", "k3_kl",
     "dynamic_budget", "group_advantages", "entropic_worst_case", "kl_worst_case", "chi2_worst_case",
     "rebel_loss", "dro_rebel_weights", "wasserstein_penalty", "rebel_step_linear",
+    "wasserstein_collapse_radius",
 ]  # fmt: skip
 BANDITS_API = [
     "Exp3", "Exp3P", "Exp3IX", "GroupDRO", "GDROExp3P", "PassAtKBinner", "PromptGDRO",
