@@ -66,10 +66,13 @@ Positive controls (how each claim is made testable; :func:`solvers.claims.make_c
 
 * ``grpo_overoptimises`` (GRPO's gold decline after its peak ``> 0``) is itself the regime's
   control: it carries none, and its value is the control of the over-optimisation claims.
-* ``drro_dynamic_beats_grpo`` and ``drro_dynamic_smaller_gap``: DRRO is a mitigation of
-  over-optimisation, so the regime can show its advantage only if GRPO over-optimises: the control
-  is GRPO's gold decline after its peak (reward units, like both claims' paired differences), which
-  must exceed the claim's minimum detectable effect.
+* ``drro_dynamic_beats_grpo``: DRRO is a mitigation of over-optimisation, so the regime can show
+  its advantage only if GRPO over-optimises: the control is GRPO's gold decline after its peak
+  (gold reward units, like the claim's paired peak-gold difference), which must exceed the claim's
+  minimum detectable effect.
+* ``drro_dynamic_smaller_gap``: the same mechanism in the claim's own units (gold minus proxy): the
+  control is how much GRPO's gold-proxy gap widens from its gold peak to the end of training (its
+  gold decline plus its further proxy gain).
 * ``dro_below_grpo`` (value-robust over-pessimism): the control is GRPO's peak gold improvement,
   i.e. GRPO minus a maximally pessimistic learner that never leaves ``pi_0`` (gold improvement 0);
   the effect the claim looks for is a part of that.
