@@ -130,7 +130,7 @@ LABELS = {
     "drro_hard": "DRRO hard",
     "drro_soft": "DRRO soft",
     "drro_soft_dyn": "DRRO soft+dyn",
-    "drro_soft_dyn_reward": r"DRRO soft+dyn (reward-unit $\alpha$)",
+    "drro_soft_dyn_reward": "DRRO soft+dyn (reward-unit alpha)",
 }
 ROBUST = ("dro", "drro_hard", "drro_soft", "drro_soft_dyn", "drro_soft_dyn_reward")
 DYNAMIC = ("drro_soft_dyn", "drro_soft_dyn_reward")

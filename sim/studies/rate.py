@@ -127,11 +127,14 @@ def summarize(config: dict, seeds, tasks: list[dict], results: list[dict]) -> St
         y = [math.log(err[m][(d, n, s)] / d) for d in dims for n in sizes for s in seeds]
         fit = linear_fit(x, y)
         fits[m] = fit
+        per_d = [linear_fit([math.log(n) for n in sizes for s in seeds],
+                            [math.log(err[m][(d, n, s)] / d) for n in sizes for s in seeds]).slope for d in dims]
         claims.append(make_claim(
             f"rate.{m}_slope", "DRO-REBEL (O~(d/n) squared parameter error)",
             f"{LABELS[m]}: squared parameter error decays as 1/n",
             f"log-log slope of error/d against n ({sizes[0]}..{sizes[-1]}, d in {dims})", fit.slope,
-            within=(lo_s, hi_s)))
+            within=(lo_s, hi_s),
+            note="slopes fitted per dimension: " + ", ".join(f"d={d}: {e.format()}" for d, e in zip(dims, per_d))))
         # per seed: sum_n n * err_d (each term ~ C d under O(d/n)), then the exponent of the ratio
         expo = mean_ci([math.log(sum(n * err[m][(dims[-1], n, s)] for n in sizes)
                                  / sum(n * err[m][(dims[0], n, s)] for n in sizes))
