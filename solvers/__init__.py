@@ -51,6 +51,7 @@ from .rebel import (
     rebel_step_linear,
     wasserstein_penalty,
 )
+from .rebel_radius import wasserstein_collapse_radius
 
 __all__ = [
     "allocate", "AllocationResult", "COST_FAMILIES", "CostFamily", "get_cost",
@@ -70,5 +71,5 @@ __all__ = [
     "group_advantages", "ADVANTAGE_KINDS",
     "entropic_worst_case", "kl_worst_case", "chi2_worst_case", "DROResult",
     "rebel_loss", "RebelLoss", "dro_rebel_weights", "DRO_REBEL_KINDS", "wasserstein_penalty",
-    "WassersteinPenalty", "rebel_step_linear", "RebelStepResult",
+    "WassersteinPenalty", "rebel_step_linear", "RebelStepResult", "wasserstein_collapse_radius",
 ]  # fmt: skip

@@ -17,6 +17,7 @@ SOLVERS_API = [
     "dynamic_budget", "group_advantages", "entropic_worst_case", "kl_worst_case", "chi2_worst_case",
     "rebel_loss", "dro_rebel_weights", "wasserstein_penalty", "rebel_step_linear",
     "concentrability", "relative_concentrability", "dro_certificate", "drro_certificate",
+    "wasserstein_collapse_radius",
 ]  # fmt: skip
 BANDITS_API = [
     "Exp3", "Exp3P", "Exp3IX", "GroupDRO", "GDROExp3P", "PassAtKBinner", "PosteriorBinner", "make_binner",

@@ -16,7 +16,11 @@ stated for this estimation error):
   population form of the exact worst case with ``Delta phi ~ N(0, 2 I)``), a shrunk ``c theta*``
   computed by a 1-D minimisation; its squared bias ``||w_inf - theta*||^2`` is reported too.
 
-Radii fixed a priori: KL 0.1, chi-square 0.1, Wasserstein 0.1 (feature units).
+Radii fixed a priori: KL 0.1, chi-square 0.1, Wasserstein 0.1 (feature units). The Wasserstein
+radius is reported against the collapse radius ``rho*`` of each sample
+(:func:`solvers.wasserstein_collapse_radius`: at and above ``rho*`` the robust estimate is exactly
+``w = 0``); in this setting ``rho* -> E[dphi dr] / sqrt(E dr^2) = 2 / sqrt(2 + 2 noise^2) = 1`` for
+unit-norm ``theta*`` and noise 1, so 0.1 is about a tenth of it.
 
 For each method, ``log(error / d)`` is regressed on ``log n`` over all seeds, sizes and both
 dimensions (one line: the ``O(d/n)`` form predicts that ``error / d`` depends on ``n`` alone), with
@@ -35,7 +39,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from sim.preferences import LinearBTPreferences
-from solvers import rebel_step_linear
+from solvers import rebel_step_linear, wasserstein_collapse_radius
 from solvers.claims import (
     Figure,
     Panel,
@@ -97,7 +101,7 @@ def run_task(task: dict, config: dict) -> dict:
                                 seed=np.random.default_rng([seed, d, 0]))
     theta_star = prefs.theta()
     fa, fb, ra, rb, _ = prefs.sample_pairs(n, np.random.default_rng([seed, d, n, 1]))
-    out = {"certified": {}}
+    out = {"certified": {}, "rho_star": wasserstein_collapse_radius(fa, fb, ra, rb)}
     for m in METHODS:
         robust = None if m == "rebel" else (m, config["radius"][m])
         fit = rebel_step_linear(np.zeros(d), fa, fb, ra, rb, 1.0, robust=robust, full_output=True)
@@ -123,11 +127,14 @@ def summarize(config: dict, seeds, tasks: list[dict], results: list[dict]) -> St
         y = [math.log(err[m][(d, n, s)] / d) for d in dims for n in sizes for s in seeds]
         fit = linear_fit(x, y)
         fits[m] = fit
+        per_d = [linear_fit([math.log(n) for n in sizes for s in seeds],
+                            [math.log(err[m][(d, n, s)] / d) for n in sizes for s in seeds]).slope for d in dims]
         claims.append(make_claim(
             f"rate.{m}_slope", "DRO-REBEL (O~(d/n) squared parameter error)",
             f"{LABELS[m]}: squared parameter error decays as 1/n",
             f"log-log slope of error/d against n ({sizes[0]}..{sizes[-1]}, d in {dims})", fit.slope,
-            within=(lo_s, hi_s)))
+            within=(lo_s, hi_s),
+            note="slopes fitted per dimension: " + ", ".join(f"d={d}: {e.format()}" for d, e in zip(dims, per_d))))
         # per seed: sum_n n * err_d (each term ~ C d under O(d/n)), then the exponent of the ratio
         expo = mean_ci([math.log(sum(n * err[m][(dims[-1], n, s)] for n in sizes)
                                  / sum(n * err[m][(dims[0], n, s)] for n in sizes))
@@ -145,6 +152,8 @@ def summarize(config: dict, seeds, tasks: list[dict], results: list[dict]) -> St
                   tuple((LABELS[m], d, *(mean_ci([err[m][(d, n, s)] for s in seeds]).format(2) for n in sizes))
                         for m in METHODS for d in dims))
     bias = [mean_ci([r["wasserstein_bias"] for t, r in zip(tasks, results) if t["dim"] == d]) for d in dims]
+    rho = mean_ci([r["rho_star"] for r in results])
+    rho_min = min(r["rho_star"] for r in results)
     # x axis: log2(n / n_min) with the sizes as tick labels (the sizes double), so it is a log axis with
     # one readable label per size; y on a log scale
     pos = [math.log2(n / sizes[0]) for n in sizes]
@@ -161,8 +170,12 @@ def summarize(config: dict, seeds, tasks: list[dict], results: list[dict]) -> St
             fit = fits[m]
             line = [d * math.exp(fit.intercept) * n ** fit.slope.mean for n in sizes]
             series.append(Series(f"d = {d}", xs, line, linestyle="dashed"))
-        panels.append(Panel(f"{LABELS[m]} (slope {fits[m].slope.format()})", "pairs n (log scale)",
-                            "squared parameter error", tuple(series), xscale="linear" if ticks else "log",
+        title = f"{LABELS[m]} (slope {fits[m].slope.format()})"
+        if m == "wasserstein":
+            title = (f"{LABELS[m]}, radius {config['radius'][m]:g} = {config['radius'][m] / rho.mean:.2g} "
+                     f"$\\rho^\\star$ (slope {fits[m].slope.format()})")
+        panels.append(Panel(title, "pairs n (log scale)",
+                            r"squared parameter error $\|w_n - w_\infty\|^2$", tuple(series), xscale="linear" if ticks else "log",
                             yscale="log", xticklabels=ticks))
     fig = Figure("loglog", "Squared parameter error against the number of pairs", tuple(panels),
                  caption="Means with 95% CIs over seeds (points); dashed: the pooled fit error = C d n^slope "
@@ -174,8 +187,11 @@ def summarize(config: dict, seeds, tasks: list[dict], results: list[dict]) -> St
         + "; ".join(f"{LABELS[m]} {fits[m].slope.format()}" for m in METHODS)
         + ". Wasserstein's population target is shrunk (squared bias to theta*: "
         + ", ".join(f"d={d}: {b.format()}" for d, b in zip(dims, bias))
-        + "). Certified solves: " + ", ".join(f"{LABELS[m]} {cert[m]}/{len(results)}" for m in METHODS) + "."
+        + f"); its radius {config['radius']['wasserstein']:g} is {config['radius']['wasserstein'] / rho.mean:.3g} "
+        f"times the mean collapse radius rho* {rho.format()} (smallest {rho_min:.3g}; at rho* the estimate is w = 0)"
+        + ". Certified solves: " + ", ".join(f"{LABELS[m]} {cert[m]}/{len(results)}" for m in METHODS) + "."
     )
     data = {m: {f"{d},{n}": [err[m][(d, n, s)] for s in seeds] for d in dims for n in sizes} for m in METHODS}
+    data["rho_star"] = [r["rho_star"] for r in results]
     data["fits"] = {m: {"slope": fits[m].slope.mean, "intercept": fits[m].intercept} for m in METHODS}
     return StudyResult(NAME, TITLE, summary, config, tuple(seeds), tuple(claims), (table, means), (fig,), data)
