@@ -20,12 +20,12 @@ from typing import Any
 from solvers.claims import Claim, Figure, Table, holm, to_jsonable
 
 from .study_runner import StudyRun
+from .styles import Style, figure_styles, reference_style
+
+_SERIES_LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
 
 __all__ = ["claims_markdown", "family_note", "render_figure", "summary_table", "verdicts_markdown", "versions",
            "write_outputs"]
-
-_LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
-
 
 def versions() -> dict[str, str]:
     """Python and the versions of the packages the numbers depend on (absent ones omitted)."""
@@ -172,45 +172,60 @@ def _import_pyplot() -> Any:
     return plt
 
 
+def _plain_log_formatter() -> Any:
+    """Log-axis tick labels as plain numbers (``3``, ``0.2``, ``100``) between 1e-3 and 1e4, and as
+    powers of ten outside; matplotlib's choice of which ticks to label is kept."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    class PlainLogFormatter(LogFormatterSciNotation):
+        def __call__(self, x: float, pos: Any = None) -> str:
+            text = super().__call__(x, pos)
+            if text and 1e-3 <= abs(x) < 1e4:
+                return f"{x:g}"
+            return text
+
+    return PlainLogFormatter()
+
+
 def render_figure(fig: Figure, path: Path) -> None:
     """Draw a declarative :class:`~solvers.claims.Figure` to ``path`` (PNG).
 
-    Colours follow series labels (one colour per label across all panels of the figure, in order
-    of first appearance); ``line`` series get a shaded CI band, ``points``/``errorbar``/``bar``
-    series error bars; reference lines are grey and dashed.
+    Every series label gets one colour and line style (:func:`benchmarks.styles.figure_styles`):
+    a method keeps the same colour and line style in every figure of every study, and no two
+    labels of a figure share both. ``line`` series get a shaded CI band, ``points``/``errorbar``/
+    ``bar`` series error bars. Reference lines (``Panel.hlines``) are drawn in grey dash patterns
+    (dotted in the method's colour when the label names a method) and labelled in the legend, never
+    on the data. Log axes are labelled with plain numbers where they are short.
     """
     plt = _import_pyplot()
-    labels: list[str] = []
-    for p in fig.panels:
-        for s in p.series:
-            if s.label not in labels:
-                labels.append(s.label)
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    colour = {lbl: cmap(k % cmap.N) for k, lbl in enumerate(labels)}
+    styles = figure_styles([(s.label, s.linestyle) for p in fig.panels for s in p.series])
     n = len(fig.panels)
     ncols = min(fig.ncols, n)
     nrows = math.ceil(n / ncols)
     f, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 4.0 * nrows + 0.6), squeeze=False)
     handles: dict[str, Any] = {}
+    references: dict[str, Any] = {}
+    ref_styles: dict[str, Style] = {}
     for k, p in enumerate(fig.panels):
         ax = axes[k // ncols][k % ncols]
         nbars = sum(s.style == "bar" for s in p.series)
         bar_k = 0
         for s in p.series:
-            c = colour[s.label]
-            ls = _LINESTYLES[s.linestyle]
+            st = styles[s.label]
+            c = st.colour
+            ls = st.linestyle if st.linestyle is not None else _SERIES_LINESTYLES[s.linestyle]
             yerr = None
             if s.low is not None:
                 yerr = [[max(y - lo, 0.0) if math.isfinite(lo) else 0.0 for y, lo in zip(s.y, s.low)],
                         [max(hi - y, 0.0) if math.isfinite(hi) else 0.0 for y, hi in zip(s.y, s.high)]]
             if s.style == "line":
-                (h,) = ax.plot(s.x, s.y, ls, color=c, lw=1.8, label=s.label)
+                (h,) = ax.plot(s.x, s.y, color=c, linestyle=ls, lw=1.8, label=s.label)
                 if s.low is not None:
-                    ax.fill_between(s.x, s.low, s.high, color=c, alpha=0.18, lw=0)
+                    ax.fill_between(s.x, s.low, s.high, color=c, alpha=0.15, lw=0)
             elif s.style == "points":
                 h = ax.errorbar(s.x, s.y, yerr=yerr, fmt="o", color=c, ms=6, capsize=3, label=s.label)
             elif s.style == "errorbar":
-                h = ax.errorbar(s.x, s.y, yerr=yerr, fmt="o" + ls, color=c, ms=5, capsize=3, lw=1.5,
+                h = ax.errorbar(s.x, s.y, yerr=yerr, marker="o", linestyle=ls, color=c, ms=5, capsize=3, lw=1.5,
                                 label=s.label)
             else:  # bar
                 width = 0.8 / max(nbars, 1)
@@ -219,11 +234,17 @@ def render_figure(fig: Figure, path: Path) -> None:
                 bar_k += 1
             handles.setdefault(s.label, h)
         for y, lbl in p.hlines:
-            ax.axhline(y, color="0.35", ls="--", lw=1.0)
-            ax.annotate(lbl, xy=(1.0, y), xycoords=("axes fraction", "data"), ha="right", va="bottom",
-                        fontsize=8, color="0.25")
+            key = lbl or f"(unlabelled line at {y!r})"
+            st = ref_styles.setdefault(key, reference_style(lbl, len(ref_styles)))
+            h = ax.axhline(y, color=st.colour, linestyle=st.linestyle, lw=1.2, zorder=1.5)
+            if lbl:
+                references.setdefault(lbl if lbl not in styles else f"{lbl} (reference)", h)
         ax.set_xscale(p.xscale)
         ax.set_yscale(p.yscale)
+        for axis, scale in ((ax.xaxis, p.xscale), (ax.yaxis, p.yscale)):
+            if scale == "log":
+                axis.set_major_formatter(_plain_log_formatter())
+                axis.set_minor_formatter(_plain_log_formatter())
         if p.xticklabels is not None:
             ax.set_xticks(range(len(p.xticklabels)))
             ax.set_xticklabels(p.xticklabels, rotation=30 if len(p.xticklabels) > 4 else 0, ha="right"
@@ -235,10 +256,12 @@ def render_figure(fig: Figure, path: Path) -> None:
     for k in range(n, nrows * ncols):
         axes[k // ncols][k % ncols].axis("off")
     f.suptitle(fig.title, fontsize=12)
-    if handles:
-        f.legend(list(handles.values()), list(handles.keys()), loc="lower center",
-                 ncol=min(len(handles), 5), fontsize=8, frameon=False)
-        bottom = 0.04 + 0.035 * math.ceil(len(handles) / 5) + (0.02 if nrows == 1 else 0.0)
+    entries = {**handles, **{k: v for k, v in references.items() if k not in handles}}
+    if entries:
+        per_row = 5 if max(len(k) for k in entries) <= 24 else 3
+        f.legend(list(entries.values()), list(entries.keys()), loc="lower center",
+                 ncol=min(len(entries), per_row), fontsize=8, frameon=False)
+        bottom = 0.04 + 0.035 * math.ceil(len(entries) / per_row) + (0.02 if nrows == 1 else 0.0)
     else:
         bottom = 0.03
     f.tight_layout(rect=(0, bottom, 1, 0.95))
