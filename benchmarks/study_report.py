@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import textwrap
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -20,12 +21,18 @@ from typing import Any
 from solvers.claims import Claim, Figure, Table, holm, to_jsonable
 
 from .study_runner import StudyRun
-from .styles import Style, figure_styles, reference_style
+from .styles import Style, figure_styles, plain_log_formatter, reference_style
 
 _SERIES_LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
 
-__all__ = ["claims_markdown", "family_note", "render_figure", "summary_table", "verdicts_markdown", "versions",
-           "write_outputs"]
+__all__ = ["SMOKE_NOTE", "SMOKE_VERDICT", "claims_markdown", "family_note", "is_smoke", "render_figure",
+           "summary_table", "verdicts_markdown", "versions", "write_outputs"]
+
+#: the one line that says a ``--quick`` run is a smoke run (terminal, report.md, claims.json, results.json)
+SMOKE_NOTE = ("Smoke run (--quick): too few seeds and steps for a verdict; the numbers only show that every "
+              "study runs. Run without --quick for verdicts.")
+#: what a smoke run shows in place of every verdict
+SMOKE_VERDICT = "none (smoke run)"
 
 def versions() -> dict[str, str]:
     """Python and the versions of the packages the numbers depend on (absent ones omitted)."""
@@ -64,9 +71,9 @@ def _control_cell(control: Any) -> str:
     return f"{val} ({'passes' if ok else 'fails'}; MDE {m})"
 
 
-def claims_markdown(claims: Sequence[Claim]) -> str:
+def claims_markdown(claims: Sequence[Claim], *, smoke: bool = False) -> str:
     """A markdown table of claims: source, statement, estimate with CI, criterion, positive control,
-    verdict (the reasons follow the table in the report)."""
+    verdict (the reasons follow the table in the report; a smoke run shows no verdicts)."""
     lines = [
         "| claim | kind, regime | source | statement | measured (95% CI) | criterion | positive control | verdict |",
         "|---|---|---|---|---|---|---|---|",
@@ -75,7 +82,8 @@ def claims_markdown(claims: Sequence[Claim]) -> str:
         lines.append(
             f"| `{c.key}` | {_md_escape(c.kind)}, {_md_escape(c.regime)} | {_md_escape(c.source)} | "
             f"{_md_escape(c.statement)} | {_md_escape(c.metric)}: {_md_escape(c.estimate.format())} | "
-            f"{_md_escape(c.criterion)} | {_md_escape(_control_cell(c.control))} | **{c.verdict}** |"
+            f"{_md_escape(c.criterion)} | {_md_escape(_control_cell(c.control))} | "
+            + (f"{SMOKE_VERDICT} |" if smoke else f"**{c.verdict}** |")
         )
     return "\n".join(lines)
 
@@ -115,16 +123,31 @@ def _num(v: Any) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
 
 
+def _claim_dicts(run: StudyRun) -> list[dict]:
+    """The claims of ``run`` as dicts; a smoke run's verdicts (and the reasons that explain them)
+    are replaced by :data:`SMOKE_VERDICT` / :data:`SMOKE_NOTE`."""
+    claims = run.result.to_dict()["claims"] if run.result else []
+    if run.scale == "quick":
+        claims = [{**c, "verdict": SMOKE_VERDICT, "reason": SMOKE_NOTE} for c in claims]
+    return claims
+
+
 def write_claims(runs: Sequence[StudyRun], path: Path, *, command: str = "", wall_seconds: float | None = None) -> None:
-    """Write the claims of ``runs`` (without the bulky per-study data) to ``path`` as JSON."""
+    """Write the claims of ``runs`` (without the bulky per-study data) to ``path`` as JSON.
+
+    ``smoke`` says whether this was a smoke run (``--quick``: no verdicts; ``note`` says so).
+    """
+    smoke = is_smoke(runs)
     doc = {
         "command": command or "robust-rollouts study",
+        "smoke": smoke,
+        **({"note": SMOKE_NOTE} if smoke else {}),
         "versions": versions(),
         "machine": f"{platform.machine()}, {_cpu_count()} CPUs",
         "wall_seconds": wall_seconds,
         "studies": {run.name: {"scale": run.scale, "seeds": list(run.seeds), "wall_seconds": run.wall_seconds,
                                "error": run.error} for run in runs},
-        "claims": [c for run in runs if run.result for c in run.result.to_dict()["claims"]],
+        "claims": [c for run in runs for c in _claim_dicts(run)],
     }
     Path(path).write_text(json.dumps(to_jsonable(doc), indent=1, allow_nan=False) + "\n")
 
@@ -138,23 +161,52 @@ def _table_markdown(t: Table) -> str:
     return "\n".join(lines)
 
 
-def summary_table(runs: Sequence[StudyRun]) -> str:
-    """Plain-text summary of every claim (for the terminal)."""
-    rows = [("claim", "source", "measured (95% CI)", "criterion", "verdict")]
+def is_smoke(runs: Sequence[StudyRun]) -> bool:
+    """Whether ``runs`` are a smoke run (``--quick`` scale): too small for verdicts."""
+    return any(r.scale == "quick" for r in runs)
+
+
+def _verdict_text(c: Claim, smoke: bool) -> str:
+    if smoke:
+        return SMOKE_VERDICT
+    return c.verdict + ("" if c.control is None else f" (control {'passes' if c.control.passes else 'fails'})")
+
+
+def _what(c: Claim) -> str:
+    """Source, kind and regime, then the statement: what a claim says, in one paragraph."""
+    extra = [k for k in ((c.kind if c.kind != "paper claim" else ""),
+                         (f"regime: {c.regime}" if c.regime not in ("", "default") else "")) if k]
+    return f"{c.source}{' (' + '; '.join(extra) + ')' if extra else ''}: {c.statement}"
+
+
+def summary_table(runs: Sequence[StudyRun], *, width: int = 100) -> str:
+    """Plain-text summary of every claim, for the terminal.
+
+    One row per claim (key, estimate with its 95 % CI, criterion, verdict and positive-control
+    status), then what the claim states -- source, kind, regime and statement -- wrapped to
+    ``width`` columns under it, never cut. A smoke run (``--quick``) shows no verdicts and says
+    so in its first line.
+    """
+    smoke = is_smoke(runs)
+    rows: list[tuple[tuple[str, str, str, str], str]] = []
     for run in runs:
         if run.error:
-            rows.append((run.name, "-", "study failed", "-", run.error[:60]))
+            rows.append(((run.name, "study failed", "-", "-"), run.error))
             continue
         for c in run.result.claims:
-            verdict = c.verdict + ("" if c.control is None else f" (control {'passes' if c.control.passes else 'fails'})")
-            rows.append((c.key, c.source, c.estimate.format(), c.criterion, verdict))
-    widths = [max(len(str(r[k])) for r in rows) for k in range(5)]
-    widths = [min(w, 48) for w in widths]
-    out = []
-    for n, r in enumerate(rows):
-        out.append("  ".join(str(v)[:widths[k]].ljust(widths[k]) for k, v in enumerate(r)).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
+            rows.append(((c.key, c.estimate.format(), c.criterion, _verdict_text(c, smoke)), _what(c)))
+    header = ("claim", "measured (95% CI)", "criterion", "verdict")
+    widths = [max(len(r[k]) for r in [header, *(r for r, _ in rows)]) for k in range(4)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(v.ljust(widths[k]) for k, v in enumerate(cells)).rstrip()
+
+    out = [SMOKE_NOTE] if smoke else []
+    out += [line(header), "  ".join("-" * w for w in widths)]
+    for cells, what in rows:
+        out.append(line(cells))
+        out += textwrap.wrap(what, width=max(width, 40), initial_indent="    ", subsequent_indent="    ",
+                             break_long_words=False, break_on_hyphens=False)
     return "\n".join(out)
 
 
@@ -170,21 +222,6 @@ def _import_pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _plain_log_formatter() -> Any:
-    """Log-axis tick labels as plain numbers (``3``, ``0.2``, ``100``) between 1e-3 and 1e4, and as
-    powers of ten outside; matplotlib's choice of which ticks to label is kept."""
-    from matplotlib.ticker import LogFormatterSciNotation
-
-    class PlainLogFormatter(LogFormatterSciNotation):
-        def __call__(self, x: float, pos: Any = None) -> str:
-            text = super().__call__(x, pos)
-            if text and 1e-3 <= abs(x) < 1e4:
-                return f"{x:g}"
-            return text
-
-    return PlainLogFormatter()
 
 
 def render_figure(fig: Figure, path: Path) -> None:
@@ -243,8 +280,8 @@ def render_figure(fig: Figure, path: Path) -> None:
         ax.set_yscale(p.yscale)
         for axis, scale in ((ax.xaxis, p.xscale), (ax.yaxis, p.yscale)):
             if scale == "log":
-                axis.set_major_formatter(_plain_log_formatter())
-                axis.set_minor_formatter(_plain_log_formatter())
+                axis.set_major_formatter(plain_log_formatter())
+                axis.set_minor_formatter(plain_log_formatter())
         if p.xticklabels is not None:
             ax.set_xticks(range(len(p.xticklabels)))
             ax.set_xticklabels(p.xticklabels, rotation=30 if len(p.xticklabels) > 4 else 0, ha="right"
@@ -277,7 +314,9 @@ def _study_markdown(run: StudyRun, figure_files: dict[str, str]) -> str:
         return "\n".join(parts + [f"**The study failed:** {_md_escape(run.error)}", ""])
     timing = f"Scale `{run.scale}`, seeds {list(res.seeds)}; {sum(run.task_seconds):.1f} s of task time."
     parts += [res.summary, "", timing, ""]
-    if res.claims:
+    if res.claims and run.scale == "quick":
+        parts += [claims_markdown(res.claims, smoke=True), "", SMOKE_NOTE, ""]
+    elif res.claims:
         parts += [claims_markdown(res.claims), "", "Reasons:", ""]
         parts += [f"- `{c.key}` ({c.verdict}): {_md_escape(c.reason)}" for c in res.claims]
         parts.append("")
@@ -313,15 +352,18 @@ def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, co
             render_figure(fig, out / fname)
             figure_files[run.name][fig.name] = fname
             written[f"{run.name}_{fig.name}"] = out / fname
+    smoke = is_smoke(runs)
     results = {
         "versions": versions(),
+        "smoke": smoke,
+        **({"note": SMOKE_NOTE} if smoke else {}),
         "studies": {
             run.name: {
                 "scale": run.scale,
                 "config": run.config,
                 "seeds": list(run.seeds),
                 "error": run.error,
-                "result": run.result.to_dict() if run.result else None,
+                "result": {**run.result.to_dict(), "claims": _claim_dicts(run)} if run.result else None,
             }
             for run in runs
         },
@@ -343,6 +385,7 @@ def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, co
         (f"Command: `{command or 'robust-rollouts study'}`. Versions: {vers}. "
          f"Machine: {platform.machine()}, {_cpu_count()} CPUs."),
         "",
+        *([f"**{SMOKE_NOTE}**", ""] if smoke else []),
         ("Every verdict below is computed by the code from a 95 % confidence interval over seeds "
          "(Student t): *holds* when the interval lies on the claimed side, *does not hold* when it "
          "lies on the other side, *inconclusive* when it straddles the threshold. A comparative claim "
@@ -354,11 +397,11 @@ def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, co
          "says. *Assumption checks* test a paper's modelling assumption on the simulator, not a claim "
          "about a method; *project checks* test this project's own machinery."),
         "",
-        family_note([c for r in runs if r.result for c in r.result.claims]),
+        "" if smoke else family_note([c for r in runs if r.result for c in r.result.claims]),
         "",
         "## All claims",
         "",
-        claims_markdown([c for r in runs if r.result for c in r.result.claims]),
+        claims_markdown([c for r in runs if r.result for c in r.result.claims], smoke=smoke),
         "",
     ]
     failed = [r for r in runs if r.error]

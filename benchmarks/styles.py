@@ -34,6 +34,7 @@ __all__ = [
     "Style",
     "canonical_method",
     "figure_styles",
+    "plain_log_formatter",
     "reference_style",
 ]
 
@@ -318,3 +319,23 @@ def reference_style(label: str, k: int) -> Style:
     if name is not None and exact:
         return Style(METHOD_STYLES[name].colour, DOTTED)
     return _REFERENCE_GREYS[k % len(_REFERENCE_GREYS)]
+
+
+def plain_log_formatter() -> Any:
+    """A matplotlib tick formatter for log axes: plain numbers (``3``, ``0.2``, ``100``) when the
+    whole axis lies between 1e-3 and 1e4, integers with thousands separators between 1 and 1e7,
+    powers of ten otherwise (one notation per axis);
+    matplotlib's choice of which ticks to label is kept (no ``3x10^0``)."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    class PlainLogFormatter(LogFormatterSciNotation):
+        def __call__(self, x: float, pos: Any = None) -> str:
+            text = super().__call__(x, pos)
+            lo, hi = sorted(self.axis.get_view_interval()) if self.axis is not None else (x, x)
+            if text and 1e-3 <= lo and hi < 1e4:
+                return f"{x:g}"
+            if text and 1 <= lo and hi < 1e7:  # counts: 1,000 ... 1,000,000
+                return f"{x:,.0f}"
+            return text
+
+    return PlainLogFormatter()
