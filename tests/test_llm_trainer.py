@@ -1,6 +1,6 @@
 """End-to-end tests of the GRPO trainer on a tiny model (CPU, one thread): uneven counts with a
 group of one, exact zeros, log-prob consistency, non-zero gradients, bit-identical resume, and
-the bad-input errors of issue 10."""
+the trainer's bad-input errors."""
 
 from __future__ import annotations
 

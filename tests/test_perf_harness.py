@@ -151,7 +151,7 @@ def test_targets_verdicts_met_missed_and_not_run():
 
 
 def test_committed_results_cover_every_target_and_match_the_readme():
-    """The full run committed in benchmarks/results/ has the rows of every DESIGN target (a renamed
+    """The full run committed in benchmarks/results/ has the rows of every performance target (a renamed
     case or implementation would turn a target into 'not run'), its verdicts reproduce the
     committed targets.md, and the README's targets table is that file (no hand-edited numbers)."""
     from pathlib import Path
