@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .harness import Measurement, format_seconds
-from .styles import plain_log_formatter
+from .styles import METHOD_STYLES, canonical_method, plain_log_formatter
 
 __all__ = [
     "SIZE_LABELS",
@@ -244,6 +244,11 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
         ax = axes[row][0]
         cases = list(OrderedDict.fromkeys(c for c, _ in series))
         colours = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
+        # a panel whose measured series are distinct methods (the controllers) draws each in its
+        # colour of the study figures (benchmarks.styles); otherwise colours in order
+        named = {key: canonical_method(key[1])[0] for key in series if kind[key] != "ref"}
+        if not all(named.values()) or len(set(named.values())) < len(named):
+            named = {}
         style: dict[tuple[str, str], dict[str, Any]] = {}
         for i, (key, pts) in enumerate(series.items()):
             case, impl = key
@@ -256,7 +261,8 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
                 if "floor" in case.lower() and "floor" not in label.lower():
                     st["label"] = f"floor: {label}"
             else:
-                st = {"color": colours(i % colours.N), "marker": _MARKERS[i % len(_MARKERS)],
+                colour = METHOD_STYLES[named[key]].colour if key in named else colours(i % colours.N)
+                st = {"color": colour, "marker": _MARKERS[i % len(_MARKERS)],
                       "linestyle": "-" if kind[key] == "ours" else "--", "label": label}
             style[key] = st
             ax.loglog(xs, ys, markersize=6 if len(xs) > 1 else 8, linewidth=1.5, **st)
