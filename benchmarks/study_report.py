@@ -4,6 +4,12 @@
 (claims, tables, figure data, raw ``data``); it is a deterministic function of the code, the
 versions and the seeds. Wall times go to ``timings.json`` and the report, never into
 ``results.json``.
+
+A ``--quick`` run is a smoke run: too few seeds and steps for a verdict. Its terminal table,
+``report.md``, ``claims.json`` and ``results.json`` show :data:`SMOKE_VERDICT` in place of every
+verdict and say so in one line (:data:`SMOKE_NOTE`); ``claims.json`` and ``results.json`` carry
+``"smoke": true``. Figures take their colours from :mod:`benchmarks.styles` (one colour and line
+style per method in every figure).
 """
 
 from __future__ import annotations
