@@ -27,7 +27,7 @@ from typing import Any
 from solvers.claims import Claim, Figure, Table, holm, to_jsonable
 
 from .study_runner import StudyRun
-from .styles import Style, figure_styles, plain_log_formatter, reference_style
+from .styles import Style, canonical_method, figure_styles, plain_log_formatter, reference_style
 
 _SERIES_LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
 
@@ -241,7 +241,9 @@ def render_figure(fig: Figure, path: Path) -> None:
     on the data. Log axes are labelled with plain numbers where they are short.
     """
     plt = _import_pyplot()
-    styles = figure_styles([(s.label, s.linestyle) for p in fig.panels for s in p.series])
+    styles = figure_styles([(s.label, s.linestyle, s.style) for p in fig.panels for s in p.series])
+    drawn = {(st.colour, st.linestyle if st.linestyle is not None else _SERIES_LINESTYLES[s.linestyle])
+             for p in fig.panels for s in p.series for st in (styles[s.label],)}
     n = len(fig.panels)
     ncols = min(fig.ncols, n)
     nrows = math.ceil(n / ncols)
@@ -276,9 +278,14 @@ def render_figure(fig: Figure, path: Path) -> None:
                 h = ax.bar(xs, s.y, width=width, yerr=yerr, color=c, capsize=3, label=s.label)
                 bar_k += 1
             handles.setdefault(s.label, h)
+        # an unlabelled line is the partner of the panel's labelled one (the other edge of a band)
+        partner = next((lbl for _, lbl in p.hlines if lbl), None)
         for y, lbl in p.hlines:
-            key = lbl or f"(unlabelled line at {y!r})"
-            st = ref_styles.setdefault(key, reference_style(lbl, len(ref_styles)))
+            key = lbl or partner or f"(unlabelled line at {y!r})"
+            if key not in ref_styles:
+                greys = sum(canonical_method(k)[0] is None or not canonical_method(k)[1] for k in ref_styles)
+                ref_styles[key] = reference_style(key if key == partner else lbl, greys, drawn)
+            st = ref_styles[key]
             h = ax.axhline(y, color=st.colour, linestyle=st.linestyle, lw=1.2, zorder=1.5)
             if lbl:
                 references.setdefault(lbl if lbl not in styles else f"{lbl} (reference)", h)

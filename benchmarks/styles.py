@@ -240,14 +240,17 @@ def _numbered_families(labels: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def figure_styles(series: Sequence[tuple[str, str]]) -> dict[str, Style]:
+def figure_styles(series: Sequence[tuple[str, ...]]) -> dict[str, Style]:
     """Colour and line style of every label of one figure.
 
     Parameters
     ----------
-    series : sequence of (label, linestyle)
+    series : sequence of (label, linestyle) or (label, linestyle, style)
         The figure's series labels in order of first appearance, with the series' own line style
-        (``"solid"``, ``"dashed"`` or ``"dotted"``; used for labels that name no method).
+        (``"solid"``, ``"dashed"`` or ``"dotted"``; used for labels that name no method) and
+        optionally its drawing style (``"line"``, ``"bar"``, ...). Bars usually stand for a
+        measure over methods on the x axis (``"VIP objective"``), so a bar label takes a method's
+        style only when it *is* the method, never because it mentions one.
 
     Returns
     -------
@@ -258,10 +261,13 @@ def figure_styles(series: Sequence[tuple[str, str]]) -> dict[str, Style]:
     """
     order: list[str] = []
     own: dict[str, str] = {}
-    for label, ls in series:
+    bars: set[str] = set()
+    for label, ls, *kind in series:
         if label not in own:
             order.append(label)
             own[label] = ls
+            if kind and kind[0] == "bar":
+                bars.add(label)
     taken: set[tuple[str, Any]] = set()
     out: dict[str, Style] = {}
 
@@ -276,6 +282,7 @@ def figure_styles(series: Sequence[tuple[str, str]]) -> dict[str, Style]:
         return VARIANT_LINESTYLES[len(taken) % len(VARIANT_LINESTYLES)]
 
     methods = {lbl: canonical_method(lbl) for lbl in order}
+    methods.update({lbl: (None, False) for lbl in bars if not methods[lbl][1]})
     # exact method names first (they own their palette style), then variants, then the rest
     for lbl in order:
         name, exact = methods[lbl]
@@ -307,17 +314,24 @@ def figure_styles(series: Sequence[tuple[str, str]]) -> dict[str, Style]:
     return out
 
 
-_REFERENCE_GREYS: tuple[Style, ...] = (Style("#555555", DASHED), Style("#555555", DOTTED),
-                                       Style("#555555", DASHDOT), Style("#999999", DASHED),
-                                       Style("#999999", DOTTED))
+_REFERENCE_GREYS: tuple[Style, ...] = (Style("#555555", DASHED), Style("#555555", DASHDOT),
+                                       Style("#555555", (0, (8, 2, 1, 2, 1, 2))), Style("#999999", DASHED),
+                                       Style("#999999", DASHDOT))
 
 
-def reference_style(label: str, k: int) -> Style:
-    """Style of the ``k``-th distinct reference line of a figure: the method's colour, dotted, when
-    the label names a method exactly (``"uniform"``), else a grey dash pattern."""
+def reference_style(label: str, k: int, taken: set[tuple[str, Any]] | frozenset = frozenset()) -> Style:
+    """Style of a reference line: the method's colour, dotted, when the label names a method exactly
+    (``"uniform"``), else the ``k``-th grey dash pattern (``k``: how many reference lines of the
+    figure that name no method came before; never dotted, so it cannot pass for a method's).
+    ``taken``: the (colour, line style) pairs of the figure's series, which a method's reference
+    line avoids."""
     name, exact = canonical_method(label)
     if name is not None and exact:
-        return Style(METHOD_STYLES[name].colour, DOTTED)
+        colour = METHOD_STYLES[name].colour
+        for ls in (DOTTED, (0, (1, 3)), (0, (3, 5, 1, 5)), (0, (6, 6))):
+            if (colour, ls) not in taken:
+                return Style(colour, ls)
+        return Style(colour, DOTTED)
     return _REFERENCE_GREYS[k % len(_REFERENCE_GREYS)]
 
 

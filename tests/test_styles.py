@@ -150,3 +150,17 @@ def test_render_figure_puts_reference_labels_in_the_legend_not_on_the_data(tmp_p
     assert labels and not any("times" in t for t in labels)  # no 3x10^0 on a short log axis
     monkeypatch.undo()
     plt.close(f)
+
+
+def test_bars_take_a_method_style_only_when_they_are_the_method():
+    st = figure_styles([("VIP objective (projected)", "solid", "bar"), ("exact RLOO batch variance", "solid", "bar"),
+                        ("vip", "solid", "line"), ("uniform", "solid", "bar")])
+    assert st["uniform"] == METHOD_STYLES["uniform"]
+    assert st["VIP objective (projected)"].colour != METHOD_STYLES["vip"].colour
+    assert st["VIP objective (projected)"].colour in FALLBACK_COLOURS
+
+
+def test_a_method_reference_line_never_looks_like_a_series_of_the_figure():
+    taken = {(METHOD_STYLES["uniform"].colour, ":")}  # e.g. "compute-matched uniform", dotted black
+    st = reference_style("uniform", 0, taken)
+    assert st.colour == METHOD_STYLES["uniform"].colour and (st.colour, st.linestyle) not in taken
