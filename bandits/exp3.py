@@ -12,7 +12,8 @@ References
    Thm. 6.3.
 .. [Neu15] G. Neu, "Explore no more: improved high-probability regret bounds for non-stochastic
    bandits", NeurIPS 2015. Sec. 2 (Exp3-IX), Thm. 1.
-.. [GDRO] GDRO paper (``shared/papers/gdro-grpo-prompt-and-rollout-adversaries.md``), App. C.2:
+.. [GDRO] K. Panaganti et al., "Group Distributionally Robust Optimization-Driven Reinforcement
+   Learning for LLM Reasoning" (GDRO), arXiv:2601.19280, App. C.2:
    the practical EXP3P constants (step size 0.65, exploration 0.01).
 
 What was checked, and against what (review of 2026-11-25)

@@ -14,8 +14,8 @@ References
 .. [BCB12] S. Bubeck, N. Cesa-Bianchi, "Regret analysis of stochastic and nonstochastic
    multi-armed bandit problems", 2012, Sec. 3.2: Exp3.P with bias ``beta`` and its
    high-probability regret bound ``5.15 sqrt(n K ln(K / delta))``.
-.. [GDRO] GDRO paper (``shared/papers/gdro-grpo-prompt-and-rollout-adversaries.md``), Thm. F.7 and
-   eq. 33 (OGD learner + exponentiated-gradient adversary), App. C.2 (practical constants).
+.. [GDRO] K. Panaganti et al., "Group Distributionally Robust Optimization-Driven Reinforcement
+   Learning for LLM Reasoning" (GDRO), arXiv:2601.19280, Thm. F.7 and eq. 33 (OGD learner + exponentiated-gradient adversary), App. C.2 (practical constants).
 
 Verification status of the [BCB12] constants (review of 2026-11-25): the *form* of the update
 (``q = (1 - gamma) softmax(eta Ltilde) + gamma / K``, ``ltilde_g = (l [g = g_t] + beta) / q_g``) is
@@ -70,7 +70,7 @@ class GroupDRO:
     them, so the total mass of the present groups is unchanged and redistributed in proportion to
     ``q_g exp(step_size * l_g)``; ``q_g`` of every absent group is bit-for-bit unchanged. (The
     reference code of [SKHL20] instead feeds a loss of 0 to empty groups, which makes them lose
-    weight after normalisation; that is the trap noted in ``DESIGN.md``.)
+    weight after normalisation; that is a known trap (docs/architecture.md, "Known traps").)
 
     Parameters
     ----------

@@ -8,9 +8,13 @@ Subcommands:
   train  GRPO on a small transformer with a rollout controller (:mod:`llm_bridge.cli`; needs the
          ``llm`` extra).
   perf   run the performance suites (all by default), print a table with ratios against peers
-         measured in the same run and the verdicts on the performance targets of
-         ``shared/DESIGN.md`` (:mod:`benchmarks.targets`), and write JSON, markdown and log-log PNGs
-         to ``--out``.
+         measured in the same run and the verdicts on this project's performance targets
+         (:mod:`benchmarks.targets`), and write JSON, markdown and log-log PNGs to ``--out``;
+         ``perf --from-json perf.json`` redraws the tables and figures of a saved run without
+         timing anything.
+
+Every subcommand checks its output folder (``--out``) before any work: a folder that cannot be
+created or written, or a path naming an existing file, is reported in one line with exit status 2.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from llm_bridge.cli import add_train_parser
+from llm_bridge.cli import add_train_parser, output_dir_error
 
-from .harness import PerfConfig
+from .harness import Measurement, PerfConfig
 from .report import (
     coldstart_table,
     markdown_table,
@@ -35,6 +39,11 @@ from .report import (
 )
 from .suites import SUITES, load_suite
 from .targets import check_targets, targets_table
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"robust-rollouts {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _cmd_perf(args: argparse.Namespace) -> int:
@@ -47,6 +56,11 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown suite(s) {unknown}; valid: {list(SUITES)}", file=sys.stderr)
         return 2
+    problem = output_dir_error(args.out)
+    if problem:
+        return _fail("perf", problem)
+    if args.from_json:
+        return _render_perf(args.from_json, Path(args.out), args.suite)
     missing = [m for m in ("cvxpy", "clarabel") if importlib.util.find_spec(m) is None]
     if missing:
         print(
@@ -57,7 +71,6 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         return 2
     cfg = PerfConfig(quick=args.quick, target_s=args.target_s, max_peer_call_s=args.max_peer_call_s)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     t_start = time.perf_counter()
     for i, name in enumerate(names, 1):
@@ -67,20 +80,9 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         suite_rows = suite.run(cfg)
         rows.extend(suite_rows)
         cfg.log(f"[{i}/{len(names)}] suite {name} done in {time.perf_counter() - t0:.1f} s")
-        plot = plot_coldstart(suite_rows, out / f"perf_{name}.png") if name == "coldstart" else \
-            plot_scaling(suite_rows, name, out / f"perf_{name}.png")
-        if plot:
+        if _plot_suite(name, suite_rows, out):
             cfg.log(f"  wrote {out / f'perf_{name}.png'}")
-    table = markdown_table(rows)
-    cold = coldstart_table(rows)
-    if cold:
-        table += "\n\nCold start: first call of each entry point in a fresh interpreter (suite coldstart)\n\n" + cold
-    print(table)
-    verdicts = [r for r in check_targets(rows) if r.met is not None]
-    targets = targets_table(verdicts) if verdicts else ""
-    if targets:
-        print("\nPerformance targets (shared/DESIGN.md) measured in this run:\n" + targets)
-        (out / "targets.md").write_text(targets + "\n")
+    table, targets, verdicts = _perf_tables(rows, out)
     extra = {
         "quick": args.quick,
         "suites": names,
@@ -91,14 +93,53 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         ],
     }
     write_json(rows, out / "perf.json", extra=extra)
-    (out / "perf.md").write_text(table + "\n")
     cfg.log(f"total {time.perf_counter() - t_start:.1f} s; wrote {out / 'perf.json'}, {out / 'perf.md'}"
             + (f" and {out / 'targets.md'}" if targets else ""))
     return 0
 
 
+def _plot_suite(name: str, rows: list[Measurement], out: Path) -> bool:
+    path = out / f"perf_{name}.png"
+    return plot_coldstart(rows, path) if name == "coldstart" else plot_scaling(rows, name, path)
+
+
+def _perf_tables(rows: list[Measurement], out: Path) -> tuple[str, str, list]:
+    """Print the perf table and the targets' verdicts; write ``perf.md`` and ``targets.md``."""
+    table = markdown_table(rows)
+    cold = coldstart_table(rows)
+    if cold:
+        table += "\n\nCold start: first call of each entry point in a fresh interpreter (suite coldstart)\n\n" + cold
+    print(table)
+    verdicts = [r for r in check_targets(rows) if r.met is not None]
+    targets = targets_table(verdicts) if verdicts else ""
+    if targets:
+        print("\nThis project's performance targets (benchmarks/targets.py), as measured in this run:\n" + targets)
+        (out / "targets.md").write_text(targets + "\n")
+    (out / "perf.md").write_text(table + "\n")
+    return table, targets, verdicts
+
+
+def _render_perf(path: str, out: Path, suites: list[str] | None) -> int:
+    """``perf --from-json``: redraw ``perf.md``, ``targets.md`` and the PNGs of a saved run."""
+    import json
+
+    try:
+        doc = json.loads(Path(path).read_text())
+        rows = [Measurement(**r) for r in doc["results"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return _fail("perf", f"--from-json {path!r} is not a perf.json written by robust-rollouts perf: {exc}")
+    names = list(dict.fromkeys(m.suite for m in rows if not suites or m.suite in suites))
+    rows = [m for m in rows if m.suite in names]
+    for name in names:
+        if _plot_suite(name, [m for m in rows if m.suite == name], out):
+            print(f"wrote {out / f'perf_{name}.png'}", file=sys.stderr)
+    _perf_tables(rows, out)
+    print(f"redrawn from {path} (nothing timed); wrote {out / 'perf.md'}", file=sys.stderr)
+    return 0
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
-    from .study_report import summary_table, write_outputs
+    from .study_report import SMOKE_NOTE, summary_table, write_outputs
     from .study_runner import DEFAULT_STUDIES, STUDIES, load_study, run_studies
 
     if args.list:
@@ -124,19 +165,24 @@ def _cmd_study(args: argparse.Namespace) -> int:
             print('drawing the figures needs matplotlib: pip install "robust-rollouts[plot]" '
                   "(or pass --no-plots)", file=sys.stderr)
             return 2
+    problem = output_dir_error(args.out)
+    if problem:
+        return _fail("study", problem)
     scale = "quick" if args.quick else "full" if args.full else "default"
     out = Path(args.out)
     t0 = time.perf_counter()
     print(f"robust-rollouts study: {', '.join(names)} ({scale} scale, {args.jobs} worker(s)); output in {out}/",
           file=sys.stderr)
+    if args.quick:
+        print(SMOKE_NOTE, file=sys.stderr)
     runs = run_studies(names, scale=scale, seeds=args.seeds, jobs=args.jobs, progress=not args.no_progress,
                        log=lambda line: print(line, file=sys.stderr))
     command = "robust-rollouts study" + "".join(f" {a}" for a in (args.argv or []))
     written = write_outputs(runs, out, plots=not args.no_plots, command=command.strip(),
                             wall_seconds=time.perf_counter() - t0)
     print(summary_table(runs))
-    print(f"\nwrote {written['report']}, {written['results']} and {len(written) - 4} figure(s) "
-          f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(f"\nwrote {written['report']}, {written['claims']}, {written['results']} and {len(written) - 4} "
+          f"figure(s) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 1 if any(r.error for r in runs) else 0
 
 
@@ -220,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--max-peer-call-s", type=_positive_float, default=5.0,
                       help="skip a peer at larger sizes once a call exceeds this many seconds (a positive number)")
     perf.add_argument("--list", action="store_true", help="list the suites and exit")
+    perf.add_argument("--from-json", metavar="PERF_JSON",
+                      help="time nothing: redraw the tables and figures of a saved perf.json into --out")
     perf.set_defaults(func=_cmd_perf)
     return parser
 

@@ -1,6 +1,6 @@
 """Timing harness shared by every benchmark suite.
 
-Rules (``shared/DESIGN.md``): compile once before timing and report JIT compile time separately;
+Rules (docs/architecture.md, "Conventions"): compile once before timing and report JIT compile time separately;
 report medians (with the inter-quartile range) and ratios against a peer measured in the same run;
 write machine-readable results. Nothing here is a unit test.
 

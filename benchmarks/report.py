@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from .harness import Measurement, format_seconds
+from .styles import METHOD_STYLES, canonical_method, plain_log_formatter
 
 __all__ = [
     "SIZE_LABELS",
     "case_family",
     "coldstart_table",
+    "compare_text",
+    "is_one_off",
     "machine_info",
     "markdown_table",
     "plot_coldstart",
@@ -67,14 +70,28 @@ def _groups(rows: Iterable[Measurement]) -> OrderedDict[tuple, list[Measurement]
     return groups
 
 
-def markdown_table(rows: list[Measurement]) -> str:
-    """One markdown table: per (suite, case, size) our median(s), each peer's median and ratio.
+def compare_text(m: Measurement, ref: Measurement) -> str:
+    """How row ``m`` compares with its group's reference row ``ref`` (same suite, case and size),
+    in words that cannot be misread: ``"1,200.0x slower"`` (a peer taking 1200 times ours' time),
+    ``"7.3x faster"`` (a warm start against the cold one), ``"29.7 % of ref"`` (one phase of a
+    step)."""
+    if m.role == "phase":
+        return f"{100.0 * m.median_s / ref.median_s:.1f} % of ref"
+    r = m.median_s / ref.median_s
+    if r >= 1.0:
+        return f"{r:,.1f}x slower"
+    return f"{1.0 / r:,.1f}x faster"
 
-    The ratio is peer median / our reference median (the first ``ours`` row of the group), so
-    ``1200x`` means ours is 1200 times faster.
+
+def markdown_table(rows: list[Measurement]) -> str:
+    """One markdown table: per (suite, case, size) our median(s), each peer's median and how each
+    row compares with the group's reference (the first ``ours`` row, marked ``ref``).
+
+    A peer at ``1,200.0x slower`` takes 1200 times our time; a warm start at ``7.3x faster`` takes
+    a seventh of the cold one (:func:`compare_text`). A line under the table says so.
     """
     lines = [
-        "| suite | case | size | implementation | median | IQR | JIT compile | vs ours |",
+        "| suite | case | size | implementation | median | IQR | JIT compile | vs ref |",
         "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for (suite, case, size), group in _groups(rows).items():
@@ -92,12 +109,16 @@ def markdown_table(rows: list[Measurement]) -> str:
                 if ref is None or m is ref:
                     ratio = "ref" if m is ref else ""
                 else:
-                    ratio = f"{m.median_s / ref.median_s:,.1f}x"
+                    ratio = compare_text(m, ref)
             comp = format_seconds(m.compile_s) if m.compile_s is not None else ""
             peak = f" (peak {m.peak_mib:,.0f} MiB)" if m.peak_mib is not None else ""
+            shown = "once" if is_one_off(m) else size
             lines.append(
-                f"| {suite} | {case} | {size} | {m.impl}{peak} | {med} | {iqr} | {comp} | {ratio} |"
+                f"| {suite} | {case} | {shown} | {m.impl}{peak} | {med} | {iqr} | {comp} | {ratio} |"
             )
+    lines += ["", "*vs ref*: each row against the first row of ours in its suite, case and size (`ref`): "
+                  "`N x slower` takes N times its time, `N x faster` 1/N of it; a phase of a step is given "
+                  "as its share of the step."]
     return "\n".join(lines)
 
 
@@ -163,6 +184,12 @@ def _numeric_size(size: Any) -> float | None:
     return float(match.group().replace(",", "")) if match else None
 
 
+def is_one_off(m: Measurement) -> bool:
+    """A one-off set-up cost (``"trainer set-up ..."``): paid once, it has no problem size and is
+    not drawn on a size axis (the table lists it)."""
+    return "set-up" in m.case.lower() or "setup" in m.case.lower()
+
+
 def _is_reference(m: Measurement) -> bool:
     """Rows that are not a measured implementation competing with ours: floors, reported numbers, one-offs."""
     text = f"{m.case} {m.impl}".lower()
@@ -184,9 +211,10 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
     fams: OrderedDict[str, OrderedDict[tuple[str, str], list[tuple[float, float]]]] = OrderedDict()
     kind: dict[tuple[str, str], str] = {}
     ours_at: dict[tuple[str, float], float] = {}
+    one_offs = [m for m in rows if m.suite == suite and m.median_s is not None and is_one_off(m)]
     for m in rows:
         x = _numeric_size(m.size)
-        if m.suite != suite or m.median_s is None or x is None or m.role not in ("ours", "peer"):
+        if m.suite != suite or m.median_s is None or x is None or m.role not in ("ours", "peer") or is_one_off(m):
             continue
         key = (m.case, m.impl)
         fams.setdefault(case_family(suite, m.case), OrderedDict()).setdefault(key, []).append((x, m.median_s))
@@ -216,6 +244,11 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
         ax = axes[row][0]
         cases = list(OrderedDict.fromkeys(c for c, _ in series))
         colours = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
+        # a panel whose measured series are distinct methods (the controllers) draws each in its
+        # colour of the study figures (benchmarks.styles); otherwise colours in order
+        named = {key: canonical_method(key[1])[0] for key in series if kind[key] != "ref"}
+        if not all(named.values()) or len(set(named.values())) < len(named):
+            named = {}
         style: dict[tuple[str, str], dict[str, Any]] = {}
         for i, (key, pts) in enumerate(series.items()):
             case, impl = key
@@ -228,11 +261,15 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
                 if "floor" in case.lower() and "floor" not in label.lower():
                     st["label"] = f"floor: {label}"
             else:
-                st = {"color": colours(i % colours.N), "marker": _MARKERS[i % len(_MARKERS)],
+                colour = METHOD_STYLES[named[key]].colour if key in named else colours(i % colours.N)
+                st = {"color": colour, "marker": _MARKERS[i % len(_MARKERS)],
                       "linestyle": "-" if kind[key] == "ours" else "--", "label": label}
             style[key] = st
             ax.loglog(xs, ys, markersize=6 if len(xs) > 1 else 8, linewidth=1.5, **st)
         ax.set_title(f"{suite}: {fam}", fontsize=10)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(plain_log_formatter())
+            axis.set_minor_formatter(plain_log_formatter())
         ax.set_xlabel(size_label(suite, fam))
         ax.set_ylabel("median time per call [s]")
         ax.grid(True, which="both", alpha=0.3)
@@ -249,6 +286,8 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
                 _pad_single_x(rax, ratios[fam], extra_y=(1.0,))
                 rax.axhline(1.0, color="k", linewidth=0.8)
                 rax.set_title("speed-up: peer time / our time (colours as left)", fontsize=10)
+                rax.xaxis.set_major_formatter(plain_log_formatter())
+                rax.xaxis.set_minor_formatter(plain_log_formatter())
                 rax.set_xlabel(size_label(suite, fam))
                 rax.set_ylabel("peer / ours  (> 1: ours faster)")
                 rax.grid(True, which="both", alpha=0.3)
@@ -267,6 +306,10 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
             axes[row][-1].text(0.0, 0.0, "no measured peer: no speed-up panel", transform=axes[row][-1].transAxes,
                                color="0.5", fontsize=8)
     fig.suptitle(f"robust-rollouts perf: {suite}", fontsize=12)
+    if one_offs:  # one-off costs have no size: a note under the figure, not a point on the axis
+        note = "; ".join(f"{m.case}: {format_seconds(m.median_s)} ({m.impl})" for m in one_offs)
+        fig.text(0.01, -0.01, f"Paid once, not per step (not drawn): {note}", fontsize=8.5, color="0.25",
+                 ha="left", va="top")
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -315,8 +358,8 @@ def coldstart_table(rows: list[Measurement]) -> str:
         return ""
     lines = [
         ("| entry point | cold first call s (empty Numba cache) | warm first call s (Numba disk cache) | "
-         "import s (cold / warm, not included) |"),
-        "|---|---:|---:|---:|",
+         "speed-up of warm (cold / warm) | import s (cold / warm, not included) |"),
+        "|---|---:|---:|---:|---:|",
     ]
 
     def sec(m: Measurement | None) -> str:
@@ -326,9 +369,14 @@ def coldstart_table(rows: list[Measurement]) -> str:
         match = re.search(r"import ([\d.]+) s", m.note) if m is not None else None
         return match.group(1) if match else "-"
 
+    def speedup(cold: Measurement | None, warm: Measurement | None) -> str:
+        if cold is None or warm is None or not cold.median_s or not warm.median_s:
+            return "-"
+        return f"{cold.median_s / warm.median_s:,.1f}x"
+
     for case, by_impl in cases.items():
         cold, warm = by_impl.get(COLD), by_impl.get(WARM)
-        lines.append(f"| {case} | {sec(cold)} | {sec(warm)} | {imp(cold)} / {imp(warm)} |")
+        lines.append(f"| {case} | {sec(cold)} | {sec(warm)} | {speedup(cold, warm)} | {imp(cold)} / {imp(warm)} |")
     return "\n".join(lines)
 
 

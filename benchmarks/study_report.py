@@ -4,6 +4,12 @@
 (claims, tables, figure data, raw ``data``); it is a deterministic function of the code, the
 versions and the seeds. Wall times go to ``timings.json`` and the report, never into
 ``results.json``.
+
+A ``--quick`` run is a smoke run: too few seeds and steps for a verdict. Its terminal table,
+``report.md``, ``claims.json`` and ``results.json`` show :data:`SMOKE_VERDICT` in place of every
+verdict and say so in one line (:data:`SMOKE_NOTE`); ``claims.json`` and ``results.json`` carry
+``"smoke": true``. Figures take their colours from :mod:`benchmarks.styles` (one colour and line
+style per method in every figure).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import math
 import os
 import platform
+import textwrap
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -20,12 +27,18 @@ from typing import Any
 from solvers.claims import Claim, Figure, Table, holm, to_jsonable
 
 from .study_runner import StudyRun
+from .styles import Style, canonical_method, figure_styles, plain_log_formatter, reference_style
 
-__all__ = ["claims_markdown", "family_note", "render_figure", "summary_table", "verdicts_markdown", "versions",
-           "write_outputs"]
+_SERIES_LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
 
-_LINESTYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
+__all__ = ["SMOKE_NOTE", "SMOKE_VERDICT", "claims_markdown", "family_note", "is_smoke", "render_figure",
+           "summary_table", "verdicts_markdown", "versions", "write_outputs"]
 
+#: the one line that says a ``--quick`` run is a smoke run (terminal, report.md, claims.json, results.json)
+SMOKE_NOTE = ("Smoke run (--quick): too few seeds and steps for a verdict; the numbers only show that every "
+              "study runs. Run without --quick for verdicts.")
+#: what a smoke run shows in place of every verdict
+SMOKE_VERDICT = "none (smoke run)"
 
 def versions() -> dict[str, str]:
     """Python and the versions of the packages the numbers depend on (absent ones omitted)."""
@@ -64,9 +77,9 @@ def _control_cell(control: Any) -> str:
     return f"{val} ({'passes' if ok else 'fails'}; MDE {m})"
 
 
-def claims_markdown(claims: Sequence[Claim]) -> str:
+def claims_markdown(claims: Sequence[Claim], *, smoke: bool = False) -> str:
     """A markdown table of claims: source, statement, estimate with CI, criterion, positive control,
-    verdict (the reasons follow the table in the report)."""
+    verdict (the reasons follow the table in the report; a smoke run shows no verdicts)."""
     lines = [
         "| claim | kind, regime | source | statement | measured (95% CI) | criterion | positive control | verdict |",
         "|---|---|---|---|---|---|---|---|",
@@ -75,7 +88,8 @@ def claims_markdown(claims: Sequence[Claim]) -> str:
         lines.append(
             f"| `{c.key}` | {_md_escape(c.kind)}, {_md_escape(c.regime)} | {_md_escape(c.source)} | "
             f"{_md_escape(c.statement)} | {_md_escape(c.metric)}: {_md_escape(c.estimate.format())} | "
-            f"{_md_escape(c.criterion)} | {_md_escape(_control_cell(c.control))} | **{c.verdict}** |"
+            f"{_md_escape(c.criterion)} | {_md_escape(_control_cell(c.control))} | "
+            + (f"{SMOKE_VERDICT} |" if smoke else f"**{c.verdict}** |")
         )
     return "\n".join(lines)
 
@@ -115,16 +129,31 @@ def _num(v: Any) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
 
 
+def _claim_dicts(run: StudyRun) -> list[dict]:
+    """The claims of ``run`` as dicts; a smoke run's verdicts (and the reasons that explain them)
+    are replaced by :data:`SMOKE_VERDICT` / :data:`SMOKE_NOTE`."""
+    claims = run.result.to_dict()["claims"] if run.result else []
+    if run.scale == "quick":
+        claims = [{**c, "verdict": SMOKE_VERDICT, "reason": SMOKE_NOTE} for c in claims]
+    return claims
+
+
 def write_claims(runs: Sequence[StudyRun], path: Path, *, command: str = "", wall_seconds: float | None = None) -> None:
-    """Write the claims of ``runs`` (without the bulky per-study data) to ``path`` as JSON."""
+    """Write the claims of ``runs`` (without the bulky per-study data) to ``path`` as JSON.
+
+    ``smoke`` says whether this was a smoke run (``--quick``: no verdicts; ``note`` says so).
+    """
+    smoke = is_smoke(runs)
     doc = {
         "command": command or "robust-rollouts study",
+        "smoke": smoke,
+        **({"note": SMOKE_NOTE} if smoke else {}),
         "versions": versions(),
         "machine": f"{platform.machine()}, {_cpu_count()} CPUs",
         "wall_seconds": wall_seconds,
         "studies": {run.name: {"scale": run.scale, "seeds": list(run.seeds), "wall_seconds": run.wall_seconds,
                                "error": run.error} for run in runs},
-        "claims": [c for run in runs if run.result for c in run.result.to_dict()["claims"]],
+        "claims": [c for run in runs for c in _claim_dicts(run)],
     }
     Path(path).write_text(json.dumps(to_jsonable(doc), indent=1, allow_nan=False) + "\n")
 
@@ -138,23 +167,52 @@ def _table_markdown(t: Table) -> str:
     return "\n".join(lines)
 
 
-def summary_table(runs: Sequence[StudyRun]) -> str:
-    """Plain-text summary of every claim (for the terminal)."""
-    rows = [("claim", "source", "measured (95% CI)", "criterion", "verdict")]
+def is_smoke(runs: Sequence[StudyRun]) -> bool:
+    """Whether ``runs`` are a smoke run (``--quick`` scale): too small for verdicts."""
+    return any(r.scale == "quick" for r in runs)
+
+
+def _verdict_text(c: Claim, smoke: bool) -> str:
+    if smoke:
+        return SMOKE_VERDICT
+    return c.verdict + ("" if c.control is None else f" (control {'passes' if c.control.passes else 'fails'})")
+
+
+def _what(c: Claim) -> str:
+    """Source, kind and regime, then the statement: what a claim says, in one paragraph."""
+    extra = [k for k in ((c.kind if c.kind != "paper claim" else ""),
+                         (f"regime: {c.regime}" if c.regime not in ("", "default") else "")) if k]
+    return f"{c.source}{' (' + '; '.join(extra) + ')' if extra else ''}: {c.statement}"
+
+
+def summary_table(runs: Sequence[StudyRun], *, width: int = 100) -> str:
+    """Plain-text summary of every claim, for the terminal.
+
+    One row per claim (key, estimate with its 95 % CI, criterion, verdict and positive-control
+    status), then what the claim states -- source, kind, regime and statement -- wrapped to
+    ``width`` columns under it, never cut. A smoke run (``--quick``) shows no verdicts and says
+    so in its first line.
+    """
+    smoke = is_smoke(runs)
+    rows: list[tuple[tuple[str, str, str, str], str]] = []
     for run in runs:
         if run.error:
-            rows.append((run.name, "-", "study failed", "-", run.error[:60]))
+            rows.append(((run.name, "study failed", "-", "-"), run.error))
             continue
         for c in run.result.claims:
-            verdict = c.verdict + ("" if c.control is None else f" (control {'passes' if c.control.passes else 'fails'})")
-            rows.append((c.key, c.source, c.estimate.format(), c.criterion, verdict))
-    widths = [max(len(str(r[k])) for r in rows) for k in range(5)]
-    widths = [min(w, 48) for w in widths]
-    out = []
-    for n, r in enumerate(rows):
-        out.append("  ".join(str(v)[:widths[k]].ljust(widths[k]) for k, v in enumerate(r)).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
+            rows.append(((c.key, c.estimate.format(), c.criterion, _verdict_text(c, smoke)), _what(c)))
+    header = ("claim", "measured (95% CI)", "criterion", "verdict")
+    widths = [max(len(r[k]) for r in [header, *(r for r, _ in rows)]) for k in range(4)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(v.ljust(widths[k]) for k, v in enumerate(cells)).rstrip()
+
+    out = [SMOKE_NOTE] if smoke else []
+    out += [line(header), "  ".join("-" * w for w in widths)]
+    for cells, what in rows:
+        out.append(line(cells))
+        out += textwrap.wrap(what, width=max(width, 40), initial_indent="    ", subsequent_indent="    ",
+                             break_long_words=False, break_on_hyphens=False)
     return "\n".join(out)
 
 
@@ -175,42 +233,44 @@ def _import_pyplot() -> Any:
 def render_figure(fig: Figure, path: Path) -> None:
     """Draw a declarative :class:`~solvers.claims.Figure` to ``path`` (PNG).
 
-    Colours follow series labels (one colour per label across all panels of the figure, in order
-    of first appearance); ``line`` series get a shaded CI band, ``points``/``errorbar``/``bar``
-    series error bars; reference lines are grey and dashed.
+    Every series label gets one colour and line style (:func:`benchmarks.styles.figure_styles`):
+    a method keeps the same colour and line style in every figure of every study, and no two
+    labels of a figure share both. ``line`` series get a shaded CI band, ``points``/``errorbar``/
+    ``bar`` series error bars. Reference lines (``Panel.hlines``) are drawn in grey dash patterns
+    (dotted in the method's colour when the label names a method) and labelled in the legend, never
+    on the data. Log axes are labelled with plain numbers where they are short.
     """
     plt = _import_pyplot()
-    labels: list[str] = []
-    for p in fig.panels:
-        for s in p.series:
-            if s.label not in labels:
-                labels.append(s.label)
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    colour = {lbl: cmap(k % cmap.N) for k, lbl in enumerate(labels)}
+    styles = figure_styles([(s.label, s.linestyle, s.style) for p in fig.panels for s in p.series])
+    drawn = {(st.colour, st.linestyle if st.linestyle is not None else _SERIES_LINESTYLES[s.linestyle])
+             for p in fig.panels for s in p.series for st in (styles[s.label],)}
     n = len(fig.panels)
     ncols = min(fig.ncols, n)
     nrows = math.ceil(n / ncols)
     f, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 4.0 * nrows + 0.6), squeeze=False)
     handles: dict[str, Any] = {}
+    references: dict[str, Any] = {}
+    ref_styles: dict[str, Style] = {}
     for k, p in enumerate(fig.panels):
         ax = axes[k // ncols][k % ncols]
         nbars = sum(s.style == "bar" for s in p.series)
         bar_k = 0
         for s in p.series:
-            c = colour[s.label]
-            ls = _LINESTYLES[s.linestyle]
+            st = styles[s.label]
+            c = st.colour
+            ls = st.linestyle if st.linestyle is not None else _SERIES_LINESTYLES[s.linestyle]
             yerr = None
             if s.low is not None:
                 yerr = [[max(y - lo, 0.0) if math.isfinite(lo) else 0.0 for y, lo in zip(s.y, s.low)],
                         [max(hi - y, 0.0) if math.isfinite(hi) else 0.0 for y, hi in zip(s.y, s.high)]]
             if s.style == "line":
-                (h,) = ax.plot(s.x, s.y, ls, color=c, lw=1.8, label=s.label)
+                (h,) = ax.plot(s.x, s.y, color=c, linestyle=ls, lw=1.8, label=s.label)
                 if s.low is not None:
-                    ax.fill_between(s.x, s.low, s.high, color=c, alpha=0.18, lw=0)
+                    ax.fill_between(s.x, s.low, s.high, color=c, alpha=0.15, lw=0)
             elif s.style == "points":
                 h = ax.errorbar(s.x, s.y, yerr=yerr, fmt="o", color=c, ms=6, capsize=3, label=s.label)
             elif s.style == "errorbar":
-                h = ax.errorbar(s.x, s.y, yerr=yerr, fmt="o" + ls, color=c, ms=5, capsize=3, lw=1.5,
+                h = ax.errorbar(s.x, s.y, yerr=yerr, marker="o", linestyle=ls, color=c, ms=5, capsize=3, lw=1.5,
                                 label=s.label)
             else:  # bar
                 width = 0.8 / max(nbars, 1)
@@ -218,12 +278,23 @@ def render_figure(fig: Figure, path: Path) -> None:
                 h = ax.bar(xs, s.y, width=width, yerr=yerr, color=c, capsize=3, label=s.label)
                 bar_k += 1
             handles.setdefault(s.label, h)
+        # an unlabelled line is the partner of the panel's labelled one (the other edge of a band)
+        partner = next((lbl for _, lbl in p.hlines if lbl), None)
         for y, lbl in p.hlines:
-            ax.axhline(y, color="0.35", ls="--", lw=1.0)
-            ax.annotate(lbl, xy=(1.0, y), xycoords=("axes fraction", "data"), ha="right", va="bottom",
-                        fontsize=8, color="0.25")
+            key = lbl or partner or f"(unlabelled line at {y!r})"
+            if key not in ref_styles:
+                greys = sum(canonical_method(k)[0] is None or not canonical_method(k)[1] for k in ref_styles)
+                ref_styles[key] = reference_style(key if key == partner else lbl, greys, drawn)
+            st = ref_styles[key]
+            h = ax.axhline(y, color=st.colour, linestyle=st.linestyle, lw=1.2, zorder=1.5)
+            if lbl:
+                references.setdefault(lbl if lbl not in styles else f"{lbl} (reference)", h)
         ax.set_xscale(p.xscale)
         ax.set_yscale(p.yscale)
+        for axis, scale in ((ax.xaxis, p.xscale), (ax.yaxis, p.yscale)):
+            if scale == "log":
+                axis.set_major_formatter(plain_log_formatter())
+                axis.set_minor_formatter(plain_log_formatter())
         if p.xticklabels is not None:
             ax.set_xticks(range(len(p.xticklabels)))
             ax.set_xticklabels(p.xticklabels, rotation=30 if len(p.xticklabels) > 4 else 0, ha="right"
@@ -235,10 +306,12 @@ def render_figure(fig: Figure, path: Path) -> None:
     for k in range(n, nrows * ncols):
         axes[k // ncols][k % ncols].axis("off")
     f.suptitle(fig.title, fontsize=12)
-    if handles:
-        f.legend(list(handles.values()), list(handles.keys()), loc="lower center",
-                 ncol=min(len(handles), 5), fontsize=8, frameon=False)
-        bottom = 0.04 + 0.035 * math.ceil(len(handles) / 5) + (0.02 if nrows == 1 else 0.0)
+    entries = {**handles, **{k: v for k, v in references.items() if k not in handles}}
+    if entries:
+        per_row = 5 if max(len(k) for k in entries) <= 24 else 3
+        f.legend(list(entries.values()), list(entries.keys()), loc="lower center",
+                 ncol=min(len(entries), per_row), fontsize=8, frameon=False)
+        bottom = 0.04 + 0.035 * math.ceil(len(entries) / per_row) + (0.02 if nrows == 1 else 0.0)
     else:
         bottom = 0.03
     f.tight_layout(rect=(0, bottom, 1, 0.95))
@@ -254,7 +327,9 @@ def _study_markdown(run: StudyRun, figure_files: dict[str, str]) -> str:
         return "\n".join(parts + [f"**The study failed:** {_md_escape(run.error)}", ""])
     timing = f"Scale `{run.scale}`, seeds {list(res.seeds)}; {sum(run.task_seconds):.1f} s of task time."
     parts += [res.summary, "", timing, ""]
-    if res.claims:
+    if res.claims and run.scale == "quick":
+        parts += [claims_markdown(res.claims, smoke=True), "", SMOKE_NOTE, ""]
+    elif res.claims:
         parts += [claims_markdown(res.claims), "", "Reasons:", ""]
         parts += [f"- `{c.key}` ({c.verdict}): {_md_escape(c.reason)}" for c in res.claims]
         parts.append("")
@@ -290,15 +365,18 @@ def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, co
             render_figure(fig, out / fname)
             figure_files[run.name][fig.name] = fname
             written[f"{run.name}_{fig.name}"] = out / fname
+    smoke = is_smoke(runs)
     results = {
         "versions": versions(),
+        "smoke": smoke,
+        **({"note": SMOKE_NOTE} if smoke else {}),
         "studies": {
             run.name: {
                 "scale": run.scale,
                 "config": run.config,
                 "seeds": list(run.seeds),
                 "error": run.error,
-                "result": run.result.to_dict() if run.result else None,
+                "result": {**run.result.to_dict(), "claims": _claim_dicts(run)} if run.result else None,
             }
             for run in runs
         },
@@ -320,6 +398,7 @@ def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, co
         (f"Command: `{command or 'robust-rollouts study'}`. Versions: {vers}. "
          f"Machine: {platform.machine()}, {_cpu_count()} CPUs."),
         "",
+        *([f"**{SMOKE_NOTE}**", ""] if smoke else []),
         ("Every verdict below is computed by the code from a 95 % confidence interval over seeds "
          "(Student t): *holds* when the interval lies on the claimed side, *does not hold* when it "
          "lies on the other side, *inconclusive* when it straddles the threshold. A comparative claim "
@@ -331,11 +410,11 @@ def write_outputs(runs: Sequence[StudyRun], out: Path, *, plots: bool = True, co
          "says. *Assumption checks* test a paper's modelling assumption on the simulator, not a claim "
          "about a method; *project checks* test this project's own machinery."),
         "",
-        family_note([c for r in runs if r.result for c in r.result.claims]),
+        "" if smoke else family_note([c for r in runs if r.result for c in r.result.claims]),
         "",
         "## All claims",
         "",
-        claims_markdown([c for r in runs if r.result for c in r.result.claims]),
+        claims_markdown([c for r in runs if r.result for c in r.result.claims], smoke=smoke),
         "",
     ]
     failed = [r for r in runs if r.error]

@@ -49,6 +49,7 @@ __all__ = [
     "SCALES",
     "STUDIES",
     "StudyRun",
+    "eta_seconds",
     "load_study",
     "run_studies",
     "run_study",
@@ -233,6 +234,9 @@ def run_studies(
     started = [time.perf_counter()] * len(prepared)
 
     bar = _progress_bar(len(units), progress)
+    t_start = time.perf_counter()
+    finished_at: list[float] = []
+    warmup = max(1, jobs)  # the first task of each worker compiles: no estimate from those
 
     def finish(i: int) -> None:
         name, module, _, cfg, sds, tasks = prepared[i]
@@ -248,6 +252,7 @@ def run_studies(
                 run.error = f"summarize failed: {type(exc).__name__}: {exc}"
         run.wall_seconds = time.perf_counter() - started[i]
         status = "failed: " + run.error if run.error else (
+            f"{len(run.result.claims)} claims (smoke run: no verdicts)" if scale == "quick" else
             f"{len(run.result.claims)} claims, "
             + ", ".join(f"{v} {sum(c.verdict == v for c in run.result.claims)}"
                         for v in VERDICTS)
@@ -264,10 +269,13 @@ def run_studies(
             results[i][j] = value
             seconds[i][j] = secs
         remaining[i] -= 1
+        finished_at.append(time.perf_counter() - t_start)
         if bar is not None:
             task = prepared[i][5][j]
             label = task.get("label") or f"seed {task['seed']}"
-            bar.set_postfix_str(f"{prepared[i][0]}: {label}")
+            eta = eta_seconds(finished_at, len(units), warmup)
+            left = "ETA after the first tasks" if eta is None else f"ETA {_format_interval(eta)}"
+            bar.set_postfix_str(f"{left}; {prepared[i][0]}: {label}", refresh=False)
             bar.update(1)
         if remaining[i] == 0:
             finish(i)
@@ -318,6 +326,27 @@ def run_study(name: str, *, scale: str = "default", seeds: int | Sequence[int] |
     return run.result
 
 
+def eta_seconds(finished_at: Sequence[float], total: int, warmup: int = 1) -> float | None:
+    """Seconds left for ``total`` tasks, estimated from the rate of the tasks finished after the
+    first ``warmup`` (those pay JIT compilation and imports in every worker; an estimate from them
+    would be hours off). ``finished_at``: the elapsed seconds at each completion, in order.
+    None until at least one task after the warm-up has finished."""
+    done = len(finished_at)
+    warmup = max(1, int(warmup))
+    if done <= warmup:
+        return None
+    span = finished_at[-1] - finished_at[warmup - 1]
+    if span <= 0:
+        return None
+    return max(0, total - done) * span / (done - warmup)
+
+
+def _format_interval(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
 def _progress_bar(total: int, enabled: bool) -> Any:
     if not enabled:
         return None
@@ -325,4 +354,6 @@ def _progress_bar(total: int, enabled: bool) -> Any:
         from tqdm import tqdm
     except ImportError:  # progress is a convenience; the log lines still say what finished
         return None
-    return tqdm(total=total, unit="task", desc="studies", dynamic_ncols=True)
+    # no built-in remaining time: tqdm's rate would include the first (compiling) tasks
+    return tqdm(total=total, unit="task", desc="studies", dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")

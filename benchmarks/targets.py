@@ -1,4 +1,7 @@
-"""The performance targets of ``shared/DESIGN.md``, checked against the rows of one perf run.
+"""This project's performance targets, checked against the rows of one perf run.
+
+The targets live here, in :data:`TARGETS` (docs/architecture.md lists them for maintainers); a
+report cites them as this project's targets.
 
 Each :class:`Target` names the rows it reads (suite, case, size, implementation) and what must
 hold: our median under ``max_s`` and/or a peer measured in the same run at least ``min_ratio``
@@ -106,7 +109,7 @@ TARGETS: tuple[Target, ...] = (
     Target("SoftmaxRLVR step (rollout + gradient), 256 x 8, K = 16, d = 32", "sim",
            "SoftmaxRLVR step (rollout + rloo gradient) K=16 d=32 n=8", 256, "SoftmaxRLVR (numba)", max_s=2e-3,
            peer="numpy loop"),
-    # start-up (issue 8): the first allocate call -- the default, continuous mode -- in a fresh interpreter
+    # start-up: the first allocate call -- the default, continuous mode -- in a fresh interpreter
     # with an empty Numba cache (JIT compilation included, import excluded) <= 5 s. The coldstart suite
     # reports every entry point (integer and drgrpo modes compile a second kernel family) and the warm
     # (disk-cache) first calls beside it.

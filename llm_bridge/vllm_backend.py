@@ -12,7 +12,8 @@ How it maps the :class:`llm_bridge.generation.GenerationBackend` protocol onto v
   ``logprobs_mode="processed_logprobs"`` (vLLM >= 0.10.2): the returned log-probs are those of the
   distribution actually sampled from (after temperature and top-k/top-p), like the ``hf``
   backend's. They come from vLLM's own kernels, so they differ from the trainer's forward pass by
-  float noise (INTEGRATION measurements: about 1e-3 after a sync on the CPU build):
+  float noise (measured: about 1e-3 after a sync on the CPU build; docs/architecture.md,
+  "Framework facts"):
   ``exact_logprobs = False`` and the trainer recomputes the old log-probs with its own forward
   pass by default.
 * **Weight sync.** :meth:`VLLMBackend.sync_weights` pushes every parameter of the policy through

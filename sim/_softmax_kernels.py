@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 # reassociation lets LLVM vectorise the length-d dot products (4-5x faster); no flag that assumes
-# finite values is set, so NaN/inf semantics are kept (shared/DESIGN.md)
+# finite values is set, so NaN/inf semantics are kept (docs/architecture.md, "Conventions")
 _FAST = {"reassoc", "contract"}
 
 

@@ -1,6 +1,6 @@
 """Ragged rollout batches returned by the simulators' ``rollout`` methods.
 
-Rollout batches are ragged everywhere in the project (``shared/DESIGN.md``, data flow): one flat
+Rollout batches are ragged everywhere in the project (docs/architecture.md, data flow): one flat
 vector per rollout quantity plus integer ``group_ids`` giving the *position* in the batch's
 ``ids`` of the prompt each rollout belongs to. The simulators emit the rollouts of prompt 0 first,
 then those of prompt 1, and so on (``group_ids`` is sorted), but nothing downstream relies on it.

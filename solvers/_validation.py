@@ -1,6 +1,6 @@
 """Input validation shared by every public function of the project.
 
-Conventions (see ``shared/DESIGN.md``): validation happens in one place, before any kernel runs,
+Conventions (docs/architecture.md, "Conventions"): validation happens in one place, before any kernel runs,
 and raises ``TypeError`` (wrong kind of object) or ``ValueError`` (right kind, bad value) with a
 message that names the parameter and the offending value. Never ``assert``.
 

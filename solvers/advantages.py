@@ -11,7 +11,7 @@ Definitions, for a group of ``n`` rollouts with rewards ``r_1..r_n`` and mean ``
 * ``"drgrpo"`` -- ``r_j - mu`` (Dr.GRPO; VIP paper Sec. 3).
 * ``"rloo"``   -- ``r_j - mean_{k != j} r_k = n / (n - 1) * (r_j - mu)`` (RLOO; VIP paper Sec. 3).
 
-A group of size 1 has advantage 0 for every kind (no within-group signal; DESIGN.md "Known traps"),
+A group of size 1 has advantage 0 for every kind (no within-group signal; docs/architecture.md, "Known traps"),
 and a group whose rewards are all equal has advantage exactly 0.
 
 Dense batches are arrays of shape (P, G). Ragged batches (a variable number of rollouts per

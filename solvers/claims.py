@@ -662,7 +662,9 @@ class Series:
     Parameters
     ----------
     label : str
-        Legend entry. Series with the same label get the same colour in every panel of a figure.
+        Legend entry. The renderer gives every label one colour and line style: a label naming a
+        method (``"vip"``, ``"uniform"``, ``"GRPO"``, ...) gets that method's style in every figure
+        of every study; series with the same label look the same in every panel.
     x, y : sequence of float
         Coordinates (same length; NaN entries are not drawn).
     low, high : sequence of float, optional
@@ -673,7 +675,8 @@ class Series:
         intervals at discrete x, ``bar`` for categories (``x`` are positions; use
         ``Panel.xticklabels``).
     linestyle : {"solid", "dashed", "dotted"}
-        Dashed/dotted mark references, theory lines and peers.
+        Dashed/dotted mark references, theory lines and peers; used for labels that name no method
+        (a method's line style is fixed by the renderer).
     """
 
     label: str

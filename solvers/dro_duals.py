@@ -984,7 +984,7 @@ def chi2_worst_case(losses: Any, p: Any = None, rho: Any = None) -> DROResult:
     * otherwise ``q_i ∝ p_i (l_i - eta*)_+``, ``value = g(eta*)``.
     * ``rho = 0``: ``q = p``, ``dual = -inf``.
 
-    *Trap* (``shared/DESIGN.md``): a public DRO-REBEL implementation minimises
+    *Trap* (docs/architecture.md, "Known traps"): a public DRO-REBEL implementation minimises
     ``eta + sqrt(2 rho) sqrt(E_p[(l - eta)_+^2])``, without the "1 +". For ``rho < 1/2`` that
     function is unbounded below (``h >= 1 > 2 rho``), so a bracketed minimisation stops at the
     bracket's edge and its weights no longer depend on ``rho``; for ``rho >= 1/2`` it solves the

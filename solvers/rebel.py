@@ -12,7 +12,7 @@ regression of reward *differences* onto scaled log-ratio *differences* of a pair
 
 averaged over the pairs (DRO-REBEL summary, the displayed ``l_REBEL(z; theta)``).
 
-Baseline policy (choice, see ``shared/DESIGN.md`` "Known traps"): the log-ratios are taken against
+Baseline policy (choice, see docs/architecture.md, "Known traps"): the log-ratios are taken against
 the **rollout policy** ``pi_t`` of the current iteration, as in REBEL, so each step is a
 trust-region-like regression centred at the current iterate. The public DRO-REBEL code uses a
 fixed reference policy instead; :func:`rebel_loss` takes the log-ratios as inputs, so a caller may

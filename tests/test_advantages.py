@@ -215,7 +215,7 @@ def test_extreme_scales_never_silently_wrong(ragged):
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("kind", ["grpo", "drgrpo", "rloo"])
 def test_subnormal_spreads_are_exact(ragged, kind):
-    """Issue 8: ``[[5e-324, 0, 5e-324]]`` with eps = 0 gave ``[0, -1.732, 0]`` (the mean 3.3e-324
+    """Extreme inputs: ``[[5e-324, 0, 5e-324]]`` with eps = 0 gave ``[0, -1.732, 0]`` (the mean 3.3e-324
     is not on the subnormal grid, so the advantages did not sum to 0). Such groups are now
     normalised as ``2**600 r`` (exact) and scaled back: GRPO gives ``[1, -2, 1] / sqrt(2)``, the
     other kinds ``[1, -2, 1] * 5e-324 / 3`` rounded (sums 0 up to one subnormal ulp)."""

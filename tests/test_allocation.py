@@ -790,11 +790,11 @@ def test_scalar_bound_cache_is_bounded_and_never_changes_results():
         assert arr.shape == (size,) and np.all(arr == value)
 
 
-# -- issue 8: extreme inputs ------------------------------------------------------------------
+# -- extreme inputs ----------------------------------------------------------------------------
 
 
 def test_huge_python_int_budget_and_bounds_raise_value_errors():
-    """Issue 8: ``allocate(np.array([1.0]), 10**400, 2.0, np.inf)`` raised OverflowError in the
+    """Extreme inputs: ``allocate(np.array([1.0]), 10**400, 2.0, np.inf)`` raised OverflowError in the
     fast path (``math.isfinite`` of a huge int); the same for a huge int bound."""
     with pytest.raises(ValueError, match="budget must be finite, got the integer"):
         allocate(np.array([1.0]), 10**400, 2.0, np.inf)
@@ -808,7 +808,7 @@ def test_huge_python_int_budget_and_bounds_raise_value_errors():
 
 @pytest.mark.parametrize("integer", [False, True])
 def test_drgrpo_tiny_a_still_gives_the_feasible_optimum(integer):
-    """Issue 8: ``allocate([5e-324], 5.0, 3.0, 16.0, cost="drgrpo")`` failed to find the only
+    """Extreme inputs: ``allocate([5e-324], 5.0, 3.0, 16.0, cost="drgrpo")`` failed to find the only
     feasible point n = 5, and ``[1e-310, 1e-310]`` with budget 10 returned NaN: the kernels formed
     ``y = (1/a) / s^2``, and ``1/a`` overflows for a < 1/DBL_MAX. Now ``y = 1/((a s) s)``."""
     res = allocate(np.array([5e-324]), 5, 3.0, 16.0, cost="drgrpo", integer=integer)
@@ -826,7 +826,7 @@ def test_drgrpo_tiny_a_still_gives_the_feasible_optimum(integer):
 
 
 def test_overflowing_objective_is_reported_not_success():
-    """Issue 8: an objective that overflows float64 (``a`` near DBL_MAX) was returned as inf with
+    """Extreme inputs: an objective that overflows float64 (``a`` near DBL_MAX) was returned as inf with
     ``success=True``; the allocation is right, the objective is not representable: OVERFLOW."""
     big = np.finfo(np.float64).max
     res = allocate(np.array([big, big]), 4.0, 1.5, 16.0, cost="rloo")

@@ -154,7 +154,7 @@ def test_baseline_validation_errors():
 
 @pytest.mark.parametrize("dim", [3, 50])  # primal and dual solves
 def test_ridge_huge_embeddings_fit_in_rescaled_units(dim):
-    """Finite embeddings of magnitude 1e200 overflow X'X. Issue 8: update raised
+    """Finite embeddings of magnitude 1e200 overflow X'X. Extreme inputs: update raised
     FloatingPointError on every call (the predictor could never learn); the fit is now solved in
     units x / 2**k by SVD -- the ridge solution, whose penalty alpha / 2**2k underflows to the
     minimum-norm least-squares limit -- and checked against that limit computed directly."""
@@ -197,7 +197,7 @@ def test_ridge_failed_fit_leaves_state_unchanged(monkeypatch):
 
 
 def test_extreme_constructor_values():
-    """Issue 8: ``RidgePredictor(np.ones((3, 2)), window=10**19)`` raised OverflowError (deque
+    """Extreme inputs: ``RidgePredictor(np.ones((3, 2)), window=10**19)`` raised OverflowError (deque
     maxlen beyond ssize_t); eps below 2**-53 made ``logit(1 - eps)`` infinite (every update then
     failed); a Beta prior near DBL_MAX gave ``a + b = inf``, i.e. a predicted mean of 0."""
     with pytest.raises(ValueError, match="window must be <= 9223372036854775807"):

@@ -205,7 +205,7 @@ def test_dense_to_sparse_lookup_switch_keeps_state():
 
 
 def test_sizes_are_bounded():
-    """Issue 8: ``n_bins``/``window`` such as 2**53 or 1e300 were accepted and failed later with
+    """Extreme inputs: ``n_bins``/``window`` such as 2**53 or 1e300 were accepted and failed later with
     MemoryError/OverflowError; they are ValueErrors naming the parameter now."""
     with pytest.raises(ValueError, match="n_bins must be <= 2147483647"):
         PassAtKBinner(n_bins=2**53)

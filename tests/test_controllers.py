@@ -1,4 +1,4 @@
-"""Controllers of ``bandits.controllers`` (issue 9, section 2).
+"""Controllers of ``bandits.controllers``.
 
 Properties (hypothesis): every controller keeps the step budget exact and the bounds, over random
 batches (repeated ids included), budgets and bounds. Checkpoints: every controller resumes
@@ -266,7 +266,7 @@ def _check_budget_and_bounds(name, sc):
 def _property_test(name):
     @given(_scenarios(name))
     def prop(sc):
-        """Budget exactness and bounds (issue 9 sec. 2): for every batch of M prompt ids (repeats
+        """Budget exactness and bounds: for every batch of M prompt ids (repeats
         and never-seen prompts included), every integer total T in [M lower, M upper] (mean_budget
         = T / M, fractional allowed) and every step, plan().counts sums to exactly T and lies in
         [lower, upper]; multipliers are finite and non-negative."""
@@ -734,7 +734,7 @@ def test_vip_lowers_the_total_rloo_variance_on_a_toy_ground_truth():
 
 
 def test_extreme_bounds_and_options_are_named_value_errors():
-    """Found by the extreme-input sweep (issue 8): ``upper=10**400`` raised OverflowError
+    """Found by the extreme-input sweep: ``upper=10**400`` raised OverflowError
     (``float(upper)``); the Rollout-GDRO controllers built ``range(lower, upper + 1)`` first, so
     ``upper=2**53`` was a MemoryError and ``2**63 - 1`` an empty-arms error; an invalid
     ``arm_step_size`` was reported as ``step_size`` (an option the caller never passed);

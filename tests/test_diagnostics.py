@@ -106,7 +106,7 @@ def test_validation():
 
 
 def test_weights_whose_sum_overflows_and_huge_n_bins():
-    """Issue 8: ``allocation_entropy([4, 4], bin_ids=[0, 1], n_bins=1e308)`` raised OverflowError
+    """Extreme inputs: ``allocation_entropy([4, 4], bin_ids=[0, 1], n_bins=1e308)`` raised OverflowError
     (and n_bins = 2**53 a MemoryError: the per-bin totals were allocated at that length). Weights
     near DBL_MAX gave entropy 0 silently (their sum overflowed and every share became 0)."""
     with pytest.raises(ValueError, match="n_bins must be <= 2147483647"):

@@ -431,7 +431,7 @@ def test_weights_detached_in_torch_gradient():
 
 
 # --------------------------------------------------------------------------------------------
-# the chi-square trap (shared/DESIGN.md)
+# the chi-square trap (docs/architecture.md, "Known traps")
 # --------------------------------------------------------------------------------------------
 
 
@@ -449,7 +449,7 @@ def _chi2_weights_without_one_plus(losses, p, rho):
 
 
 def test_chi2_trap_dropping_one_plus_ignores_rho():
-    """DESIGN.md trap: without the "1 +" the dual is unbounded below for rho < 1/2, so the weights sit
+    """The chi-square trap: without the "1 +" the dual is unbounded below for rho < 1/2, so the weights sit
     at the bracket's edge and do not change with rho; ours change with rho and match cvxpy."""
     rng = np.random.default_rng(3)
     losses = rng.normal(size=8)
@@ -501,7 +501,7 @@ def test_ball_huge_losses_shift_and_scale(solve, div, name):
         np.testing.assert_allclose(res.weights, unit.weights, rtol=1e-12)
         if np.isfinite(res.dual):
             assert res.success, res.message
-        else:  # issue 8: tau* (KL) or eta* (chi2) beyond +-DBL_MAX is reported, never success
+        else:  # extreme inputs: tau* (KL) or eta* (chi2) beyond +-DBL_MAX is reported, never success
             assert c == 1e308 and not res.success and res.status == OVERFLOW
             assert "dual" in res.message
 
@@ -599,7 +599,7 @@ def test_ball_huge_radius_is_the_point_mass(solve, div, name):
 
 def test_entropic_overflowing_value_is_reported_not_silent():
     """eta so small that log(B)/eta overflows: the value is inf and status says so (no NaN).
-    Issue 8: an eta whose temperature 1/eta overflows (``[0.0]``, eta = 5e-324 gave dual=inf
+    Extreme inputs: an eta whose temperature 1/eta overflows (``[0.0]``, eta = 5e-324 gave dual=inf
     beside success=True) is rejected with a ValueError naming eta."""
     res = entropic_worst_case([0.0, 1.0, 2.0, 3.0], 6e-309)  # log(4) / 6e-309 > DBL_MAX
     assert not res.success and res.status == OVERFLOW and "value" in res.message

@@ -181,7 +181,7 @@ def test_validation(r, delta, match):
 
 
 def test_rows_whose_spread_overflows_are_solved_exactly():
-    """Issue 8: ``dro_policy([1e308, -1e308], 1.0)`` returned ``[0.5, 0.5]`` as "optimal
+    """Extreme inputs: ``dro_policy([1e308, -1e308], 1.0)`` returned ``[0.5, 0.5]`` as "optimal
     (certified)": the optimum is ``[1, 0]`` (A_1 - delta = 1e308 - 1 > A_2 - delta/2 = -0.5); the
     certificate tolerance had become inf once max - min overflowed. Rows are now rescaled by a
     power of two (Lemma H.1's maximiser is invariant) and certified in the scaled units."""

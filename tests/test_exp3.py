@@ -352,7 +352,7 @@ def test_bad_updates_raise_and_leave_state_unchanged(make, name):
 def test_overflowing_step_raises_without_warnings_and_keeps_state():
     """A finite but huge step times the importance-weighted estimate overflows the log weights.
     Exp3P: every p_j >= gamma / K bounds the step by eta K / gamma (1 + alpha / sqrt(KT)); if that
-    overflows, every update would fail, so the constructor rejects it (issue 8: validate at
+    overflows, every update would fail, so the constructor rejects it (validate at
     construction); an absurd ``propensity`` still raises a ValueError naming eta, with no
     RuntimeWarning and the state (weights, t) unchanged. Exp3IX (losses only lower weights): a
     step that overflows drives the arm's weight to 0, i.e. to the log-weight floor."""
@@ -410,11 +410,11 @@ def test_sample_frequencies_match_probabilities():
     assert np.all(np.abs(counts - n * p) < 4 * sigma)
 
 
-# -- issue 8: extreme inputs ------------------------------------------------------------------
+# -- extreme inputs ----------------------------------------------------------------------------
 
 
 def test_integral_parameters_are_bounded():
-    """Issue 8: ``Exp3IX(4, horizon=1e308)`` (also Exp3P) raised OverflowError: the integral check
+    """Extreme inputs: ``Exp3IX(4, horizon=1e308)`` (also Exp3P) raised OverflowError: the integral check
     accepted 1e308 and ``K * T`` later overflowed float conversion. Now a ValueError naming it."""
     for cls in (Exp3IX, Exp3P):
         for horizon in (1e308, 10**400, 2**63):
@@ -427,7 +427,7 @@ def test_integral_parameters_are_bounded():
 
 
 def test_exp3p_tiny_delta_gives_finite_constants_and_working_updates():
-    """Issue 8: ``Exp3P(4, horizon=1000, delta=1e-308)`` stored ``alpha = inf`` (``K T / delta``
+    """Extreme inputs: ``Exp3P(4, horizon=1000, delta=1e-308)`` stored ``alpha = inf`` (``K T / delta``
     overflowed), after which every update raised. ``alpha = 2 sqrt(ln K + ln T - ln delta)``
     is now computed in log space (finite: 2 sqrt(ln 4000 + 709.2) ~ 54.3)."""
     b = Exp3P(4, horizon=1000, delta=1e-308, seed=0)

@@ -1,7 +1,7 @@
 """Bad-input sweep over every public function and learner of ``solvers`` and ``bandits``.
 
-Property checked (the project's input contract, DESIGN.md "Validation in one place" and the
-standards of the developer guide): for every public callable and every argument it takes, with
+Property checked (the project's input contract, docs/architecture.md "Conventions": validation
+in one place): for every public callable and every argument it takes, with
 that argument replaced by an extreme value -- huge, tiny and subnormal floats, +-1e308, the
 largest double, negative zero, huge Python ints (10**400, 2**63, 2**64), integral floats beyond
 int64 -- a call
@@ -24,8 +24,8 @@ check by getting a table entry.
 
 The sweep is exhaustive over single-argument substitutions (one test per function or learner);
 a hypothesis test then mixes several extreme arguments at once (deterministic profile, see
-``conftest.py``). ``sweep_all()`` returns the raw records (used by the campaign counts of
-issue 8).
+``conftest.py``). ``sweep_all()`` returns the raw records (used to count the findings of a
+sweep).
 """
 
 from __future__ import annotations
@@ -791,8 +791,8 @@ NOT_SWEPT: dict[str, str] = {
 }  # fmt: skip
 
 METHODS_NOT_SWEPT = {
-    "state_dict": "checkpointing, validated by its own tests (issue 8 section 2)",
-    "load_state_dict": "checkpointing, validated by its own tests (issue 8 section 2)",
+    "state_dict": "checkpointing, validated by its own tests (tests/test_state_dict.py)",
+    "load_state_dict": "checkpointing, validated by its own tests (tests/test_state_dict.py)",
 }
 
 

@@ -461,7 +461,7 @@ def test_failed_update_leaves_state_unchanged(monkeypatch):
         return out
 
     monkeypatch.setattr(gp, "_kernel_columns_times", overflowing)
-    with pytest.raises(ValueError, match="non-finite mean"):  # issue 8: the documented type
+    with pytest.raises(ValueError, match="non-finite mean"):  # extreme inputs: the documented type
         gp.update([5, 6, 7], [1, 2, 3], [4, 4, 4])
     np.testing.assert_array_equal(gp.mean_logit, before[0])
     assert (gp.step, gp.last_jitter) == before[1:3]
@@ -577,7 +577,7 @@ def test_median_heuristic_validates_seed_and_pairs_even_when_using_all_pairs():
 
 
 def test_extreme_embeddings_and_hyperparameters():
-    """Issue 8: embeddings of +-1e300 gave an infinite median-heuristic bandwidth (distances
+    """Extreme inputs: embeddings of +-1e300 gave an infinite median-heuristic bandwidth (distances
     overflowed) and +-DBL_MAX an infinite centre; eps = 5e-324 or prior_logit = DBL_MAX were
     accepted and every update then failed (FloatingPointError). Now the embeddings are handled
     in scaled units, and the hyperparameters are bounded at construction."""

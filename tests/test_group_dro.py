@@ -298,7 +298,7 @@ def test_gdroexp3p_with_sgd_learner_approaches_gdro_optimum(seed):
 
 
 def test_groupdro_log_weights_are_floored_like_the_gdro_controllers():
-    """Issue 8: with losses of +-1e307 the log weights of the losing groups decreased by 2e307 per
+    """Extreme inputs: with losses of +-1e307 the log weights of the losing groups decreased by 2e307 per
     step, reached -inf after 8 steps, and from then on every update was rejected. They are now
     floored at LOG_WEIGHT_FLOOR below the best group (as PromptGDRO / RolloutGDRO do): the state
     stays finite, every update is accepted, and the winner keeps (almost) all the mass."""
@@ -320,7 +320,7 @@ def test_groupdro_log_weights_are_floored_like_the_gdro_controllers():
 
 
 def test_gdro_exp3p_extreme_constants_are_validated_at_construction():
-    """Issue 8: ``GDROExp3P`` with ``horizon=1e308`` raised OverflowError; ``delta=5e-324`` or
+    """Extreme inputs: ``GDROExp3P`` with ``horizon=1e308`` raised OverflowError; ``delta=5e-324`` or
     ``beta=1e308`` stored an infinite bonus (reported as "alpha must be finite", a parameter
     GDROExp3P does not have). Now: a ValueError naming horizon / beta, and delta's default beta
     computed in log space."""

@@ -199,7 +199,7 @@ def test_dynamic_budget_invalid_inputs():
 
 
 def test_k3_mean_of_values_near_dbl_max_is_finite():
-    """Issue 8: ``k3_kl([-1e308, -1e308], [0, 0])`` had finite per-sample values (1e308 each) but
+    """Extreme inputs: ``k3_kl([-1e308, -1e308], [0, 0])`` had finite per-sample values (1e308 each) but
     ``mean=inf`` (their sum overflows); the mean is now summed as x / G in that case."""
     res = k3_kl([-1e308, -1e308], [0.0, 0.0])
     assert res.mean == pytest.approx(1e308, rel=1e-15)

@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 BACKENDS = ["hf", pytest.param("vllm", marks=pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed"))]
 COUNTS = np.array([1, 3, 5, 2, 8, 1])
-LOGPROB_TOL = {"hf": 2e-5, "vllm": 5e-2}  # vllm: its own kernels (INTEGRATION: ~1e-3 after a sync)
+LOGPROB_TOL = {"hf": 2e-5, "vllm": 5e-2}  # vllm: its own kernels (about 1e-3 after a sync: docs/architecture.md)
 
 
 @pytest.fixture(scope="module")

@@ -101,8 +101,8 @@ def test_coldstart_table_plot_and_target(tmp_path):
         Measurement("coldstart", "waterfill", SIZE, COLD, "ours", None, note="measurement failed"),
     ]
     table = coldstart_table(rows)
-    assert "| allocate (rloo, continuous) | 6.000 | 0.250 | 1.00 / 0.90 |" in table
-    assert "| waterfill | failed | failed | - / - |" in table
+    assert "| allocate (rloo, continuous) | 6.000 | 0.250 | 24.0x | 1.00 / 0.90 |" in table  # warm: a speed-up
+    assert "| waterfill | failed | failed | - | - / - |" in table
     assert coldstart_table(rows[:0]) == ""
     assert plot_coldstart(rows, tmp_path / "c.png") and (tmp_path / "c.png").stat().st_size > 1000
     assert not plot_scaling(rows, "coldstart", tmp_path / "s.png")
@@ -151,7 +151,7 @@ def test_targets_verdicts_met_missed_and_not_run():
 
 
 def test_committed_results_cover_every_target_and_match_the_readme():
-    """The full run committed in benchmarks/results/ has the rows of every DESIGN target (a renamed
+    """The full run committed in benchmarks/results/ has the rows of every performance target (a renamed
     case or implementation would turn a target into 'not run'), its verdicts reproduce the
     committed targets.md, and the README's targets table is that file (no hand-edited numbers)."""
     from pathlib import Path
@@ -170,3 +170,43 @@ def test_committed_results_cover_every_target_and_match_the_readme():
     table = targets_table(results)
     assert table == (root / "benchmarks" / "results" / "targets.md").read_text().strip()
     assert table in (root / "README.md").read_text()
+
+
+def test_table_says_faster_or_slower_and_phases_as_shares():
+    """A warm start shown as '0.1x' of the cold one read as slower: every comparison is in words."""
+    rows = [
+        Measurement("coldstart", "allocate", "fresh interpreter", "cold", "ours", 3.0),
+        Measurement("coldstart", "allocate", "fresh interpreter", "warm", "cached", 0.4),
+        Measurement("llm", "GRPO step", 128, "full step", "ours", 0.1),
+        Measurement("llm", "GRPO step", 128, "phase: generate", "phase", 0.03),
+        Measurement("llm", "trainer set-up, empty warm-start cache", 1, "Trainer()", "ours", 24.0),
+    ]
+    table = markdown_table(rows)
+    (warm,) = [line for line in table.splitlines() if "| warm |" in line]
+    assert warm.endswith("| 7.5x faster |")  # not "0.1x"
+    assert "30.0 % of ref" in table and "0.1x" not in table and "0.3x" not in table
+    assert "| llm | trainer set-up, empty warm-start cache | once |" in table  # no size on a one-off
+    assert "*vs ref*" in table
+
+
+def test_one_off_set_up_is_not_drawn_on_a_size_axis(tmp_path):
+    from benchmarks.report import is_one_off
+
+    setup = Measurement("llm", "trainer set-up, empty warm-start cache", 1, "Trainer()", "ours", 24.0)
+    step = Measurement("llm", "GRPO step (uniform)", 128, "full step", "ours", 0.1)
+    assert is_one_off(setup) and not is_one_off(step)
+    assert not plot_scaling([setup], "llm", tmp_path / "a.png")  # nothing with a size: no figure
+    assert plot_scaling([setup, step], "llm", tmp_path / "b.png")
+
+
+def test_perf_from_json_redraws_without_timing(tmp_path, capsys, monkeypatch):
+    rows = [Measurement("sim", "step", n, "ours", "ours", 1e-6 * n, repeats=3) for n in (10, 100)]
+    rows.append(Measurement("sim", "step", 100, "numpy loop", "peer", 1e-3, repeats=3))
+    write_json(rows, tmp_path / "perf.json")
+    monkeypatch.setattr(cli, "load_suite", lambda name: pytest.fail("perf --from-json timed something"))
+    out = tmp_path / "out"
+    assert cli.main(["perf", "--from-json", str(tmp_path / "perf.json"), "--out", str(out)]) == 0
+    assert (out / "perf_sim.png").stat().st_size > 1000 and "10.0x slower" in (out / "perf.md").read_text()
+    capsys.readouterr()
+    assert cli.main(["perf", "--from-json", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    assert "--from-json" in capsys.readouterr().err

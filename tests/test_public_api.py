@@ -1,4 +1,4 @@
-"""The public API named in the issues is importable from the packages, and the layering holds:
+"""The public API is importable from the packages, and the layering holds:
 ``solvers`` <- ``bandits`` <- ``benchmarks``; heavy optional dependencies are not imported eagerly."""
 
 import ast

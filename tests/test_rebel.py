@@ -534,7 +534,7 @@ def test_step_with_huge_reward_differences_is_the_rescaled_step(robust):
     """Scale equivariance of the (robust) least-squares step: rewards times c give direction times
     c, objective times c^2 and the same weights (the KL/chi-square argmax over a ball that does not
     depend on the losses is invariant to scaling them). Reward differences near 1e154 and above
-    used to overflow the squared losses inside the solve (issue 8, extreme inputs)."""
+    used to overflow the squared losses inside the solve (extreme inputs)."""
     rng = np.random.default_rng(3)
     fa, fb = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
     ra, rb = rng.normal(size=8), rng.normal(size=8)

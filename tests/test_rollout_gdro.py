@@ -472,7 +472,7 @@ def test_primal_dual_validation():
 
 
 def test_gap_bound_and_theorem_helpers_overflow_as_value_errors():
-    """Issue 8: ``PrimalDualRolloutGDRO.gap_bound(1e308)`` raised OverflowError (Python float
+    """Extreme inputs: ``PrimalDualRolloutGDRO.gap_bound(1e308)`` raised OverflowError (Python float
     ``**``); the eq. 67/68 helpers returned inf or 0 for extreme inputs. All raise a ValueError
     naming the inputs; ordinary values are unchanged."""
     ctrl = PrimalDualRolloutGDRO(3, range(2, 13), 4)

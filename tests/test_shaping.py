@@ -412,7 +412,7 @@ def test_shaped_rewards_are_the_gradient_of_the_robust_objective(seed):
 
 
 def test_hard_drro_float_ties_follow_the_exact_argmax():
-    """Issue 8 (eq. 4.14): rewards [.25, .25, .25], log-probs [0, -50, -60], delta = 40. The scores
+    """Extreme inputs (eq. 4.14): rewards [.25, .25, .25], log-probs [0, -50, -60], delta = 40. The scores
     r - delta pi_tilde all round to 0.25 (delta pi_tilde = 7.7e-21 and 3.5e-25 lie below the
     rounding of r), so the first maximiser (k = 0) won; in exact arithmetic the score is largest
     for the least likely rollout, k = 2. Float ties are broken by the smaller log pi_tilde."""

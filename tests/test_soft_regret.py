@@ -168,7 +168,7 @@ def test_tiny_tau_and_huge_inputs_never_return_nan():
 
 
 def test_gradient_that_overflows_raises_like_the_objective():
-    """Issue 8: ``soft_regret_grad`` returned ``r_hat + delta sigma = inf`` where
+    """Extreme inputs: ``soft_regret_grad`` returned ``r_hat + delta sigma = inf`` where
     ``soft_regret_objective`` raises on overflow; both now raise a ValueError naming r_hat/delta
     and never return a non-finite number."""
     with pytest.raises(ValueError, match=r"soft DRRO gradient .* overflowed float64 .*rescale r_hat/delta"):

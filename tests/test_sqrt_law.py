@@ -349,7 +349,7 @@ def test_invalid_input(args, kwargs, exc, match):
 
 
 def test_tiny_budgets_and_spreads_do_not_divide_by_zero():
-    """Issue 8: ``sqrt_allocation([1.0], [1.0], 1e-300, lower=1e-308)`` and ``sqrt_allocation([1e-300,
+    """Extreme inputs: ``sqrt_allocation([1.0], [1.0], 1e-300, lower=1e-308)`` and ``sqrt_allocation([1e-300,
     1e300], ...)`` raised ZeroDivisionError in the kernels (``1/(t*t)`` and ``v/(n*n)``
     underflowing). Now the square-root law holds exactly, and a price that overflows (v/n^2 ~
     1e600) is reported as OVERFLOW, never as success."""

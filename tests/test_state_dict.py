@@ -1,4 +1,4 @@
-"""Checkpoints of every stateful learner of ``bandits`` (issue 8, section 2).
+"""Checkpoints of every stateful learner of ``bandits``.
 
 For every class: ``state_dict()`` holds only plain data (numbers, strings, lists, NumPy arrays);
 loading it -- directly, or after a real JSON round trip -- into a freshly constructed object

@@ -96,11 +96,11 @@ def test_broadcast_and_rng():
         check_rng("x")
 
 
-# -- issue 8: extreme inputs ------------------------------------------------------------------
+# -- extreme inputs ----------------------------------------------------------------------------
 
 
 def test_huge_python_ints_are_value_errors_naming_the_parameter():
-    """Issue 8: ``float(10**400)`` raised OverflowError inside the scalar validator (about 25
+    """Extreme inputs: ``float(10**400)`` raised OverflowError inside the scalar validator (about 25
     functions and constructors); integral checks accepted 1e308 / 10**30 / 2**63, which
     overflowed later (``Exp3IX(4, horizon=1e308)``, ``RidgePredictor(window=10**19)``)."""
     for v in (10**400, -(10**400)):

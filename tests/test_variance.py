@@ -216,7 +216,7 @@ def test_proxy_invalid_input(call, match):
 
 
 def test_overflow_is_a_value_error_and_representable_results_are_exact():
-    """Issue 8: ``grad_variance_continuous(1e308, 2, ...)`` returned inf (``sigma2 * reward_var``
+    """Extreme inputs: ``grad_variance_continuous(1e308, 2, ...)`` returned inf (``sigma2 * reward_var``
     overflowed before the division by n), and ``variance_proxy([1], [1], [5e-324])`` /
     ``weighted_standard_error([1e308], [1], [1e-300])`` returned inf silently. Representable
     results are now computed (n-factor first), the others raise a ValueError naming the inputs."""

@@ -251,7 +251,7 @@ def test_large_delta_condition_is_necessary(r, frac):
 
 @pytest.mark.parametrize("one_d", [True, False])
 def test_rows_whose_spread_overflows_or_is_subnormal(one_d):
-    """Issue 8: for ``[1e308, -1e308]`` (max - min overflows) waterfill returned the right policy
+    """Extreme inputs: for ``[1e308, -1e308]`` (max - min overflows) waterfill returned the right policy
     but objective and regret NaN and duality gap inf beside ``success=True`` (the certificate's
     tolerance ``1e-9 (delta + range)`` was inf). The row is now rescaled by a power of two
     (the policy is invariant, eq. 3.4 is positively homogeneous) and everything is finite."""

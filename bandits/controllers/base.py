@@ -1,6 +1,6 @@
 """The controller protocol: ``plan`` -> :class:`StepPlan`, ``observe``, ``state_dict``.
 
-A controller decides, it never samples (DESIGN "data flow of one training step"): each step the
+A controller decides, it never samples (docs/architecture.md, "Data flow of one training step"): each step the
 training loop (the simulator of ``sim`` or a real GRPO loop in ``llm_bridge``) calls
 
 1. ``plan = ctrl.plan(prompt_ids)`` -- rollouts per prompt (``plan.counts``), advantage

@@ -14,7 +14,7 @@ coordinate; the GP-based controllers (``vip``, ``vip-paper``, ``inverse-*``,
 Reference rows, reported and **not measured**: GDRO App. B's driver-side advantage-stage times
 (Qwen3-4B: 0.355 s/step Prompt-GDRO, 0.446 s/step Rollout-GDRO, their hardware, their whole
 advantage stage), and VIP Table 4 (GP training and prediction 0.745 s plus rollout allocation
-29.956 s per gradient step, batch 512, their hardware). DESIGN's target for the GDRO bookkeeping
+29.956 s per gradient step, batch 512, their hardware). This project's target for the GDRO bookkeeping
 is <= 1 ms per step at batch 256 (``gdro`` suite: the bare adversaries; here: the whole
 controller, binning included).
 """

@@ -18,7 +18,7 @@ Peers:
   on their hardware, so its ratio is only an order-of-magnitude reference.
 
 JIT compile time of the budget DP is measured in a fresh interpreter with an empty Numba cache and
-reported in ``compile_s`` (never in the medians). Target (DESIGN.md): <= 1 ms per step.
+reported in ``compile_s`` (never in the medians). This project's target (:mod:`benchmarks.targets`): <= 1 ms per step.
 """
 
 from __future__ import annotations

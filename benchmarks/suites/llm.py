@@ -7,16 +7,17 @@ of 64, reference model for the KL metric, one torch thread -- for each controlle
 study. After ``warmup`` untimed steps, every step's phases are timed by the trainer itself
 (``time_<phase>_s`` of its metrics) and reported as medians over the timed steps:
 
-* ``full step``: the whole step (DESIGN target: <= 0.5 s);
+* ``full step``: the whole step (this project's target, :mod:`benchmarks.targets`: <= 0.5 s);
 * ``bridge overhead``: allocation (``plan``), shaping + advantages + multipliers, the controller's
   ``observe`` and bookkeeping (prompt sampling, tensor assembly, metrics) -- everything that is not
-  generation, verification, log-prob passes or the optimiser (DESIGN target: <= 5 % of the step,
+  generation, verification, log-prob passes or the optimiser (target: <= 5 % of the step,
   checked as ``full step / bridge overhead >= 20``);
 * each phase on its own (generate, update, logprobs, verify, sync, plan, advantages, observe,
   bookkeeping).
 
 The warm start is set-up, not part of a step: in full mode it is also timed once with an empty
-cache (what a fresh CI run pays). Skipped with a message when torch/transformers are missing
+cache (what a fresh CI run pays), as a row of size ``"once"`` (no problem size: the report lists it
+under the figure instead of drawing it on the rollouts axis). Skipped with a message when torch/transformers are missing
 (``pip install "robust-rollouts[llm]"``).
 """
 
@@ -54,7 +55,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
 
     from llm_bridge.trainer import TrainConfig, Trainer
 
-    torch.set_num_threads(1)  # DESIGN: more threads stall on small shared machines
+    torch.set_num_threads(1)  # one thread: on small shared machines more threads stall torch 10-30x
     warmup, timed = (2, 6) if cfg.quick else (3, 25)
     rows: list[Measurement] = []
     if not cfg.quick:
@@ -62,7 +63,7 @@ def run(cfg: PerfConfig) -> list[Measurement]:
             t0 = time.perf_counter()
             Trainer(TrainConfig(seed=cfg.seed, cache_dir=cold, steps=0))
             cold_s = time.perf_counter() - t0
-        rows.append(Measurement(NAME, "trainer set-up, empty warm-start cache", 1, "Trainer(TrainConfig())", "ours",
+        rows.append(Measurement(NAME, "trainer set-up, empty warm-start cache", "once", "Trainer(TrainConfig())", "ours",
                                 cold_s, cold_s, cold_s, 1,
                                 note="model + 400-step warm start + controller; what a fresh CI run pays once"))
         cfg.log(f"  [llm] set-up with an empty warm-start cache: {cold_s:.1f} s")

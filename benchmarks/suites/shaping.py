@@ -5,8 +5,8 @@ Ours: the validated public functions :func:`solvers.drro_rewards`, :func:`solver
 :func:`solvers.group_advantages` (Numba kernels, dense and ragged). Peers measured in the same run:
 straightforward vectorised NumPy implementations of the same math (no validation, no certificate,
 rewards only) -- for the ragged advantages, the ``np.bincount`` segment-sum twin. Every peer's output
-is checked against ours before timing. Sizes are P prompts x G = 16 rollouts (DESIGN.md target:
-<= 0.1 ms at 512 x 16). JIT compile time is measured in a fresh subprocess with an empty Numba cache
+is checked against ours before timing. Sizes are P prompts x G = 16 rollouts (this project's target,
+:mod:`benchmarks.targets`: <= 0.1 ms at 512 x 16). JIT compile time is measured in a fresh subprocess with an empty Numba cache
 and reported in ``compile_s`` (never in the medians).
 """
 

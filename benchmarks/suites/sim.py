@@ -3,7 +3,7 @@
 Ours: the validated public calls ``env.rollout(ids, 8, rng)`` then ``env.gradient(batch, "rloo")``
 (Numba kernels that read the answer features in place; advantages from
 :func:`solvers.group_advantages`), ``K = 16`` answers, ``d = 32``, 8 rollouts per prompt, ``P``
-prompts drawn from a task of 4096 prompts. DESIGN.md target: <= 2 ms at P = 256.
+prompts drawn from a task of 4096 prompts. This project's target (:mod:`benchmarks.targets`): <= 2 ms at P = 256.
 
 Peers measured in the same run; each draws its uniforms with one ``rng.random(P * 8)`` call as ours
 does, so from the same Generator state all three draw the same answers -- that is how they are
