@@ -1,6 +1,6 @@
 """Controller-driven training on :class:`sim.SoftmaxRLVR`, shared by the ``training`` and ``gdro`` studies.
 
-One step (DESIGN "data flow of one training step"): draw a mini-batch of training prompts, ask the
+One step (docs/architecture.md, "Data flow of one training step"): draw a mini-batch of training prompts, ask the
 controller for a :class:`bandits.controllers.StepPlan` (rollouts per prompt and advantage
 multipliers), roll out, estimate the gradient with the study's estimator and the plan's
 multipliers, feed the rewards back to the controller, and take an Adam step. The caller gets the
