@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers._validation import check_int_scalar
+from solvers._validation import MAX_SIZE, check_int_scalar
 
 from ..base import Controller, Observation, StepPlan, TrainSelection
 from ._common import bool_iv, group_size_iv, round_request
@@ -66,6 +66,7 @@ class AR3POController(Controller):
 
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,
                  stage_size: Any = None, max_stages: Any = None, reuse: Any = True) -> None:
+        check_int_scalar(n_prompts, "n_prompts", lo=1, hi=MAX_SIZE)  # per-prompt state arrays
         super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
         self.stage_size, self.max_stages, self.reuse = self._options_iv(stage_size, max_stages, reuse)
         self.has_correct = np.zeros(self.n_prompts, dtype=bool)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from solvers._validation import MAX_SIZE, check_int_scalar
+
 from ..base import Controller, Observation, StepPlan, TrainSelection, even_split
 from ._common import all_equal, bool_iv, probability_iv, rank_within
 
@@ -71,6 +73,7 @@ class GRESOController(Controller):
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,
                  p_easy: Any = 0.5, p_hard: Any = 0.5, target_zero_variance: Any = 0.25, adapt_step: Any = 0.01,
                  min_p: Any = 0.05, max_p: Any = 0.95, floor: Any = 0.01, drop_zero_variance: Any = True) -> None:
+        check_int_scalar(n_prompts, "n_prompts", lo=1, hi=MAX_SIZE)  # per-prompt state arrays
         super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
         opts = self._options_iv(p_easy, p_hard, target_zero_variance, adapt_step, min_p, max_p, floor,
                                 drop_zero_variance)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers._validation import as_float_array, check_int_scalar
+from solvers._validation import MAX_SIZE, as_float_array, check_int_scalar
 
 from ..base import Controller, Observation, StepPlan, even_split
 from ._common import bool_iv, probability_iv, rank_within, spread
@@ -114,9 +114,10 @@ class KnapsackController(Controller):
 
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,
                  alpha: Any = 0.9, buffer_length: Any = 16, min_history: Any = 8, fallback: Any = True) -> None:
+        check_int_scalar(n_prompts, "n_prompts", lo=1, hi=MAX_SIZE)  # per-prompt state arrays
         super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
         self.alpha = probability_iv(alpha, "alpha", open_low=True, open_high=True)
-        self.buffer_length = check_int_scalar(buffer_length, "buffer_length", lo=1)
+        self.buffer_length = check_int_scalar(buffer_length, "buffer_length", lo=1, hi=2**16)
         self.min_history = check_int_scalar(min_history, "min_history", lo=0)
         self.fallback = bool_iv(fallback, "fallback")
         n = self.n_prompts

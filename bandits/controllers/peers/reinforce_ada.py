@@ -27,7 +27,14 @@ import numpy as np
 from solvers._validation import check_int_scalar
 
 from ..base import Controller, Observation, StepPlan, TrainSelection
-from ._common import bool_iv, choice_iv, group_size_iv, probability_iv, rank_within, round_request
+from ._common import (
+    bool_iv,
+    choice_iv,
+    group_size_iv,
+    probability_iv,
+    rank_within,
+    round_request,
+)
 
 __all__ = ["ReinforceAdaController"]
 
