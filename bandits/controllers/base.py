@@ -334,6 +334,13 @@ class Controller(ABC):
                 i = int(np.argmax(big))
                 raise ValueError(f"prompt_losses must have magnitude <= {MAX_ABS_LOSS:g}, got {float(losses[i])!r} "
                                  f"at index {i}")
+        return self._summarize(ids, n, r, g, losses)
+
+    @staticmethod
+    def _summarize(ids: np.ndarray, n: np.ndarray, r: np.ndarray, g: np.ndarray,
+                   losses: np.ndarray | None) -> Observation:
+        """The per-prompt summaries of an already validated ragged batch."""
+        m = ids.size
         nf = n.astype(np.float64)
         sums = np.bincount(g, weights=r, minlength=m)
         means = sums / np.maximum(nf, 1.0)  # a skipped prompt (n = 0) has mean 0 and no rollouts
@@ -412,7 +419,10 @@ class Controller(ABC):
             On inconsistent input (as :meth:`observe`); the controller is then unchanged.
         """
         obs = self._observation_iv(prompt_ids, counts, rewards, group_ids, None)
-        total = self.budget_for(obs.ids.size)
+        return self._checked_extension(obs, self.budget_for(obs.ids.size))
+
+    def _checked_extension(self, obs: Observation, total: int) -> np.ndarray:
+        """:meth:`_extend` on a validated observation, its result checked (see :meth:`extend`)."""
         if not self.samples_in_rounds:
             return np.zeros(obs.ids.size, dtype=np.int64)
         extra = self._extend(obs, total)
@@ -440,7 +450,10 @@ class Controller(ABC):
         ValueError, TypeError
             On inconsistent input (as :meth:`observe`).
         """
-        obs = self._observation_iv(prompt_ids, counts, rewards, group_ids, None)
+        return self._checked_selection(self._observation_iv(prompt_ids, counts, rewards, group_ids, None))
+
+    def _checked_selection(self, obs: Observation) -> TrainSelection:
+        """:meth:`_select` on a validated observation, its result checked (see :meth:`select`)."""
         sel = self._select(obs)
         m, r = obs.ids.size, obs.rewards.size
         mask = sel.train_mask

@@ -95,6 +95,10 @@ def _generated(out: Any, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, An
     if not isinstance(out, tuple) or len(out) != 3:
         raise TypeError("generate(ids, counts) must return a tuple (rewards, group_ids, payload)")
     rewards = as_float_array(out[0], "rewards returned by generate", ndim=1)
+    bad = (rewards < 0.0) | (rewards > 1.0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"rewards returned by generate must be in [0, 1], got {float(rewards[i])!r} at index {i}")
     gids = as_int_array(out[1], "group_ids returned by generate", ndim=1)
     if rewards.shape != gids.shape or gids.size != int(counts.sum()):
         raise ValueError(f"generate(ids, counts) must return counts.sum() = {int(counts.sum())} rewards and "
@@ -147,6 +151,7 @@ def sample_step(controller: Controller, prompt_ids: Any,
     plan = controller.plan(prompt_ids)
     ids = controller._ids_iv(prompt_ids)
     m = ids.size
+    budget = controller.budget_for(m)
     counts = np.zeros(m, dtype=np.int64)
     rewards: list[np.ndarray] = []
     groups: list[np.ndarray] = []
@@ -168,8 +173,13 @@ def sample_step(controller: Controller, prompt_ids: Any,
         counts[pos] += sub
         if not supports_rounds(controller):
             break
-        ask = controller.extend(ids, counts, np.concatenate(rewards), np.concatenate(groups))
+        # the arrays were built here from validated generator output: summarise without re-validating
+        obs = controller._summarize(ids, counts.copy(), np.concatenate(rewards), np.concatenate(groups), None)
+        ask = controller._checked_extension(obs, budget)
     flat_r = np.concatenate(rewards) if rewards else np.zeros(0)
     flat_g = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
-    selection = controller.select(ids, counts, flat_r, flat_g)
-    return StepRollouts(ids, plan, counts, flat_r, flat_g, tuple(rounds), selection, controller.budget_for(m))
+    if type(controller)._select is Controller._select:  # no selection rule: everything
+        selection = TrainSelection(np.ones(flat_r.size, dtype=bool))
+    else:
+        selection = controller._checked_selection(controller._summarize(ids, counts, flat_r, flat_g, None))
+    return StepRollouts(ids, plan, counts, flat_r, flat_g, tuple(rounds), selection, budget)
