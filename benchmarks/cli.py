@@ -279,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--smoothing", type=_smoothing, default=0.5,
                      help="weight of a prompt's neighbouring visits in its success-rate estimate, in [0, 1) "
                           "(default 0.5)")
-    rep.add_argument("--jobs", type=_non_negative_int, default=min(2, os.cpu_count() or 1),
-                     help="worker processes, one controller per task (default: min(2, CPUs); 0: this process)")
+    rep.add_argument("--jobs", type=_non_negative_int, default=min(4, os.cpu_count() or 1),
+                     help="worker processes, one controller per task (default: min(4, CPUs); 0: this process)")
     rep.add_argument("--no-plots", action="store_true", help="skip the PNG figures (no matplotlib needed)")
     rep.add_argument("--quiet", action="store_true", help="no per-controller progress lines")
     rep.set_defaults(func=_cmd_replay)

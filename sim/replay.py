@@ -155,6 +155,7 @@ class ControllerReplay:
     band_mean: np.ndarray
     band_share: np.ndarray
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     def summary(self) -> dict:
         return {"note": self.note, "rollouts": self.rollouts, "budget": self.budget,
@@ -162,7 +163,7 @@ class ControllerReplay:
                 "varproxy_ratio_to_uniform": self.proxy_ratio, "all_equal_share": self.all_equal_share,
                 "trained_share": self.trained_share, "skipped_share": self.skipped_share,
                 "mean_rollouts_per_band": self.band_mean.tolist(), "budget_share_per_band": self.band_share.tolist(),
-                "seconds": self.seconds}
+                "seconds": self.seconds, "cpu_seconds": self.cpu_seconds}
 
 
 @dataclass
@@ -359,22 +360,23 @@ def _replay_controller(k: int, name: str) -> tuple[str, Any]:
         g = np.repeat(np.arange(ids.size), c)
         return (rng.random(g.size) < cur_p[ids][g]).astype(np.float64), g, None
 
-    ts = time.perf_counter()
+    ts, cpu = time.perf_counter(), time.process_time()
     for t in range(bounds.size - 1):
         a, b = int(bounds[t]), int(bounds[t + 1])
         ids = prompt[a:b]
         cur_p[ids] = p_hat[a:b]
-        step = sample_step(ctrl, ids, generate)
+        step = sample_step(ctrl, ids, generate, check_generated=False)  # float 0/1 rewards, int64 ids
         m = b - a
         c = step.counts
         succ = np.bincount(step.group_ids, weights=step.rewards, minlength=m)
         # all-equal: every reward 0 or every reward 1 (the draws are 0/1)
         flat[a:b] = (c > 0) & ((succ == 0) | (succ == c))
         counts[a:b] = c
-        trained[a:b] = np.bincount(step.group_ids[step.selection.train_mask], minlength=m)
+        sel = step.selection
+        trained[a:b] = c if sel.train_mask.all() else np.bincount(step.group_ids[sel.train_mask], minlength=m)
         close_step(ctrl, step)
-    secs = time.perf_counter() - ts
-    return name, (note, counts, flat, trained, secs)
+    secs, cpu = time.perf_counter() - ts, time.process_time() - cpu
+    return name, (note, counts, flat, trained, secs, cpu)
 
 
 def _init_worker(arrays: dict) -> None:
@@ -470,8 +472,9 @@ def replay(log: RolloutLog, *, controllers: Any = None, mean_budget: Any = None,
         if isinstance(out, str):
             not_run[name] = out
             continue
-        note, counts, flat, trained, secs = out
+        note, counts, flat, trained, secs, cpu = out
         rows[name] = _measures(name, note, counts, flat, trained, *measure, budget_total, secs)
+        rows[name].cpu_seconds = cpu
         if log_progress is not None:
             log_progress(f"  {name}: {secs:.2f} s, VarProxy / uniform {rows[name].proxy_ratio:.3f}")
     config = {"mean_budget": mb, "lower": lo, "upper": up, "seed": seed, "smoothing": float(smoothing),
@@ -483,6 +486,7 @@ def replay(log: RolloutLog, *, controllers: Any = None, mean_budget: Any = None,
                "mean_success_rate": float(log.successes.sum() / log.n.sum()),
                "observed_all_equal_share": float(log.n[real_flat].sum() / log.n.sum())}
     seconds = {"estimate": t_est, "controllers_wall": t_ctrl,
-               "per_controller": {n: r.seconds for n, r in rows.items() if n != "logged"}}
+               "per_controller": {n: r.seconds for n, r in rows.items() if n != "logged"},
+               "per_controller_cpu": {n: r.cpu_seconds for n, r in rows.items() if n != "logged"}}
     return ReplayResult(config, summary, steps, rows, not_run, _band_labels(edges),
                         np.bincount(band, minlength=n_bands), seconds)

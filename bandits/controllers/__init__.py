@@ -77,7 +77,7 @@ from .predictive import (
     VIPController,
     VIPPaperController,
 )
-from .rounds import Round, StepRollouts, sample_step
+from .rounds import Round, StepRollouts, close_step, sample_step
 from .uniform import UniformController
 
 __all__ = [
@@ -89,6 +89,7 @@ __all__ = [
     "StepPlan",
     "StepRollouts",
     "TrainSelection",
+    "close_step",
     "controller_options",
     "make_controller",
     "sample_step",

@@ -28,7 +28,7 @@ from solvers._validation import as_float_array, as_int_array
 
 from .base import Controller, StepPlan, TrainSelection, supports_rounds
 
-__all__ = ["Round", "StepRollouts", "sample_step"]
+__all__ = ["Round", "StepRollouts", "close_step", "sample_step"]
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,8 @@ def _generated(out: Any, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, An
 
 
 def sample_step(controller: Controller, prompt_ids: Any,
-                generate: Callable[[np.ndarray, np.ndarray], tuple[Any, Any, Any]]) -> StepRollouts:
+                generate: Callable[[np.ndarray, np.ndarray], tuple[Any, Any, Any]], *,
+                check_generated: bool = True) -> StepRollouts:
     """Plan, generate, extend round after round, and select: one step of ``controller``.
 
     Parameters
@@ -121,6 +122,10 @@ def sample_step(controller: Controller, prompt_ids: Any,
     generate : callable
         ``generate(ids, counts) -> (rewards, group_ids, payload)`` (module docstring); called
         once per round with the prompts that get rollouts in that round.
+    check_generated : bool, default True
+        Validate what ``generate`` returns (shapes, rewards in [0, 1], group ids). A caller
+        whose generator builds float64 rewards in [0, 1] and int64 group ids by construction
+        (e.g. a simulator) may skip it.
 
     Returns
     -------
@@ -165,7 +170,7 @@ def sample_step(controller: Controller, prompt_ids: Any,
         sub = ask[pos]
         # a round over the whole batch passes the caller's arrays unchanged (same draws as plan -> generate)
         out = generate(ids if pos.size == m else ids[pos], sub)
-        r, g, payload = _generated(out, sub)
+        r, g, payload = _generated(out, sub) if check_generated else out
         rewards.append(r)
         groups.append(pos[g])
         rounds.append(Round(pos, sub.copy(), start, payload))
@@ -183,3 +188,18 @@ def sample_step(controller: Controller, prompt_ids: Any,
     else:
         selection = controller._checked_selection(controller._summarize(ids, counts, flat_r, flat_g, None))
     return StepRollouts(ids, plan, counts, flat_r, flat_g, tuple(rounds), selection, budget)
+
+
+def close_step(controller: Controller, step: StepRollouts, *, prompt_losses: Any = None) -> None:
+    """``controller.observe`` for a step that :func:`sample_step` ran, without re-validating the
+    arrays it built (the same learning update; ``prompt_losses`` are validated as by
+    ``observe``)."""
+    if not isinstance(step, StepRollouts):
+        raise TypeError(f"step must be a StepRollouts from sample_step, got {type(step).__name__}")
+    if prompt_losses is not None:
+        controller.observe(step.prompt_ids, step.counts, step.rewards, step.group_ids, prompt_losses=prompt_losses)
+        return
+    obs = controller._summarize(step.prompt_ids, step.counts, step.rewards, step.group_ids, None)
+    controller._check_observation(obs)
+    controller._observe(obs)
+    controller.step += 1

@@ -49,8 +49,8 @@ def knapsack_extras(p: Any, units: int, lower: int, upper: float) -> np.ndarray:
     exactly by its structure: the increments ``v(N + 1) - v(N) = p (1 - p)^2 [p^N (1 - p) +
     (1 - p)^N p]`` are non-increasing in ``N`` for every ``p`` in [0, 1], so taking the
     ``units`` largest increments over all (prompt, N) pairs is optimal (a concave separable
-    resource allocation), ``O(P K log(P K))`` with ``K = min(upper, lower + units) - lower``.
-    Ties go to the earlier prompt.
+    resource allocation), ``O(P K)`` with ``K = min(upper, lower + units) - lower`` (a
+    selection, no sort). Ties go to the earlier prompt.
 
     Returns
     -------
@@ -68,8 +68,14 @@ def knapsack_extras(p: Any, units: int, lower: int, upper: float) -> np.ndarray:
         inc = (p * q * q)[:, None] * (p[:, None] ** n * q[:, None] + q[:, None] ** n * p[:, None])
     flat = inc.reshape(-1)
     take = min(units, flat.size)
-    order = np.argsort(-flat, kind="stable")[:take]  # stable: ties to the earlier (prompt, N)
-    return np.bincount(order // k_max, minlength=p.size).astype(np.int64)
+    if take == flat.size:
+        chosen = np.arange(flat.size)
+    else:  # the `take` largest increments: all above the take-th largest, then ties in (prompt, N) order
+        thr = np.partition(flat, flat.size - take)[flat.size - take]
+        above = np.flatnonzero(flat > thr)
+        ties = np.flatnonzero(flat == thr)[: take - above.size]
+        chosen = np.concatenate([above, ties])
+    return np.bincount(chosen // k_max, minlength=p.size).astype(np.int64)
 
 
 class KnapsackController(Controller):
@@ -178,9 +184,12 @@ class KnapsackController(Controller):
         # visits in batch order; a prompt repeated in the batch is visited once per occurrence
         visit_rank = rank_within(obs.ids)
         # the rewards of each visit, most recent (last in the flat order) first
-        order = np.argsort(obs.group_ids, kind="stable")
-        g = obs.group_ids[order]
-        r = obs.rewards[order]
+        gid = obs.group_ids
+        if gid.size and bool(np.all(gid[1:] >= gid[:-1])):  # already grouped (the usual layout)
+            g, r = gid, obs.rewards
+        else:
+            order = np.argsort(gid, kind="stable")
+            g, r = gid[order], obs.rewards[order]
         start = np.r_[0, np.cumsum(obs.counts)[:-1]]
         pos_in_group = np.arange(g.size) - start[g]
         back = obs.counts[g] - 1 - pos_in_group  # 0 for the last reward of the visit
