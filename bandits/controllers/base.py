@@ -98,7 +98,8 @@ class StepPlan:
 
     @property
     def total(self) -> int:
-        """``counts.sum()``, the step's rollout budget."""
+        """``counts.sum()``: the step's rollout budget (for a round controller, what its first
+        round spends)."""
         return int(self.counts.sum())
 
 
@@ -227,7 +228,12 @@ class Controller(ABC):
     -----
     Subclasses implement ``_plan(ids, total) -> StepPlan`` and ``_observe(obs)`` and list their
     stateful parts in ``_components()``; the base class validates input, checks the returned
-    plan (exact total, bounds, dtypes) and implements the checkpoints.
+    plan (exact total, bounds, dtypes) and implements the checkpoints. A controller that samples
+    in rounds sets ``samples_in_rounds`` and implements ``_extend(obs, total)``; one with a
+    training selection implements ``_select(obs)``; one that may give a prompt no rollouts sets
+    ``skips_prompts``. State kept by the controller itself (not in a component: per-prompt
+    histories, a round counter) goes through ``_extra_state`` / ``_read_extra_state`` /
+    ``_commit_extra_state``, so that a checkpoint taken in the middle of a step resumes it.
     """
 
     name: ClassVar[str] = ""
