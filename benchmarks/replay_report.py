@@ -55,14 +55,12 @@ def write_replay(result: Any, out: Path, *, plots: bool = True, command: str = "
             render_figure(fig, p)
             figures[fig.name] = p
             written[fig.name] = p
-    lines = [f"# Replay of `{result.log_summary['source']}`", "",
-             f"Command: `{doc['command']}`", "",
-             f"{result.log_summary['rows']} rows, {result.log_summary['steps']} steps, "
-             f"{result.log_summary['prompts']} prompts, {result.log_summary['rollouts']} rollouts "
-             f"(mean {result.log_summary['mean_n']:.3g} per prompt, success rate "
-             f"{result.log_summary['mean_success_rate']:.3g}). Controllers at {result.config['mean_budget']} rollouts "
-             f"per prompt in [{result.config['lower']}, {result.config['upper']}], seed {result.config['seed']}, "
-             f"smoothing {result.config['smoothing']}.", ""]
+    ls, cfg = result.log_summary, result.config
+    about = (f"{ls['rows']} rows, {ls['steps']} steps, {ls['prompts']} prompts, {ls['rollouts']} rollouts (mean "
+             f"{ls['mean_n']:.3g} per prompt, success rate {ls['mean_success_rate']:.3g}). Controllers at "
+             f"{cfg['mean_budget']} rollouts per prompt in [{cfg['lower']}, {cfg['upper']}], seed {cfg['seed']}, "
+             f"smoothing {cfg['smoothing']}.")
+    lines = [f"# Replay of `{ls['source']}`", "", f"Command: `{doc['command']}`", "", about, ""]
     for t in result.tables():
         lines += [_table_markdown(t), ""]
     for fig in result.figures() if plots else []:

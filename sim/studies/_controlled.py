@@ -1,6 +1,6 @@
 """Controller-driven training on :class:`sim.SoftmaxRLVR`, shared by the ``training`` and ``gdro`` studies.
 
-One step (DESIGN "data flow of one training step"): draw a mini-batch of training prompts, run the
+One step (the protocol of :mod:`bandits.controllers.base`): draw a mini-batch of training prompts, run the
 controller's step with :func:`bandits.controllers.sample_step` -- its plan (rollouts per prompt and
 advantage multipliers), the extra rounds of a controller that samples in rounds, and its training
 selection -- roll out, estimate the gradient with the study's estimator on the selected rollouts
