@@ -7,6 +7,11 @@ Subcommands:
          (:mod:`benchmarks.study_runner`, :mod:`benchmarks.study_report`).
   train  GRPO on a small transformer with a rollout controller (:mod:`llm_bridge.cli`; needs the
          ``llm`` extra).
+  replay evaluate every controller offline on a rollout log of a real run (``step,prompt_id,n,
+         successes`` per prompt and step; CSV, JSON Lines or Parquet): the GDRO eq. 19 variance
+         proxy relative to uniform, the share of rollouts in all-equal groups and the rollouts per
+         difficulty band; prints a table and writes ``replay.json``, ``replay.md`` and PNGs to
+         ``--out`` (:mod:`sim.replay`, :mod:`benchmarks.replay_report`).
   perf   run the performance suites (all by default), print a table with ratios against peers
          measured in the same run and the verdicts on this project's performance targets
          (:mod:`benchmarks.targets`), and write JSON, markdown and log-log PNGs to ``--out``;
@@ -186,6 +191,55 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 1 if any(r.error for r in runs) else 0
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from sim.replay import replay
+    from sim.rollout_log import read_rollout_log
+
+    from .replay_report import replay_table, write_replay
+
+    if not args.no_plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print('drawing the figures needs matplotlib: pip install "robust-rollouts[plot]" '
+                  "(or pass --no-plots)", file=sys.stderr)
+            return 2
+    t0 = time.perf_counter()
+    try:
+        log = read_rollout_log(args.log)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"robust-rollouts replay: {exc}", file=sys.stderr)
+        return 2
+    t_read = time.perf_counter() - t0
+    print(f"robust-rollouts replay: {log.n_rows} rows, {log.steps.size} steps, {log.n_prompts} prompts read in "
+          f"{t_read:.2f} s from {args.log}", file=sys.stderr)
+    try:
+        result = replay(log, controllers=args.controller, mean_budget=args.mean_budget, lower=args.lower,
+                        upper=args.upper, seed=args.seed, smoothing=args.smoothing, jobs=args.jobs,
+                        log_progress=(lambda line: print(line, file=sys.stderr)) if not args.quiet else None)
+    except (ValueError, TypeError) as exc:
+        print(f"robust-rollouts replay: {exc}", file=sys.stderr)
+        return 2
+    t_replay = time.perf_counter() - t0 - t_read
+    command = "robust-rollouts replay" + "".join(f" {a}" for a in (args.argv or []))
+    written = write_replay(result, Path(args.out), plots=not args.no_plots, command=command.strip(),
+                           timings={"read": t_read, "replay": t_replay})
+    print(replay_table(result))
+    print(f"\nwrote {written['json']}, {written['markdown']} and {len(written) - 2} figure(s) in "
+          f"{time.perf_counter() - t0:.1f} s (read {t_read:.2f} s, replay {t_replay:.2f} s)", file=sys.stderr)
+    return 0
+
+
+def _smoothing(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not (0.0 <= v < 1.0):
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return v
+
+
 def _positive_float(text: str) -> float:
     try:
         v = float(text)
@@ -257,6 +311,26 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--list", action="store_true", help="list the studies and exit")
     study.set_defaults(func=_cmd_study)
     add_train_parser(sub)
+    rep = sub.add_parser("replay", help="evaluate every controller offline on your own rollout log")
+    rep.add_argument("log", metavar="LOG", help="a .csv, .jsonl or .parquet file with the columns step, prompt_id, n, "
+                                                "successes (one row per prompt and step; extra columns allowed)")
+    rep.add_argument("--out", default="replay-results", help="output folder (default: replay-results)")
+    rep.add_argument("--controller", action="append",
+                     help="controller to replay (repeatable; default: every registered controller)")
+    rep.add_argument("--mean-budget", type=_positive_int,
+                     help="rollouts per prompt for the controllers (default: the log's mean n, rounded)")
+    rep.add_argument("--lower", type=_positive_int, help="smallest rollouts per prompt (default: min(2, mean budget))")
+    rep.add_argument("--upper", type=_positive_int, help="largest rollouts per prompt (default: 3 x mean budget)")
+    rep.add_argument("--seed", type=_non_negative_int, default=0,
+                     help="seed of the controllers and the counterfactual outcomes (default 0)")
+    rep.add_argument("--smoothing", type=_smoothing, default=0.5,
+                     help="weight of a prompt's neighbouring visits in its success-rate estimate, in [0, 1) "
+                          "(default 0.5)")
+    rep.add_argument("--jobs", type=_non_negative_int, default=min(4, os.cpu_count() or 1),
+                     help="worker processes, one controller per task (default: min(4, CPUs); 0: this process)")
+    rep.add_argument("--no-plots", action="store_true", help="skip the PNG figures (no matplotlib needed)")
+    rep.add_argument("--quiet", action="store_true", help="no per-controller progress lines")
+    rep.set_defaults(func=_cmd_replay)
     perf = sub.add_parser("perf", help="run the performance benchmarks against peers")
     perf.add_argument("--suite", action="append", help=f"suite to run (repeatable); one of {list(SUITES)}")
     perf.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")

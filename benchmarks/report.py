@@ -142,6 +142,7 @@ SIZE_LABELS: dict[str, str | dict[str, str]] = {
     "controllers": "batch size (prompts)",
     "sim": "P prompts (x 8 rollouts)",
     "llm": "rollouts per step",
+    "replay": "rows of the rollout log",
     "coldstart": "(no size: one fresh interpreter per entry point)",
 }
 

@@ -531,17 +531,22 @@ class SoftmaxRLVR:
         gid = np.repeat(np.arange(p, dtype=np.int64), counts)
         return RolloutBatch(ids=idx, counts=counts, group_ids=gid, actions=actions, rewards=rewards, probs=probs)
 
-    def gradient(self, batch: RolloutBatch, estimator: str, multipliers: Any = None) -> np.ndarray:
+    def gradient(self, batch: RolloutBatch, estimator: str, multipliers: Any = None, *,
+                 baselines: Any = None) -> np.ndarray:
         """Policy-gradient estimate of ``grad J`` from a batch (module docstring), shape (d,).
 
         Parameters
         ----------
         batch : RolloutBatch
-            From :meth:`rollout` on this environment.
+            From :meth:`rollout` on this environment (or a training selection of it).
         estimator : {"grpo", "drgrpo", "rloo"}
             Group advantage (:func:`solvers.group_advantages` on the ragged batch).
         multipliers : array_like, shape (P,), optional
             Per-prompt advantage multipliers ``m_i`` (default 1).
+        baselines : array_like, shape (P,), optional
+            Per-prompt baselines ``b_i`` that replace the estimator's: the advantage of a rollout
+            of prompt ``i`` is ``r - b_i`` (no standard-deviation scaling; e.g. Reinforce-Ada's
+            baseline from all of the step's rollouts, :class:`bandits.controllers.TrainSelection`).
         """
         est = _check_estimator(estimator)
         b = self._batch_iv(batch)
@@ -553,7 +558,13 @@ class SoftmaxRLVR:
             if m.shape[0] != p:
                 raise ValueError(f"multipliers must have one value per prompt ({p}), got length {m.shape[0]}")
             scale = m / (p * b.counts.astype(np.float64))
-        adv = group_advantages(b.rewards, kind=est, group_ids=b.group_ids)
+        if baselines is None:
+            adv = group_advantages(b.rewards, kind=est, group_ids=b.group_ids)
+        else:
+            base = as_float_array(baselines, "baselines", ndim=1)
+            if base.shape[0] != p:
+                raise ValueError(f"baselines must have one value per prompt ({p}), got length {base.shape[0]}")
+            adv = b.rewards - base[b.group_ids]
         out = np.empty(self.dim)
         gradient_kernel(self._phi, b.ids, b.probs, b.group_ids, b.actions, adv * scale[b.group_ids], out)
         return out

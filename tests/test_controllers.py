@@ -29,6 +29,8 @@ from bandits.controllers import (
     StepPlan,
     controller_options,
     make_controller,
+    sample_step,
+    supports_rounds,
 )
 from bandits.controllers.base import even_split, fix_total
 from solvers import allocate, grad_variance, round_greedy
@@ -74,11 +76,26 @@ def _state_json(ctrl):
     return json.dumps(plain(ctrl.state_dict()), sort_keys=True)
 
 
+def _generator(rng, partial=True):
+    """The toy environment of ``_rollouts`` as a ``sample_step`` generator."""
+    def generate(ids, counts):
+        r, g = _rollouts(ids, counts, rng, partial)
+        return r, g, None
+    return generate
+
+
+def _flexible(name):
+    """Controllers whose step spends at most the budget (rounds) or may skip prompts."""
+    cls = CONTROLLERS[name]
+    return cls.samples_in_rounds or cls.skips_prompts
+
+
 # ------------------------------------------------------------------------------------------ registry
 def test_registry_names_and_protocol():
     assert sorted(CONTROLLERS) == sorted([
         "uniform", "vip", "vip-paper", "oracle", "inverse-accuracy", "inverse-variance", "skip-saturated",
         "rollout-gdro", "prompt-gdro", "gdro-coupled",
+        "knapsack", "greso", "reinforce-ada", "dapo-dynamic", "ar3po",
     ])
     for name, cls in CONTROLLERS.items():
         assert issubclass(cls, Controller) and cls.name == name
@@ -90,7 +107,7 @@ def test_registry_names_and_protocol():
 
 
 def test_unknown_controller_lists_valid_names():
-    with pytest.raises(ValueError, match=r"unknown controller 'vipp'; valid controllers: \['gdro-coupled'"):
+    with pytest.raises(ValueError, match=r"unknown controller 'vipp'; valid controllers: \['ar3po', 'dapo-dynamic', 'gdro-coupled'"):
         make_controller("vipp", n_prompts=4, mean_budget=4, lower=2, upper=8, seed=0)
     with pytest.raises(TypeError, match="controller name must be a string"):
         make_controller(3, n_prompts=4, mean_budget=4, lower=2, upper=8, seed=0)
@@ -192,9 +209,15 @@ def test_bad_observe_input_changes_nothing(name):
     ctrl.observe(ids, plan.counts, r, g)
     before = _state_json(ctrl)
     c = plan.counts
+    if _flexible(name):  # the plan may be a first round with zeros: probe with a full batch instead
+        c = np.array([3, 2, 4, 2])
+        r, g = _rollouts(ids, c, rng)
+    zero_count = ((ids, np.r_[0, c[1:]], r[c[0]:], np.repeat(np.arange(4), np.r_[0, c[1:]])), ValueError,
+                  "counts must be >= 1, got 0 at index 0")
+    if CONTROLLERS[name].skips_prompts:  # a count of 0 is a skipped prompt: valid; a negative one is not
+        zero_count = ((ids, np.r_[-1, c[1:]], r, g), ValueError, "counts must be >= 0, got -1 at index 0")
     bad_cases = [
-        ((ids, np.r_[0, c[1:]], r[c[0]:], np.repeat(np.arange(4), np.r_[0, c[1:]])), ValueError,
-         "counts must be >= 1, got 0 at index 0"),
+        zero_count,
         ((ids, c[:3], r, g), ValueError, r"counts must have one entry per prompt, shape \(4,\)"),
         ((ids, c, np.where(np.arange(r.size) == 2, 1.5, r), g), ValueError,
          r"rewards must be in \[0, 1\] .* got 1.5 at index 2"),
@@ -246,6 +269,9 @@ def _check_budget_and_bounds(name, sc):
     ctrl = make_controller(name, n_prompts=sc["n_prompts"], mean_budget=sc["mean_budget"], lower=sc["lower"],
                            upper=sc["upper"], seed=sc["seed"], **_options(name, sc["n_prompts"]))
     rng = np.random.default_rng(sc["ids_seed"])
+    if _flexible(name):
+        _check_flexible_budget(ctrl, sc, rng)
+        return
     for _ in range(sc["steps"]):
         ids = rng.integers(0, sc["n_prompts"], size=sc["m"])  # repeats and unseen prompts included
         plan = ctrl.plan(ids)
@@ -261,6 +287,29 @@ def _check_budget_and_bounds(name, sc):
         g = np.repeat(np.arange(sc["m"]), plan.counts)
         r = (rng.random(g.size) < 0.4).astype(np.float64)
         ctrl.observe(ids, plan.counts, r, g)
+
+
+def _check_flexible_budget(ctrl, sc, rng):
+    """Round / skipping controllers: the plan and every extension together spend at most the
+    budget (exactly the budget for a single-round controller that skips prompts), each prompt's
+    running total is 0 (skipped) or in [lower, upper], and the selection is well formed."""
+    gen = _generator(rng, partial=False)
+    for _ in range(sc["steps"]):
+        ids = rng.integers(0, sc["n_prompts"], size=sc["m"])
+        step = sample_step(ctrl, ids, gen)
+        c = step.counts
+        assert c.dtype == np.int64 and c.shape == (sc["m"],) and step.budget == sc["total"]
+        if ctrl.samples_in_rounds:
+            assert step.total <= sc["total"]
+        else:
+            assert step.total == sc["total"] == step.plan.total
+        used = c[c > 0]
+        assert used.size == 0 or (used.min() >= sc["lower"] and used.max() <= sc["upper"])
+        assert ctrl.skips_prompts or used.size == sc["m"]
+        assert step.plan.multipliers.dtype == np.float64 and np.all(step.plan.multipliers >= 0)
+        sel = step.selection
+        assert sel.train_mask.dtype == bool and sel.train_mask.shape == step.rewards.shape
+        ctrl.observe(ids, c, step.rewards, step.group_ids)
 
 
 def _property_test(name):
@@ -284,21 +333,27 @@ def test_budget_is_exact_and_bounds_hold(name):
 
 # ------------------------------------------------------------------------------------------ checkpoints
 def _drive(ctrl, t0, steps, m=6, record=None):
+    """Steps through :func:`sample_step` (one plan -> generate for a single-round controller;
+    rounds and a selection for the others); records each step's plan, counts and selection."""
     out = [] if record is None else record
     for t in range(t0, t0 + steps):
         rng = np.random.default_rng(1000 + t)
         ids = rng.integers(0, N, size=m)
-        plan = ctrl.plan(ids)
-        out.append(plan)
-        r, g = _rollouts(ids, plan.counts, rng)
+        step = sample_step(ctrl, ids, _generator(rng))
+        out.append(step)
         losses = rng.normal(size=m) if t % 3 == 0 else None
-        ctrl.observe(ids, plan.counts, r, g, prompt_losses=losses)
+        ctrl.observe(ids, step.counts, step.rewards, step.group_ids, prompt_losses=losses)
     return out
 
 
 def _same_plans(a, b):
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for sx, sy in zip(a, b):
+        assert np.array_equal(sx.counts, sy.counts) and np.array_equal(sx.rewards, sy.rewards)
+        for f in ("train_mask", "baselines", "reuse"):
+            u, v = getattr(sx.selection, f), getattr(sy.selection, f)
+            assert (u is None) == (v is None) and (u is None or np.array_equal(u, v))
+        x, y = sx.plan, sy.plan
         assert np.array_equal(x.counts, y.counts)
         assert np.array_equal(x.multipliers, y.multipliers)
         assert (x.bins is None) == (y.bins is None) and (x.bins is None or np.array_equal(x.bins, y.bins))
@@ -648,6 +703,14 @@ def test_degenerate_batches(name):
     rng = np.random.default_rng(0)
     for ids in ([5, 5, 5, 5], [7], [0, 1], [0, 1, 0, 1, 1], list(range(N))):
         ids = np.array(ids)
+        if _flexible(name):
+            step = sample_step(ctrl, ids, _generator(rng, partial=False))
+            c = step.counts
+            assert step.total <= 4 * ids.size and (c[c > 0].size == 0 or (c[c > 0].min() >= 2 and c.max() <= 8))
+            assert step.total == 4 * ids.size or CONTROLLERS[name].samples_in_rounds
+            assert np.all(np.isfinite(step.plan.multipliers))
+            ctrl.observe(ids, c, step.rewards, step.group_ids)
+            continue
         plan = ctrl.plan(ids)
         assert plan.total == 4 * ids.size and plan.counts.min() >= 2 and plan.counts.max() <= 8
         assert np.all(np.isfinite(plan.multipliers))

@@ -725,6 +725,11 @@ _CTRL_OPTIONS: dict[str, dict] = {
     "rollout-gdro": dict(n_bins=3, window=5, arm_step_size=0.65, dual_step=0.05, price_cap=10.0),
     "prompt-gdro": dict(n_bins=3, window=5, prompt_step_size=0.65, weight_cap=15.0),
     "gdro-coupled": dict(n_bins=3, window=5, prompt_step_size=0.65, arm_step_size=0.65),
+    "knapsack": dict(alpha=0.9, buffer_length=4, min_history=2),
+    "greso": dict(p_easy=0.5, p_hard=0.5, target_zero_variance=0.25, adapt_step=0.01, floor=0.01),
+    "reinforce-ada": dict(round_size=2, keep=2, max_rounds=4, positive_threshold=0.7),
+    "dapo-dynamic": dict(group_size=4, train_fraction=0.5, max_rounds=10),
+    "ar3po": dict(stage_size=2, max_stages=4),
 }
 """Valid options per controller; the numeric ones are swept with the base arguments."""
 
@@ -758,12 +763,25 @@ def _controller_entry(name: str) -> Learner:
             update=True,
         ),
         "budget_for": Method([dict(batch_size=5)], ("batch_size",)),
+        "extend": Method(
+            [dict(prompt_ids=_CTRL_IDS, counts=_CTRL_COUNTS, rewards=_CTRL_REWARDS, group_ids=_CTRL_GROUPS)],
+            ("prompt_ids", "counts", "rewards", "group_ids"),
+            update=True,  # a round controller advances its round counter and generator
+        ),
+        "select": Method(
+            [dict(prompt_ids=_CTRL_IDS, counts=_CTRL_COUNTS, rewards=_CTRL_REWARDS, group_ids=_CTRL_GROUPS)],
+            ("prompt_ids", "counts", "rewards", "group_ids"),
+        ),
     }
     public = _public_methods(cls)
     if "predict" in public:
         methods["predict"] = Method([dict(prompt_ids=_CTRL_IDS)], ("prompt_ids",))
     if "bins" in public:
         methods["bins"] = Method([dict(prompt_ids=_CTRL_IDS)], ("prompt_ids",))
+    if "skip_probabilities" in public:
+        methods["skip_probabilities"] = Method([dict(prompt_ids=_CTRL_IDS)], ("prompt_ids",))
+    if "train_groups" in public:
+        methods["train_groups"] = Method([dict(batch_size=5)], ("batch_size",))
     if "saturated" in public:
         methods["saturated"] = Method([dict(p_hat=_arr(0.001, 0.5, 0.999, 0.2))], ("p_hat",))
     return Learner(cls, [base], ("n_prompts", "mean_budget", "lower", "upper", "seed") + numeric,

@@ -1,7 +1,7 @@
 """Controllers: the per-step decision makers shared by the simulator and the LLM bridge.
 
-A controller decides how many rollouts each prompt of a batch gets and how its advantages are
-weighted; it never samples. Build one by name::
+A controller decides how many rollouts each prompt of a batch gets, which of them enter the
+gradient and how advantages are weighted; it never samples. Build one by name::
 
     ctrl = make_controller("vip", n_prompts=N, mean_budget=8, lower=2, upper=32, seed=0,
                            embeddings=E)
@@ -9,6 +9,22 @@ weighted; it never samples. Build one by name::
     ...                                     # generate plan.counts[i] rollouts for prompt i
     ctrl.observe(prompt_ids, plan.counts, rewards, group_ids)
     state = ctrl.state_dict()               # plain data; ctrl.load_state_dict(state) resumes
+
+Some controllers sample in rounds (``supports_rounds(ctrl)``): after the plan's rollouts,
+``ctrl.extend(prompt_ids, counts, rewards, group_ids)`` returns extra rollouts per prompt for the
+next round (all zeros: stop), given all rollouts of the step so far; every round counts against
+the step's budget ``M * mean_budget``. ``ctrl.select(...)`` then says which rollouts enter the
+gradient (:class:`TrainSelection`: a mask, optional per-prompt baselines, optional reuse of an
+earlier correct response); dropped groups still cost their rollouts. :func:`sample_step` runs
+plan, rounds and selection around any generator, for every controller alike::
+
+    step = sample_step(ctrl, prompt_ids, generate)   # generate(ids, counts) -> (rewards, group_ids, payload)
+    ...                                              # train on step.selection
+    ctrl.observe(prompt_ids, step.counts, step.rewards, step.group_ids)
+
+Single-round controllers keep the budget exact; round controllers spend at most the budget;
+controllers that skip prompts (``skips_prompts``) may give a prompt 0 rollouts
+(:mod:`bandits.controllers.base` has the full protocol).
 
 ================== =========================================================== ==================
 name               allocation (exact total M * mean_budget, within bounds)     multipliers
@@ -23,6 +39,18 @@ skip-saturated     ``lower`` if predicted all-0/all-1, rest even               1
 rollout-gdro       Rollout-GDRO arms per pass@k bin (GDRO Sec. 3.3)            1
 prompt-gdro        as ``uniform``                                              GDRO eq. 17
 gdro-coupled       Rollout-GDRO on the reweighted variance                     GDRO eq. 17
+knapsack           Knapsack RL: max sum of ``(1 - p^n - (1-p)^n) p (1-p)^2``     1
+greso              GRESO: skip prompts with zero-variance history (0 rollouts)  1
+                   with probability ``1 - max(p^streak, 0.01)``, rest even;
+                   all-equal groups dropped from the gradient
+reinforce-ada      Reinforce-Ada, in rounds (at most the budget): rounds of     1
+                   ``round_size`` until a prompt has its positives and
+                   negatives; balanced groups of ``keep``, global baseline
+dapo-dynamic       DAPO dynamic sampling, in rounds (at most the budget):       1
+                   groups prompt by prompt, all-equal groups dropped,
+                   refill until ``train_fraction * M`` groups are kept
+ar3po              AR3PO, in rounds (at most the budget): stages until a        1
+                   correct response appears; reuse an earlier one
 ================== =========================================================== ==================
 """
 
@@ -31,8 +59,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .base import Controller, Observation, StepPlan
+from .base import Controller, Observation, StepPlan, TrainSelection, supports_rounds
 from .gdro import CoupledGDROController, PromptGDROController, RolloutGDROController
+from .peers import (
+    AR3POController,
+    DAPODynamicController,
+    GRESOController,
+    KnapsackController,
+    ReinforceAdaController,
+)
 from .predictive import (
     PREDICTORS,
     InverseAccuracyController,
@@ -42,6 +77,7 @@ from .predictive import (
     VIPController,
     VIPPaperController,
 )
+from .rounds import Round, StepRollouts, close_step, sample_step
 from .uniform import UniformController
 
 __all__ = [
@@ -49,9 +85,15 @@ __all__ = [
     "PREDICTORS",
     "Controller",
     "Observation",
+    "Round",
     "StepPlan",
+    "StepRollouts",
+    "TrainSelection",
+    "close_step",
     "controller_options",
     "make_controller",
+    "sample_step",
+    "supports_rounds",
 ]
 
 CONTROLLERS: dict[str, type[Controller]] = {
@@ -67,6 +109,11 @@ CONTROLLERS: dict[str, type[Controller]] = {
         RolloutGDROController,
         PromptGDROController,
         CoupledGDROController,
+        KnapsackController,
+        GRESOController,
+        ReinforceAdaController,
+        DAPODynamicController,
+        AR3POController,
     )
 }
 """Registry of controllers: name -> class (see :func:`make_controller`)."""

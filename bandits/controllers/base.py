@@ -1,4 +1,4 @@
-"""The controller protocol: ``plan`` -> :class:`StepPlan`, ``observe``, ``state_dict``.
+"""The controller protocol: ``plan`` -> :class:`StepPlan`, ``extend``, ``select``, ``observe``, ``state_dict``.
 
 A controller decides, it never samples (docs/architecture.md, "Data flow of one training step"): each step the
 training loop (the simulator of ``sim`` or a real GRPO loop in ``llm_bridge``) calls
@@ -7,12 +7,32 @@ training loop (the simulator of ``sim`` or a real GRPO loop in ``llm_bridge``) c
    multipliers (``plan.multipliers``) and, where the controller bins prompts, their difficulty
    bins (``plan.bins``);
 2. generates ``plan.counts[i]`` rollouts for prompt ``prompt_ids[i]`` and scores them;
-3. ``ctrl.observe(prompt_ids, counts, rewards, group_ids)`` with the *ragged* batch: flat
-   ``rewards`` (one per rollout, in [0, 1]) and ``group_ids`` (the position in ``prompt_ids`` of
-   each rollout's prompt).
+3. *sampling in rounds* (controllers with ``samples_in_rounds``; :func:`supports_rounds`):
+   ``extra = ctrl.extend(prompt_ids, counts, rewards, group_ids)`` with **all** rollouts of the
+   step so far (``counts`` the running totals per prompt); generates ``extra[i]`` more rollouts
+   for prompt ``i``, appends them, and calls ``extend`` again until it returns all zeros;
+4. ``sel = ctrl.select(prompt_ids, counts, rewards, group_ids)`` -- a :class:`TrainSelection`:
+   which rollouts enter the gradient (``train_mask``; a group whose rollouts are all masked out
+   is dropped), optional per-prompt ``baselines`` that replace the estimator's own, and optional
+   ``reuse`` flags (add one stored correct response of the prompt from an earlier step). For
+   every controller without a selection rule this is "everything, estimator's own baseline";
+5. ``ctrl.observe(prompt_ids, counts, rewards, group_ids)`` with the *ragged* batch of the whole
+   step: flat ``rewards`` (one per generated rollout, in [0, 1]) and ``group_ids`` (the position
+   in ``prompt_ids`` of each rollout's prompt). ``observe`` closes the step.
 
-Every controller keeps the per-step budget exact, ``plan.counts.sum() == len(prompt_ids) *
-mean_budget``, and the bounds ``lower <= counts <= upper``.
+:func:`sample_step` (module :mod:`bandits.controllers.rounds`) runs 1-4 with a caller-supplied
+generator, so a training loop needs no round logic of its own.
+
+Budget. A single-round controller keeps the per-step budget exact, ``plan.counts.sum() ==
+len(prompt_ids) * mean_budget`` (:meth:`Controller.budget_for`), and the bounds ``lower <=
+counts <= upper``. A round controller spends *at most* the budget over all rounds: every rollout
+of every round counts, including those of groups that ``select`` later drops (``plan`` total +
+every ``extend`` total ``<= budget_for(M)``), and each prompt's running total stays within
+``[lower, upper]``. A controller with ``skips_prompts`` may give a prompt no rollouts at all in a
+step (``counts[i] == 0``: the prompt is skipped or not drawn from the batch, and it contributes
+nothing to the gradient); its observations then accept zero counts. The base class checks every
+plan and every extension and raises ``RuntimeError`` on a violation (an internal error, never a
+silent overspend).
 
 Observation semantics (shared by every controller; what each learner receives is documented in
 the controller classes): ``rewards`` are floats in [0, 1] -- 1 is a success, a value in between
@@ -45,7 +65,7 @@ from solvers._validation import (
 
 from .._state import StateReader, load_atomically, new_state, plain, rng_state
 
-__all__ = ["Controller", "Observation", "StepPlan"]
+__all__ = ["Controller", "Observation", "StepPlan", "TrainSelection", "supports_rounds"]
 
 MAX_ABS_LOSS = 1e100
 """Largest accepted magnitude of a caller-supplied prompt loss (as in :mod:`bandits.prompt_gdro`)."""
@@ -78,7 +98,8 @@ class StepPlan:
 
     @property
     def total(self) -> int:
-        """``counts.sum()``, the step's rollout budget."""
+        """``counts.sum()``: the step's rollout budget (for a round controller, what its first
+        round spends)."""
         return int(self.counts.sum())
 
 
@@ -111,6 +132,44 @@ class Observation:
     sample_vars: np.ndarray
     any_correct: np.ndarray
     prompt_losses: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class TrainSelection:
+    """Which rollouts of a step enter the gradient (returned by :meth:`Controller.select`).
+
+    Attributes
+    ----------
+    train_mask : ndarray of bool, shape (R,)
+        ``train_mask[j]``: rollout ``j`` (in the order of the flat ``rewards`` given to
+        ``select``) enters the gradient. A prompt none of whose rollouts is selected is dropped
+        from the gradient (its rollouts still counted against the budget).
+    baselines : ndarray of float64, shape (M,), or None
+        Per-prompt baselines that replace the estimator's own: the advantage of a selected
+        rollout of prompt ``i`` is ``r - baselines[i]`` (no standard-deviation scaling). None:
+        the estimator computes its baseline from the selected rollouts (GRPO / RLOO / Dr.GRPO).
+    reuse : ndarray of bool, shape (M,), or None
+        ``reuse[i]``: add one correct response of prompt ``i`` kept from an earlier step (with
+        reward 1) to the prompt's training group (AR3PO's response reuse); the training loop
+        keeps the responses (a controller never stores text). Reused responses cost no
+        rollout. None: nothing is reused.
+    """
+
+    train_mask: np.ndarray
+    baselines: np.ndarray | None = None
+    reuse: np.ndarray | None = None
+
+    @property
+    def trivial(self) -> bool:
+        """True when every rollout is selected and neither baselines nor reuse are set (the
+        gradient is the plain estimator on the whole batch)."""
+        return bool(self.train_mask.all()) and self.baselines is None and (self.reuse is None or not self.reuse.any())
+
+
+def supports_rounds(controller: Any) -> bool:
+    """Whether ``controller`` samples in rounds (its :meth:`Controller.extend` can return
+    non-zero extra rollouts); False for single-round controllers and non-controllers."""
+    return bool(getattr(type(controller), "samples_in_rounds", False))
 
 
 def mean_budget_iv(mean_budget: Any) -> Fraction:
@@ -169,7 +228,12 @@ class Controller(ABC):
     -----
     Subclasses implement ``_plan(ids, total) -> StepPlan`` and ``_observe(obs)`` and list their
     stateful parts in ``_components()``; the base class validates input, checks the returned
-    plan (exact total, bounds, dtypes) and implements the checkpoints.
+    plan (exact total, bounds, dtypes) and implements the checkpoints. A controller that samples
+    in rounds sets ``samples_in_rounds`` and implements ``_extend(obs, total)``; one with a
+    training selection implements ``_select(obs)``; one that may give a prompt no rollouts sets
+    ``skips_prompts``. State kept by the controller itself (not in a component: per-prompt
+    histories, a round counter) goes through ``_extra_state`` / ``_read_extra_state`` /
+    ``_commit_extra_state``, so that a checkpoint taken in the middle of a step resumes it.
     """
 
     name: ClassVar[str] = ""
@@ -177,6 +241,11 @@ class Controller(ABC):
     min_lower: ClassVar[int] = 1
     #: whether ``upper = inf`` is allowed
     allows_infinite_upper: ClassVar[bool] = True
+    #: whether the controller samples in rounds (``extend`` may return extra rollouts; the plan
+    #: and every extension together spend at most the budget)
+    samples_in_rounds: ClassVar[bool] = False
+    #: whether a prompt may get no rollouts in a step (``counts[i] == 0``: skipped)
+    skips_prompts: ClassVar[bool] = False
 
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None) -> None:
         self.n_prompts = check_int_scalar(n_prompts, "n_prompts", lo=1)
@@ -234,10 +303,11 @@ class Controller(ABC):
         n = as_int_array(counts, "counts", ndim=1)
         if n.shape != (m,):
             raise ValueError(f"counts must have one entry per prompt, shape ({m},), got {n.shape}")
-        bad = n < 1
+        least = 0 if self.skips_prompts else 1
+        bad = n < least
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"counts must be >= 1, got {int(n[i])} at index {i}")
+            raise ValueError(f"counts must be >= {least}, got {int(n[i])} at index {i}")
         r = as_float_array(rewards, "rewards", ndim=1)
         bad = (r < 0.0) | (r > 1.0)
         if bad.any():
@@ -270,9 +340,16 @@ class Controller(ABC):
                 i = int(np.argmax(big))
                 raise ValueError(f"prompt_losses must have magnitude <= {MAX_ABS_LOSS:g}, got {float(losses[i])!r} "
                                  f"at index {i}")
+        return self._summarize(ids, n, r, g, losses)
+
+    @staticmethod
+    def _summarize(ids: np.ndarray, n: np.ndarray, r: np.ndarray, g: np.ndarray,
+                   losses: np.ndarray | None) -> Observation:
+        """The per-prompt summaries of an already validated ragged batch."""
+        m = ids.size
         nf = n.astype(np.float64)
         sums = np.bincount(g, weights=r, minlength=m)
-        means = sums / nf
+        means = sums / np.maximum(nf, 1.0)  # a skipped prompt (n = 0) has mean 0 and no rollouts
         dev = r - means[g]
         ss = np.bincount(g, weights=dev * dev, minlength=m)
         var = np.zeros(m)
@@ -293,26 +370,116 @@ class Controller(ABC):
         Returns
         -------
         StepPlan
-            ``counts`` (int64, summing exactly to ``M * mean_budget``, within the bounds),
-            ``multipliers`` (float64), ``bins`` and ``p_hat`` (or None).
+            ``counts`` (int64, summing exactly to ``M * mean_budget``, within the bounds; for a
+            round controller the first round, summing to at most the budget; zero entries for
+            prompts a ``skips_prompts`` controller skips), ``multipliers`` (float64), ``bins``
+            and ``p_hat`` (or None).
 
         Raises
         ------
         ValueError, TypeError
             Ids out of range or not integers, an empty batch, or ``M * mean_budget`` not an
-            integer. Planning does not change the learning state (it may draw random numbers).
+            integer. Planning does not change the learning state (it may draw random numbers;
+            a round controller starts its round counter).
         """
         ids = self._ids_iv(prompt_ids)
         total = self.budget_for(ids.size)
         plan = self._plan(ids, total)
         c = plan.counts
-        if (c.dtype != np.int64 or c.shape != ids.shape or int(c.sum()) != total or int(c.min()) < self.lower
-                or c.max() > self.upper or plan.multipliers.dtype != np.float64 or plan.multipliers.shape != ids.shape):
+        ok = (c.dtype == np.int64 and c.shape == ids.shape and plan.multipliers.dtype == np.float64
+              and plan.multipliers.shape == ids.shape)
+        if ok:
+            used = c[c > 0] if self.skips_prompts else c
+            spent = int(c.sum())
+            ok = (int(c.min()) >= 0 and (used.size == 0 or (int(used.min()) >= self.lower and used.max() <= self.upper))
+                  and (spent <= total if self.samples_in_rounds else spent == total))
+        if not ok:
             raise RuntimeError(  # an internal error, never a silent budget violation
                 f"controller {self.name!r} produced an invalid plan (total {int(c.sum())} vs budget {total}, "
                 f"counts in [{int(c.min())}, {int(c.max())}] vs [{self.lower}, {self.upper}])"
             )
         return plan
+
+    def extend(self, prompt_ids: Any, counts: Any, rewards: Any, group_ids: Any) -> np.ndarray:
+        """Extra rollouts per prompt for the next round of this step (all zeros: stop).
+
+        Parameters
+        ----------
+        prompt_ids : array_like of int, shape (M,)
+            The batch that :meth:`plan` was called with.
+        counts, rewards, group_ids
+            **All** rollouts of the step so far (every round, any order), as for
+            :meth:`observe`: ``counts[i]`` the running total of prompt ``i``.
+
+        Returns
+        -------
+        ndarray of int64, shape (M,)
+            Rollouts to generate next for each prompt. Always zeros for a single-round
+            controller. A round controller keeps ``counts + extra <= upper``, gives a prompt it
+            samples for the first time at least ``lower``, and ``counts.sum() + extra.sum() <=
+            len(prompt_ids) * mean_budget`` (every round counts against the step's budget).
+
+        Raises
+        ------
+        ValueError, TypeError
+            On inconsistent input (as :meth:`observe`); the controller is then unchanged.
+        """
+        obs = self._observation_iv(prompt_ids, counts, rewards, group_ids, None)
+        return self._checked_extension(obs, self.budget_for(obs.ids.size))
+
+    def _checked_extension(self, obs: Observation, total: int) -> np.ndarray:
+        """:meth:`_extend` on a validated observation, its result checked (see :meth:`extend`)."""
+        if not self.samples_in_rounds:
+            return np.zeros(obs.ids.size, dtype=np.int64)
+        extra = self._extend(obs, total)
+        new = obs.counts + extra
+        first = (obs.counts == 0) & (extra > 0)
+        room = np.maximum(obs.counts, self.upper) if self.upper != math.inf else None
+        if (extra.dtype != np.int64 or extra.shape != obs.ids.shape or int(extra.min()) < 0
+                or int(obs.counts.sum()) + int(extra.sum()) > max(total, int(obs.counts.sum()))
+                or (room is not None and bool((new > room).any())) or bool((new[first] < self.lower).any())):
+            raise RuntimeError(  # an internal error, never a silent budget violation
+                f"controller {self.name!r} produced an invalid extension (extra {extra.tolist()} on counts "
+                f"{obs.counts.tolist()}, budget {total}, bounds [{self.lower}, {self.upper}])"
+            )
+        return extra
+
+    def select(self, prompt_ids: Any, counts: Any, rewards: Any, group_ids: Any) -> TrainSelection:
+        """Which rollouts of the step enter the gradient (:class:`TrainSelection`).
+
+        Call after the last round (``extend`` returned zeros), with all rollouts of the step as
+        for :meth:`observe`. The default selects every rollout with the estimator's own
+        baseline and no reuse. Selection does not change the learning state.
+
+        Raises
+        ------
+        ValueError, TypeError
+            On inconsistent input (as :meth:`observe`).
+        """
+        return self._checked_selection(self._observation_iv(prompt_ids, counts, rewards, group_ids, None))
+
+    def _checked_selection(self, obs: Observation) -> TrainSelection:
+        """:meth:`_select` on a validated observation, its result checked (see :meth:`select`)."""
+        sel = self._select(obs)
+        m, r = obs.ids.size, obs.rewards.size
+        mask = sel.train_mask
+        ok = mask.dtype == np.bool_ and mask.shape == (r,)
+        if sel.baselines is not None:
+            ok = ok and sel.baselines.dtype == np.float64 and sel.baselines.shape == (m,) and bool(
+                np.isfinite(sel.baselines).all())
+        if sel.reuse is not None:
+            ok = ok and sel.reuse.dtype == np.bool_ and sel.reuse.shape == (m,)
+        if not ok:
+            raise RuntimeError(f"controller {self.name!r} produced an invalid selection")
+        return sel
+
+    def _extend(self, obs: Observation, total: int) -> np.ndarray:
+        """Extra rollouts for the next round (round controllers override; see :meth:`extend`)."""
+        return np.zeros(obs.ids.size, dtype=np.int64)
+
+    def _select(self, obs: Observation) -> TrainSelection:
+        """The training selection (controllers with a selection rule override)."""
+        return TrainSelection(np.ones(obs.rewards.size, dtype=bool))
 
     def observe(self, prompt_ids: Any, counts: Any, rewards: Any, group_ids: Any, *,
                 prompt_losses: Any = None) -> None:
@@ -362,6 +529,19 @@ class Controller(ABC):
         """Stateful parts (objects with ``state_dict``/``load_state_dict``), by name."""
         return {}
 
+    def _extra_state(self) -> dict:
+        """State of the controller itself beyond step, generator and components (plain data and
+        arrays; e.g. per-prompt reward histories, a round counter), stored as top-level keys."""
+        return {}
+
+    def _read_extra_state(self, reader: StateReader) -> dict:
+        """Validate and read :meth:`_extra_state` from a state (fresh copies); must not modify
+        the controller -- :meth:`_commit_extra_state` assigns after every check passed."""
+        return {}
+
+    def _commit_extra_state(self, extra: dict) -> None:
+        """Assign what :meth:`_read_extra_state` returned."""
+
     def _hyperparameters(self) -> dict:
         upper = self.upper if self.upper != math.inf else "inf"  # strict JSON has no Infinity
         return {"controller": self.name, "n_prompts": self.n_prompts, "mean_budget": self.mean_budget,
@@ -373,7 +553,8 @@ class Controller(ABC):
         adversaries). Constructor inputs that are not state -- ``embeddings``, ``true_success``
         -- are not stored (the GP/ridge predictors store a fingerprint of the embeddings)."""
         comps = {k: v.state_dict() for k, v in self._components().items()}
-        return new_state(self, self._hyperparameters(), step=self.step, rng=rng_state(self._rng), components=comps)
+        return new_state(self, self._hyperparameters(), step=self.step, rng=rng_state(self._rng), components=comps,
+                         **self._extra_state())
 
     def load_state_dict(self, state: Any) -> None:
         """Restore a :meth:`state_dict` into a controller built with the same arguments.
@@ -392,10 +573,12 @@ class Controller(ABC):
         if set(comps) != set(mine):
             raise ValueError(f"{type(self).__name__}.load_state_dict: state['components'] has "
                              f"{sorted(comps)}, expected {sorted(mine)}")
+        extra = self._read_extra_state(r)
         for key, comp in mine.items():
             comp.load_state_dict(comps[key])
         self.step = step
         self._rng.bit_generator.state = rng
+        self._commit_extra_state(extra)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, n_prompts={self.n_prompts}, "

@@ -19,6 +19,7 @@ SUITES: dict[str, str] = {
     "predictor": "benchmarks.suites.predictor",  # VIP GP success predictor
     "controllers": "benchmarks.suites.controllers",  # every controller's plan + observe step
     "sim": "benchmarks.suites.sim",  # SoftmaxRLVR rollout + gradient step
+    "replay": "benchmarks.suites.replay",  # robust-rollouts replay of a 10^6-row log, every controller
     "coldstart": "benchmarks.suites.coldstart",  # first call of every entry point, empty vs warm Numba cache
     "llm": "benchmarks.suites.llm",  # LLM bridge GRPO step on a tiny transformer (needs the llm extra)
 }

@@ -2,7 +2,9 @@
 
 Each timed call is what a training loop pays per step for the controller: ``plan(prompt_ids)``
 (validation, prediction/binning, exact allocation, multipliers) and ``observe(prompt_ids,
-counts, rewards, group_ids)`` (validation, per-prompt summaries, every learner's update), on a
+counts, rewards, group_ids)`` (validation, per-prompt summaries, every learner's update) -- for
+a controller that samples in rounds or skips prompts, the whole step of
+:func:`bandits.controllers.sample_step` (plan, every ``extend``, ``select``) and ``observe`` -- on a
 cycle of pre-generated batches (mean budget 4, bounds 2..12, 10 bins and 11 arms for the GDRO
 controllers). The call also builds the ragged batch from the plan (``group_ids`` by
 ``np.repeat`` and Bernoulli rewards from pre-drawn uniforms, a few microseconds) as a caller
@@ -57,7 +59,24 @@ def _options(name: str, emb: np.ndarray, p: np.ndarray) -> dict:
 
 
 def _step_fn(ctrl, batches, p):
+    from bandits.controllers import sample_step
+
     cyc = itertools.cycle(batches)
+    if ctrl.samples_in_rounds or ctrl.skips_prompts:  # the whole step: plan, rounds, selection, observe
+        def step_rounds():
+            ids, u = next(cyc)
+            pos = [0]
+
+            def generate(sub, counts):
+                g = np.repeat(np.arange(sub.size), counts)
+                r = (u[pos[0]:pos[0] + g.size] < p[sub][g]).astype(np.float64)
+                pos[0] += g.size
+                return r, g, None
+
+            s = sample_step(ctrl, ids, generate)
+            ctrl.observe(ids, s.counts, s.rewards, s.group_ids)
+
+        return step_rounds
 
     def step():
         ids, u = next(cyc)

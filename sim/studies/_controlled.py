@@ -1,11 +1,23 @@
 """Controller-driven training on :class:`sim.SoftmaxRLVR`, shared by the ``training`` and ``gdro`` studies.
 
-One step (docs/architecture.md, "Data flow of one training step"): draw a mini-batch of training prompts, ask the
-controller for a :class:`bandits.controllers.StepPlan` (rollouts per prompt and advantage
-multipliers), roll out, estimate the gradient with the study's estimator and the plan's
-multipliers, feed the rewards back to the controller, and take an Adam step. The caller gets the
-step's ``(ids, plan, batch)`` *before* the update, so diagnostics see the policy that produced the
-rollouts.
+One step (the protocol of :mod:`bandits.controllers.base`): draw a mini-batch of training prompts, run the
+controller's step with :func:`bandits.controllers.sample_step` -- its plan (rollouts per prompt and
+advantage multipliers), the extra rounds of a controller that samples in rounds, and its training
+selection -- roll out, estimate the gradient with the study's estimator on the selected rollouts
+and the plan's multipliers, feed every generated rollout back to the controller, and take an Adam
+step. The caller gets the step's ``(ids, plan, batch)`` *before* the update, so diagnostics see
+the policy that produced the rollouts; ``batch`` holds every generated rollout of every round
+(``batch.counts`` may be 0 for a prompt a controller skipped).
+
+Training selection (:class:`bandits.controllers.TrainSelection`): the gradient is the estimator's
+on the selected rollouts only, normalised over the prompts that keep at least one rollout (a
+dropped group is not in the batch, as in DAPO's filtered batch); per-prompt ``baselines`` replace
+the estimator's baseline (advantage ``r - b``); a prompt flagged for ``reuse`` gets one more
+rollout in its training group: the most recent correct answer (reward 1) the trainer saw for it
+at an earlier step (AR3PO's response reuse; the score is evaluated at the current policy, like
+every rollout of the step; a prompt for which the trainer holds no such answer -- e.g. a
+controller restored from a checkpoint into a fresh trainer -- gets none). For every single-round controller without a selection rule the
+gradient is computed exactly as before (same draws, same arithmetic).
 
 Pairing: the prompt batches come from the task's seed alone (stream ``(seed, 1)``), so every
 controller of a seed trains on the same environment and the same sequence of mini-batches; the
@@ -23,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ..batch import RolloutBatch
 from ..optim import Adam
 from ..softmax_rlvr import SoftmaxRLVR
 from ._common import EpochSampler, stream
@@ -81,26 +94,84 @@ class ControlledTrainer:
         self.rollout_rng = stream(seed, 2)
         self.opt = Adam(env.dim)
         self.steps_done = 0
+        self.last_step: Any = None
+        self.bank = np.full(env.n_prompts, -1, dtype=np.int64)  # a correct answer per prompt (-1: none yet)
 
     def sample(self) -> tuple[np.ndarray, Any, Any]:
-        """Draw the next mini-batch, plan and roll it out: ``(ids, plan, batch)`` (``plan`` and
-        ``batch`` are None for the exact-gradient learner). Call :meth:`update` next."""
+        """Draw the next mini-batch, run the controller's step (plan, rounds, selection) and roll
+        it out: ``(ids, plan, batch)`` (``plan`` and ``batch`` are None for the exact-gradient
+        learner); :attr:`last_step` holds the controller's :class:`bandits.controllers.StepRollouts`.
+        Call :meth:`update` next."""
+        from bandits.controllers import sample_step
+
         ids = self.sampler.next()
         if self.ctrl is None:
+            self.last_step = None
             return ids, None, None
-        plan = self.ctrl.plan(ids)
-        batch = self.env.rollout(ids, plan.counts, self.rollout_rng)
-        return ids, plan, batch
+        rounds: list[RolloutBatch] = []
+
+        def generate(sub_ids: np.ndarray, counts: np.ndarray):
+            b = self.env.rollout(sub_ids, counts, self.rollout_rng)
+            rounds.append(b)
+            return b.rewards, b.group_ids, b
+
+        step = sample_step(self.ctrl, ids, generate)
+        self.last_step = step
+        return ids, step.plan, merge_rounds(self.env, step)
 
     def update(self, ids: np.ndarray, plan: Any, batch: Any) -> None:
-        """Gradient estimate, controller feedback, Adam step."""
+        """Gradient estimate on the training selection, controller feedback, Adam step."""
         if self.ctrl is None:
             g = self.env.true_gradient(ids)
         else:
-            g = self.env.gradient(batch, self.estimator, plan.multipliers)
-            self.ctrl.observe(ids, plan.counts, batch.rewards, batch.group_ids)
+            step = self.last_step
+            g = selected_gradient(self.env, batch, step.selection, plan.multipliers, self.estimator, self.bank)
+            self.ctrl.observe(ids, step.counts, step.rewards, step.group_ids)
+            correct = batch.rewards >= 1.0  # the bank of correct answers for response reuse
+            self.bank[batch.ids[batch.group_ids[correct]]] = batch.actions[correct]
         self.env.step(self.opt.direction(g), self.lr)
         self.steps_done += 1
+
+
+def merge_rounds(env: SoftmaxRLVR, step: Any) -> RolloutBatch:
+    """One :class:`sim.RolloutBatch` with every round of a step (rollouts in round order,
+    ``group_ids`` = positions in ``step.prompt_ids``, ``counts`` the step's totals, 0 for a
+    skipped prompt). A single round over the whole batch is returned as generated."""
+    ids = step.prompt_ids
+    parts = step.rounds
+    if len(parts) == 1 and parts[0].positions.size == ids.size:
+        return parts[0].payload
+    probs = env.policy(ids) if any(int(c) == 0 for c in step.counts) else np.empty((ids.size, env.n_answers))
+    for part in parts:  # the policy does not change between rounds; keep the sampler's own numbers
+        probs[part.positions] = part.payload.probs
+    actions = np.concatenate([part.payload.actions for part in parts]) if parts else np.zeros(0, dtype=np.int64)
+    return RolloutBatch(ids=ids, counts=step.counts.copy(), group_ids=step.group_ids, actions=actions,
+                        rewards=step.rewards, probs=probs)
+
+
+def selected_gradient(env: SoftmaxRLVR, batch: RolloutBatch, selection: Any, multipliers: np.ndarray,
+                      estimator: str, bank: np.ndarray) -> np.ndarray:
+    """The gradient estimate on a step's training selection (module docstring)."""
+    if selection.trivial and int(batch.counts.min()) > 0:
+        return env.gradient(batch, estimator, multipliers)
+    m = batch.ids.size
+    mask = selection.train_mask
+    reuse = np.zeros(m, dtype=bool) if selection.reuse is None else selection.reuse.copy()
+    reuse &= bank[batch.ids] >= 0
+    n_sel = np.bincount(batch.group_ids[mask], minlength=m) + reuse
+    keep = np.flatnonzero(n_sel > 0)
+    if keep.size == 0:
+        return np.zeros(env.dim)
+    new_pos = np.full(m, -1, dtype=np.int64)
+    new_pos[keep] = np.arange(keep.size)
+    extra = np.flatnonzero(reuse)
+    group_ids = np.concatenate([new_pos[batch.group_ids[mask]], new_pos[extra]])
+    actions = np.concatenate([batch.actions[mask], bank[batch.ids[extra]]])
+    rewards = np.concatenate([batch.rewards[mask], np.ones(extra.size)])
+    train = RolloutBatch(ids=batch.ids[keep], counts=n_sel[keep].astype(np.int64), group_ids=group_ids,
+                         actions=actions, rewards=rewards, probs=batch.probs[keep])
+    base = None if selection.baselines is None else selection.baselines[keep]
+    return env.gradient(train, estimator, multipliers[keep], baselines=base)
 
 
 def all_equal_groups(batch: Any) -> np.ndarray:

@@ -155,7 +155,7 @@ def run_task(task: dict, config: dict) -> dict:
             break
         ids, plan, batch = trainer.sample()
         bins = plan.bins if plan.bins is not None else shadow.bins(ids)
-        counts = plan.counts.astype(np.float64)
+        counts = batch.counts.astype(np.float64)  # every round's rollouts (plan.counts for a single-round controller)
         if name in _WEIGHTED:
             weights[t] = ctrl.prompt.weights
         if name in _BUDGETED:

@@ -141,12 +141,17 @@ def run_task(task: dict, config: dict) -> dict:
             break
         ids, plan, batch = trainer.sample()
         if ctrl is not None:
-            counts = plan.counts
+            counts = batch.counts  # every round's rollouts (plan.counts for a single-round controller)
             if t % config["variance_every"] == 0:
+                # exact tr Cov of the RLOO gradient with the rollouts each prompt got (prompts a
+                # controller skipped are not in its gradient); a training selection that depends
+                # on the outcomes (dropped groups, down-sampling) is not modelled by this measure
+                sampled = counts > 0
                 m2 = plan.multipliers**2
                 b2 = float(ids.size) ** 2
+                var_c = m2[sampled] @ env.gradient_variance(ids[sampled], counts[sampled], "rloo")
                 out["var_step"].append(t)
-                out["var_ctrl"].append(float(m2 @ env.gradient_variance(ids, counts, "rloo")) / b2)
+                out["var_ctrl"].append(float(var_c) / float(sampled.sum()) ** 2)
                 out["var_uniform"].append(float(m2 @ env.gradient_variance(ids, budget["mean_budget"], "rloo")) / b2)
                 g = env.true_gradient(ids)
                 out["signal"].append(float(g @ g))
