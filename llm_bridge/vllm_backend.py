@@ -1,7 +1,7 @@
 """vLLM generation backend: offline ``vllm.LLM``, one ``SamplingParams`` per prompt, weights pushed
 from the torch policy before each step.
 
-How it maps the :class:`llm_bridge.generation.GenerationBackend` protocol onto vLLM:
+How it maps the :class:`llm_bridge.rollout.GenerationBackend` protocol onto vLLM:
 
 * **Per-prompt counts.** ``LLM.generate`` takes one ``SamplingParams`` per prompt; prompt ``i``
   gets ``n = counts[i]`` and ``logprobs = 0`` (vLLM then returns the log-probability of each
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ._deps import require
-from .generation import RolloutBatch, SamplingConfig, _decode, counts_iv
+from .rollout import RolloutBatch, SamplingConfig, counts_iv, decode_completions
 
 __all__ = ["VLLMBackend", "vllm_weights"]
 
@@ -190,7 +190,7 @@ class VLLMBackend:
         input_ids = torch.cat([prompt_ids, tokens], dim=1)
         attention = torch.cat([prompt_mask, cmask.long()], dim=1)
         finished = np.array([ids[-1] == self.eos_id for ids in rows_tokens], dtype=bool)
-        texts = _decode(self.tokenizer, tokens, cmask, self.eos_id)
+        texts = decode_completions(self.tokenizer, tokens, cmask, self.eos_id)
         return RolloutBatch(input_ids, attention, lp, cmask, logps, group_ids, c, texts, finished)
 
     def close(self) -> None:

@@ -241,3 +241,33 @@ def test_hf_near_greedy_matches_model_generate(policy):
     for r in range(len(prompts)):
         n = int(batch.completion_mask[r].sum())
         assert batch.completion_ids[r, :n].tolist() == ref[r, :n].tolist()
+
+
+def _relative_imports(module: str) -> set[str]:
+    """The ``llm_bridge`` modules that ``llm_bridge/<module>.py`` imports (``from .x import ...``),
+    anywhere in the file (lazy imports included)."""
+    import ast
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "llm_bridge" / f"{module}.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llm_bridge."):
+            found.add(node.module.split(".")[1])
+    return found
+
+
+def test_backend_modules_import_one_way():
+    """``rollout`` <- ``vllm_backend`` <- ``generation``: the contract module imports no backend,
+    the vLLM backend imports the contract and not the hf module (no import cycle), and only the
+    registry in ``generation`` knows the vLLM backend."""
+    assert not _relative_imports("rollout") & {"generation", "vllm_backend"}
+    assert "rollout" in _relative_imports("vllm_backend")
+    assert "generation" not in _relative_imports("vllm_backend")
+    assert {"rollout", "vllm_backend"} <= _relative_imports("generation")
+    from llm_bridge import generation, rollout
+
+    for name in ("SamplingConfig", "RolloutBatch", "GenerationBackend", "counts_iv"):  # re-exported
+        assert getattr(generation, name) is getattr(rollout, name)
