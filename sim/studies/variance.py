@@ -16,24 +16,52 @@ Parts (each a task per seed):
    with the prompt's exact ``p_q`` and ``sigma_{Z,q}^2``, per difficulty class; the same for the
    vector gradient (``tr Cov``) against its independence analogue ``Var(r) tr Cov(score) / (n-1)``;
    and VIP App. B's tests on ``app_b_prompts`` prompts x ``app_b_rollouts`` rollouts (Fisher,
-   Edgington, Levene), with the Fisher test on an :class:`~sim.IndependentScoreBandit` with the
-   same ``p_q``, ``mu_Z``, ``sigma_Z`` as a control (it must not reject). Claim band for the formula
-   ratio: ``[0.8, 1.25]`` -- the RLOO allocation is ``n_q ~ 1 + sqrt(a_q / lambda)``, so an error of
-   that size in ``a_q`` moves allocations by about 10 %; chosen before any run.
+   Edgington, Levene). These rows are *assumption checks* (VIP's modelling assumption tested on
+   the simulator, not claims about a method); their reasons print the exact ground truth they test
+   (the correlation of ``R`` and ``Z`` under the policy, the spread of ``sigma_Z^2``). The Fisher test
+   on an :class:`~sim.IndependentScoreBandit` with the same ``p_q``, ``mu_Z``, ``sigma_Z`` is their
+   *negative control* (a project check: where the assumption holds by construction the test must
+   not reject, so that its rejections on SoftmaxRLVR are not an artefact of the test). Claim band
+   for the formula ratio: ``[0.8, 1.25]`` -- the RLOO allocation is ``n_q ~ 1 + sqrt(a_q / lambda)``,
+   so an error of that size in ``a_q`` moves allocations by about 10 %; chosen before any run.
 
 3. ``allocation`` -- the claim that matters: the variance of the *batch* gradient at equal budget.
    Along one uniform-RLOO training trajectory (shared by all, so steps are paired), each controller
    of ``bandits.controllers`` plans the counts of every mini-batch (``mean_budget`` rollouts per
    prompt on average, ``lower <= n <= upper``), observes rollouts drawn with its own counts, and
-   its allocation is scored by the exact variance of the RLOO batch gradient,
-   ``tr Cov(g) = (1/B^2) sum_q tr Var(g_q(n_q))`` (closed form at the step's policy). The ratio of
-   each controller's total over the trajectory to uniform's is reported with its CI. A reference
-   no controller can beat is added: the exact minimiser of that total (the per-prompt exact
-   variance is ``beta/n + alpha/(n-1)`` with ``alpha >= 0`` and ``alpha + beta >= 0``, convex for
-   ``n >= 2``, so the largest marginal decreases over all prompts give the integer optimum).
-   Claims (VIP Sec. 5.2 and Table 3): ``vip``, ``vip-paper`` and ``oracle`` have a lower batch
-   variance than ``uniform``, and ``vip`` a lower one than the inverse-accuracy and
-   inverse-variance heuristics.
+   its allocation is scored by the exact variance of the RLOO batch gradient (closed form at the
+   step's policy, :func:`sim.studies.metrics.group_variance_terms`) in two geometries:
+
+   * the raw trace ``tr Cov(g) = (1/B^2) sum_q tr Var(g_q(n_q))``, which on SoftmaxRLVR is mostly
+     coordinate 0 (the prior log-odds feature, of scale 1 against ~0.1 on each skill coordinate;
+     the study prints the share);
+   * Adam's geometry ``sum_d Var(g_d) / v_d`` with ``v_d = (grad J_B)_d^2 + Var_uniform(g_d)``, the
+     second moment Adam's preconditioner divides by (:mod:`sim.studies.metrics`): what the
+     optimiser of the training study actually feels.
+
+   The ratio of each controller's total over the trajectory to uniform's is reported with its CI.
+   Two references are computed from the exact quantities at every step, in each geometry: the
+   exact integer minimiser of the total (the per-prompt exact variance is ``beta/n + alpha/(n-1)``
+   with ``alpha >= 0`` and ``alpha + beta >= 0``, convex for ``n >= 2``, so the largest marginal
+   decreases over all prompts give the integer optimum) -- the best any allocation can do, and the
+   *positive control* of every allocation claim (in the claim's units: ``exact optimum / b`` for a
+   claim ``a / b < 1``); and VIP's own rule with the exact single-rollout variance
+   ``a_q = E[(r - p)^2 |grad log pi|^2]`` in place of Prop 4.3's ``4 sigma_Z^2 p (1 - p)`` -- the
+   achievable reference, what VIP's allocation reaches with a perfect predictor of the right
+   quantity. Claims (VIP Sec. 5.2 and Table 3), in both geometries: ``vip``, ``vip-paper`` and
+   ``oracle`` have a lower batch variance than ``uniform``, and ``vip`` a lower one than the
+   inverse-accuracy and inverse-variance heuristics. The reasons of the formula-based allocations
+   print why they can miss: the rank correlation between Prop 4.3's ``p (1 - p)`` and the exact
+   ``a_q``, and the coordinate-0 share of the raw trace.
+
+Regimes. ``default`` runs all three parts on the setting below (kept from the first version of the
+study); its positive control (the exact optimum's reduction) passes there. ``powered`` runs the
+allocation part in the ``training`` study's powered regime (``d = 128``, 32 topics with no shared
+skill, hard mixture 5/15/60/20 %, 4 rollouts per prompt in ``[2, 12]``, batch 32, 96 steps of its
+uniform trajectory), chosen because the training study's positive controls pass there -- the
+regime where the variance claims can be read next to their effect on learning. The formula and App.
+B parts do not depend on the budget and run in ``default`` only (budget: the whole study stays
+within 60 task-seconds).
 
 The geometric mean of the per-prompt ratios is used (ratios are scale factors); prompts whose
 success probability is within ``1e-12`` of 0 or 1 (formula and variance both 0) are left out.
@@ -446,10 +474,12 @@ def _allocation_summary(cfg: dict, regime: str, seeds: tuple, al: dict, names: l
                     note += (f"; the raw trace is {100 * mean_ci(share0).mean:.0f} % coordinate 0 (the prior "
                              f"log-odds feature), where the oracle's ratio is {o0.format()}, against {orest.format()} "
                              f"on the other coordinates")
-            if a == "vip-paper":
-                for variant in ("vip, noise-free GP", "vip-paper, binomial GP"):
-                    if variant in rat:
-                        note += f"; {variant}: {mean_ci(rat[variant][field]).format()} of uniform"
+            if a == "vip-paper" and {"vip, noise-free GP", "vip-paper, binomial GP"} <= set(rat):
+                note += (f"; the predictor: vip-paper with vip's binomial-noise GP reaches "
+                         f"{mean_ci(rat['vip-paper, binomial GP'][field]).format()} (with its own noise-free GP "
+                         f"{mean_ci(rat['vip-paper'][field]).format()}), and vip with the noise-free GP "
+                         f"{mean_ci(rat['vip, noise-free GP'][field]).format()} (with its own "
+                         f"{mean_ci(rat['vip'][field]).format()})")
             claims.append(make_claim(
                 f"{prefix}alloc_{a.replace('-', '_')}_vs_{b.replace('-', '_')}{suffix}", source,
                 f"{who} gives a lower total variance of the RLOO batch gradient than {b} at equal rollout budget"
@@ -499,6 +529,9 @@ def _allocation_tables(alloc: dict, names: list) -> list:
     ]
 
 
+_AQ_LABEL = "$a_q$ allocation"
+
+
 def _allocation_figures(alloc: dict, names: list, seeds: tuple) -> list:
     short = {"vip, noise-free GP": "vip (GP noise 0)", "vip-paper, binomial GP": "vip-paper (GP binom.)"}
     shown = [n for n in names if n not in REFERENCES and n not in ("uniform", "inverse-accuracy", "inverse-variance",
@@ -508,14 +541,14 @@ def _allocation_figures(alloc: dict, names: list, seeds: tuple) -> list:
         for field, title, refs in (("vector", "raw trace", REFERENCES[0::2]),
                                    ("normalised", "Adam geometry", REFERENCES[1::2])):
             series = []
-            for pos, (n, label) in enumerate([*((n, n) for n in shown),
-                                              (refs[0], "exact-optimum"), (refs[1], "a_q allocation")]):
+            for pos, (n, label) in enumerate([*((n, short.get(n, n)) for n in shown),
+                                              (refs[0], "exact-optimum"), (refs[1], _AQ_LABEL)]):
                 e = mean_ci(a["ratio"][n][field])
                 series.append(Series(label, [pos], [e.mean], [e.low], [e.high], style="errorbar",
                                      linestyle="dotted" if n in REFERENCES else "solid"))
             panels.append(Panel(f"{reg}: {title}", "allocation", "batch-gradient variance / uniform's",
                                 tuple(series), hlines=((1.0, ""),),
-                                xticklabels=(*(short.get(n, n) for n in shown), "exact-optimum", "a_q allocation")))
+                                xticklabels=(*(short.get(n, n) for n in shown), "exact-optimum", _AQ_LABEL)))
     figs = [Figure("allocation", "Batch-gradient variance at equal rollout budget", tuple(panels),
                    caption="Exact variance of the RLOO batch gradient under each allocation, total over the "
                            "trajectory relative to uniform allocation on the same steps (95% CI over seeds); below "
@@ -580,13 +613,13 @@ def summarize(config: dict, seeds, tasks, results) -> StudyResult:
             data[f"bandit_{reward}_{est}_ratio_by_seed_n_p"] = per_seed.tolist()
         bandit_panels.append(Panel(
             f"{reward} rewards ({'Prop 4.2/4.3' if reward == 'binary' else 'Prop E.1/E.2'})",
-            "rollouts per prompt n", "Monte Carlo / formula variance (ratio)", tuple(series),
-            hlines=((1.0, "1 = formula exact"),)))
+            "rollouts per prompt $n$", "Monte Carlo / formula variance (ratio)", tuple(series),
+            hlines=((1.0, ""),)))
     tables.append(Table("IndependentScoreBandit: Monte Carlo / formula variance, mean over p (95% CI over seeds)",
                         ("rewards", "estimator", "n", "ratio", "CI low", "CI high"), tuple(rows)))
     figures.append(Figure("bandit", "VIP Prop 4.2/4.3/E.1/E.2 on IndependentScoreBandit", tuple(bandit_panels),
                           caption="Ratio of the Monte Carlo variance of the projected gradient to VIP's formula "
-                                  "(mean over p, 95% CI over seeds); 1 = exact."))
+                                  "(mean over p, 95% CI over seeds); the grey dashed line at 1: the formula is exact."))
 
     # ---- part 2: SoftmaxRLVR
     sm = {s: parts["softmax"][s] for s in seeds}
@@ -630,9 +663,9 @@ def summarize(config: dict, seeds, tasks, results) -> StudyResult:
             e = mean_ci([sm[s][ck][kind]["total"][j_claim] for s in seeds])
             class_rows.append((ck, "sum over prompts (ratio of totals)", kind, e.mean, e.low, e.high))
         softmax_panels.append(Panel(
-            f"{ck} policy (mean success {acc.mean:.2f})", "rollouts per prompt n",
+            f"{ck} policy (mean success {acc.mean:.2f})", "rollouts per prompt $n$",
             "exact / Prop 4.3 variance (geometric mean)", tuple(series), yscale="log",
-            hlines=((lo_band, ""), (hi_band, f"claim band [{lo_band}, {hi_band}]"))))
+            hlines=((lo_band, ""), (hi_band, ""))))
         # App. B: assumption checks (VIP's modelling assumption tested on the simulator, not a claim about a method)
         ab = [sm[s][ck]["app_b"] for s in seeds]
         null = mean_ci([x["control_fisher_log10p"] for x in ab])
@@ -666,8 +699,10 @@ def summarize(config: dict, seeds, tasks, results) -> StudyResult:
         note=(f"under an exact null the p-value is uniform and log10 p has mean {-1.0 / np.log(10.0):.3f}; measured "
               + ", ".join(f"{ck} policy {e.format()}" for ck, e in per_ck.items())
               + "; App. B.1's Pearson t tests are not exact for near-saturated Bernoulli rewards with a skewed score "
-                "norm (sim.independence), so the test's size can exceed alpha as the policy saturates -- still "
-                "orders of magnitude from the rejections it controls")))
+                "norm (sim.independence), so the test's size can exceed alpha as the policy saturates; the "
+                "rejections it controls are at log10 p "
+              + ", ".join(f"{mean_ci([sm[s][ck]['app_b']['fisher_log10p'] for s in seeds]).mean:.3g} ({ck})"
+                          for ck in CHECKPOINTS))))
     tables.append(Table(
         f"SoftmaxRLVR: exact / independence-formula RLOO variance at n = {scfg['claim_n']}, geometric mean over "
         "prompts (95% CI over seeds)",
@@ -687,13 +722,14 @@ def summarize(config: dict, seeds, tasks, results) -> StudyResult:
     for ck in CHECKPOINTS:
         sc = sm[seeds[0]][ck]["scatter"]
         scatter_series.append(Series(f"{ck} policy", sc["p"], sc["ratio"], style="points"))
-    softmax_panels.append(Panel(f"per prompt, seed {seeds[0]}, n = {scfg['claim_n']}", "success probability p",
+    softmax_panels.append(Panel(f"per prompt, seed {seeds[0]}, n = {scfg['claim_n']}", "success probability $p$",
                                 "exact / Prop 4.3 variance", tuple(scatter_series), yscale="log",
-                                hlines=((1.0, "formula exact"),)))
+                                hlines=((1.0, ""),)))
     figures.append(Figure("softmax", "Prop 4.3 on SoftmaxRLVR (Assumption 4.1(ii) fails)", tuple(softmax_panels),
                           caption="Exact per-prompt variance of VIP's projected RLOO gradient over Prop 4.3 with the "
-                                  "prompt's own p and sigma_Z^2, by difficulty class (95% CI over seeds), and per prompt "
-                                  "for one seed.", ncols=3))
+                                  "prompt's own p and sigma_Z^2, by difficulty class (95% CI over seeds; grey dashed "
+                                  f"lines: the claim band [{lo_band}, {hi_band}]), and per prompt for one seed (grey "
+                                  "dashed line: the formula is exact).", ncols=3))
     data["softmax"] = {str(s): sm[s] for s in seeds}
 
     # ---- part 3: allocation at equal budget, in every regime
