@@ -138,6 +138,7 @@ def test_variance_claims_kinds_and_controls(quick_results):
         assert "the formula is not the true variance" in reason and "rank correlation" in reason
         assert "exact a_q reaches" in reason
     assert "Coordinate 0 holds" in res.summary
+    assert "kept from the first version" in res.summary and "chosen there because its positive controls pass" in res.summary
 
 
 def test_predictor_study_numbers(quick_results):

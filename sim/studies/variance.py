@@ -486,9 +486,13 @@ def _allocation_summary(cfg: dict, regime: str, seeds: tuple, al: dict, names: l
                 + (" (every coordinate scaled as Adam scales it)" if geo != "raw" else ""),
                 f"{metric}, summed over steps: {a} / {b}", est, less=1.0, note=note, control=ctrl,
                 control_label=f"{opt_name} / {b}", regime=regime))
+    why = ("kept from the first version of the study" if regime == "default" else
+           "the training study's powered regime, chosen there because its positive controls pass")
     summary = (
-        f"Allocation at equal budget, {setting}: relative to uniform the exact variance of the RLOO batch gradient "
-        f"is, as a raw trace / in Adam's geometry, "
+        f"Allocation at equal budget, {setting} ({why}; the positive control of its allocation claims, the exact "
+        f"optimum, leaves {mean_ci(rat[REFERENCES[0]]['vector']).format()} of uniform's raw trace and "
+        f"{mean_ci(rat[REFERENCES[1]]['normalised']).format()} in Adam's geometry): relative to uniform the exact "
+        f"variance of the RLOO batch gradient is, as a raw trace / in Adam's geometry, "
         + "; ".join(f"{n} {mean_ci(rat[n]['vector']).format()} / {mean_ci(rat[n]['normalised']).format()}"
                     for n in ("vip", "vip-paper", "oracle", *REFERENCES) if n in rat)
         + f". Coordinate 0 holds {100 * mean_ci(share0).mean:.0f} % of uniform's raw trace."
