@@ -11,14 +11,16 @@ from solvers.claims import VERDICTS, StudyResult
 
 SIM_STUDIES = ("variance", "predictor")
 
+_ALLOC = ("alloc_vip_vs_uniform", "alloc_vip_paper_vs_uniform", "alloc_oracle_vs_uniform",
+          "alloc_vip_vs_inverse_accuracy", "alloc_vip_vs_inverse_variance")
 EXPECTED_CLAIMS = {
     "variance": {
         "variance.prop_4_2", "variance.prop_4_3", "variance.prop_e_1", "variance.prop_e_2",
         "variance.softmax_formula_initial", "variance.softmax_formula_trained",
         "variance.app_b_fisher_initial", "variance.app_b_fisher_trained",
         "variance.app_b_levene_initial", "variance.app_b_levene_trained", "variance.app_b_control",
-        "variance.alloc_vip_vs_uniform", "variance.alloc_vip_paper_vs_uniform", "variance.alloc_oracle_vs_uniform",
-        "variance.alloc_vip_vs_inverse_accuracy", "variance.alloc_vip_vs_inverse_variance",
+        *(f"variance.{prefix}{c}{suffix}" for prefix in ("", "powered.") for c in _ALLOC
+          for suffix in ("", "_normalised")),
     },
     "predictor": {"predictor.gp_vs_moving_average", "predictor.gp_vs_ridge", "predictor.gp_vs_beta_binomial",
                   "predictor.topic-clusters.gp_vs_moving_average", "predictor.topic-clusters.gp_vs_ridge",
@@ -82,10 +84,11 @@ def test_variance_study_numbers(quick_results):
 
 def test_exact_optimum_is_optimal_and_never_beaten(quick_results):
     """The exact-optimum reference (largest marginal decreases of convex per-prompt variances) equals
-    brute force on small instances, and no controller's batch variance is below it at any step."""
+    brute force on small instances, and no controller's batch variance is below it at any step, in
+    either geometry (raw trace; Adam's), in every regime."""
     import itertools
 
-    from sim.studies.variance import exact_optimal_counts
+    from sim.studies.variance import REFERENCES, exact_optimal_counts
 
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -102,10 +105,42 @@ def test_exact_optimum_is_optimal_and_never_beaten(quick_results):
         assert sum(table[q, got[q] - lower] for q in range(b)) == pytest.approx(
             sum(table[q, best[q] - lower] for q in range(b)), rel=1e-12)
     alloc = quick_results["variance"].data["allocation"]
-    for per_seed in alloc.values():
-        opt = np.array(per_seed["exact-optimum"]["vector"])
-        for name, rec in per_seed.items():
-            assert np.all(np.array(rec["vector"]) >= opt * (1 - 1e-9)), name
+    assert set(alloc) == {"default", "powered"}
+    for regime in alloc.values():
+        for per_seed in regime.values():
+            for field, opt_name in (("vector", REFERENCES[0]), ("normalised", REFERENCES[1])):
+                opt = np.array(per_seed[opt_name][field])
+                for name, rec in per_seed.items():
+                    if name != "formula_rank_correlation":
+                        assert np.all(np.array(rec[field]) >= opt * (1 - 1e-9)), (field, name)
+
+
+def test_variance_claims_kinds_and_controls(quick_results):
+    """App. B rows and the formula-on-SoftmaxRLVR rows are assumption checks, their negative control a
+    project check; every allocation claim carries the exact optimum of its geometry as its positive
+    control; the formula-based allocations' reasons give the numbers showing the formula is not the
+    true variance."""
+    res = quick_results["variance"]
+    claims = {c.key: c for c in res.claims}
+    for ck in ("initial", "trained"):
+        for key in (f"app_b_fisher_{ck}", f"app_b_levene_{ck}", f"softmax_formula_{ck}"):
+            assert claims[f"variance.{key}"].kind == "assumption check"
+    assert claims["variance.app_b_control"].kind == "project check"
+    assert claims["variance.app_b_control"].source == "this project (negative control of VIP App. B's Fisher test)"
+    assert "IndependentScoreBandit" in claims["variance.app_b_fisher_initial"].reason
+    for key, c in claims.items():
+        if ".alloc_" in key:
+            assert c.kind == "paper claim" and c.control is not None
+            geometry = "Adam geometry" if key.endswith("_normalised") else None
+            assert c.control.label.startswith("exact-optimum" + (f" ({geometry})" if geometry else " /"))
+            assert c.regime == ("powered" if ".powered." in key else "default")
+    for key in ("variance.alloc_oracle_vs_uniform", "variance.alloc_vip_paper_vs_uniform",
+                "variance.powered.alloc_oracle_vs_uniform_normalised"):
+        reason = claims[key].reason
+        assert "the formula is not the true variance" in reason and "rank correlation" in reason
+        assert "exact a_q reaches" in reason
+    assert "Coordinate 0 holds" in res.summary
+    assert "kept from the first version" in res.summary and "chosen there because its positive controls pass" in res.summary
 
 
 def test_predictor_study_numbers(quick_results):

@@ -11,21 +11,31 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.study_runner import DEFAULT_STUDIES, STUDIES, load_study, run_study
+from sim import SoftmaxRLVR, group_gradient_variance
+from sim.studies._common import binding_control
 from sim.studies._controlled import (
     EXACT,
+    UNIFORM_2X,
     ControlledTrainer,
     all_equal_groups,
+    learner_budget,
+    make_learner,
     make_split_env,
     make_study_controller,
 )
 from sim.studies.metrics import (
     area_under_curve,
     bin_means,
+    exact_a_allocation,
+    exact_optimal_counts,
+    group_variance_terms,
+    normalised_variance,
     pooled_bin_std,
+    second_moment_scale,
     steps_to_target,
     weighted_standard_error,
 )
-from solvers.claims import VERDICTS, StudyResult
+from solvers.claims import VERDICTS, StudyResult, mean_ci
 
 # ------------------------------------------------------------------------------------ metrics
 
@@ -125,6 +135,147 @@ def test_area_under_curve_bounds(ys, gap):
     assert min(ys) - 1e-12 <= a <= max(ys) + 1e-12
 
 
+# ------------------------------------------------------------------------- gradient variance
+def _small_env(seed=0, **kw):
+    return SoftmaxRLVR(n_prompts=6, n_answers=4, dim=3, seed=seed, **kw)
+
+
+@given(st.integers(0, 10_000), st.integers(2, 9), st.sampled_from(["rloo", "drgrpo"]))
+def test_group_variance_terms_trace_equals_exact_variance(seed, n, estimator):
+    """Hoeffding's U-statistic variance of the RLOO group estimate holds per coordinate
+    (``sim.group_variance``'s derivation is coordinate-wise): the per-coordinate variances from
+    :func:`group_variance_terms` sum to the exact trace of :func:`sim.group_gradient_variance`, the
+    terms' mean is the exact batch gradient, and the weighted form equals the weighted sum."""
+    env = _small_env(seed)
+    ids = np.arange(env.n_prompts)
+    pi, r, sc = env.policy(ids), env.reward_table[ids], env.scores(ids)
+    t = group_variance_terms(pi, r, sc)
+    per = t.variance(n, estimator=estimator)
+    assert per.shape == (env.n_prompts, env.dim) and np.all(per >= 0)
+    exact = group_gradient_variance(pi, r, sc, n, estimator=estimator)
+    assert np.allclose(per.sum(axis=1), exact, rtol=1e-10, atol=1e-15)
+    assert np.allclose(t.mean.sum(axis=0) / env.n_prompts, env.true_gradient(ids), atol=1e-12)
+    w = np.random.default_rng(seed).random(env.dim)
+    assert np.allclose(t.variance(n, weights=w, estimator=estimator), per @ w, rtol=1e-10, atol=1e-15)
+    table = t.variance(np.broadcast_to(np.arange(2, 6), (env.n_prompts, 4)), weights=w, estimator=estimator)
+    assert np.allclose(table[:, 1], t.variance(3, weights=w, estimator=estimator))
+
+
+def test_a_coefficient_is_the_single_rollout_variance():
+    """``a = E[(r - p)^2 (s_d - E s_d)^2]`` summed over d: VIP's a_q without the independence assumption,
+    checked against an explicit loop over answers."""
+    env = _small_env(1)
+    ids = np.arange(env.n_prompts)
+    pi, r, sc = env.policy(ids), env.reward_table[ids], env.scores(ids)
+    t = group_variance_terms(pi, r, sc)
+    for q in range(env.n_prompts):
+        p = float(pi[q] @ r[q])
+        direct = sum(pi[q, k] * (r[q, k] - p) ** 2 * float(sc[q, k] @ sc[q, k]) for k in range(env.n_answers))
+        assert t.a[q].sum() == pytest.approx(direct, rel=1e-12)
+
+
+def test_normalised_variance_equals_monte_carlo():
+    """The per-coordinate variance of the RLOO batch gradient and its Adam-geometry form
+    ``sum_d Var(g_d) / v_d`` equal a direct Monte Carlo over ``env.rollout`` (ragged counts; the batch
+    gradient of every replicate built from its own rollouts exactly as ``env.gradient`` builds it,
+    which the first replicate checks), and ``v`` is the Monte Carlo second moment of the gradient."""
+    from solvers import group_advantages
+
+    env = _small_env(2)
+    ids = np.arange(env.n_prompts)
+    counts = np.array([2, 3, 5, 2, 4, 3])
+    b, reps = ids.size, 40_000
+    t = group_variance_terms(env.policy(ids), env.reward_table[ids], env.scores(ids))
+    coord = t.variance(counts).sum(axis=0) / b**2
+    mean = t.mean.sum(axis=0) / b
+    v = second_moment_scale(mean, coord)
+    batch = env.rollout(np.tile(ids, reps), np.tile(counts, reps), np.random.default_rng(0))
+    adv = group_advantages(batch.rewards, kind="rloo", group_ids=batch.group_ids)
+    sc = env.scores(ids)
+    q = batch.group_ids % b
+    contrib = (adv / (b * batch.counts[batch.group_ids]))[:, None] * sc[q, batch.actions]
+    g = np.zeros((reps, env.dim))
+    np.add.at(g, batch.group_ids // b, contrib)
+    first = batch.group_ids < b
+    one = env.rollout(ids, counts, np.random.default_rng(0))
+    assert np.allclose(env.gradient(one, "rloo"), g[0]) and np.array_equal(one.actions, batch.actions[first])
+    assert np.allclose(g.mean(axis=0), mean, atol=4 * np.sqrt(coord / reps).max())
+    assert np.allclose(g.var(axis=0), coord, rtol=0.05)
+    assert np.allclose((g * g).mean(axis=0), v, rtol=0.05)
+    mc = float(np.sum((g / np.sqrt(v)).var(axis=0)))
+    assert normalised_variance(coord, v) == pytest.approx(mc, rel=0.03)
+    # a wrong group-size law (the Dr. GRPO scaling) would be detected at this precision
+    wrong = t.variance(counts, estimator="drgrpo").sum(axis=0) / b**2
+    assert normalised_variance(wrong, v) < 0.9 * mc
+
+
+def test_second_moment_scale_and_normalised_variance_hand_values():
+    assert second_moment_scale([3.0, 0.0, 0.0], [16.0, 1.0, 0.0]).tolist() == [25.0, 1.0, math.inf]
+    assert normalised_variance([16.0, 2.0, 0.0], [32.0, 4.0, math.inf]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        second_moment_scale([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="variance"):
+        second_moment_scale([1.0], [-1.0])
+    with pytest.raises(ValueError, match="scale must be positive"):
+        normalised_variance([1.0, 1.0], [1.0, 0.0])
+    t = group_variance_terms([[0.5, 0.5]], [[1.0, 0.0]], [[[1.0], [-1.0]]])
+    with pytest.raises(ValueError, match="n must be >= 2"):
+        t.variance(1)
+    with pytest.raises(ValueError, match="weights must have one entry per coordinate"):
+        t.variance(2, weights=[1.0, 1.0])
+    with pytest.raises(ValueError, match="probs rows must sum to 1"):
+        group_variance_terms([[0.5, 0.4]], [[1.0, 0.0]], [[[1.0], [-1.0]]])
+
+
+def _independent_terms(rng, n_prompts=5, m=3):
+    """Outcomes = (reward outcome) x (score outcome), drawn independently: VIP Assumption 4.1 exactly."""
+    probs, rewards, scores = [], [], []
+    for _ in range(n_prompts):
+        p = rng.uniform(0.05, 0.95)
+        sp = rng.dirichlet(np.ones(3))
+        s = rng.normal(size=(3, m))
+        s -= sp @ s  # centred scores
+        probs.append(np.outer([p, 1 - p], sp).ravel())
+        rewards.append(np.repeat([1.0, 0.0], 3))
+        scores.append(np.tile(s, (2, 1)))
+    return group_variance_terms(np.array(probs), np.array(rewards), np.array(scores))
+
+
+@given(st.integers(0, 10_000), st.integers(2, 4))
+def test_exact_a_allocation_is_optimal_under_independence(seed, mean_budget):
+    """VIP Prop 4.3 / E.2 are exact under Assumption 4.1 (``mean = 0``, ``a = vr_vs``): every group
+    variance is ``a_q / (n - 1)``, so VIP's rule with the exact ``a_q`` reaches the exact optimum
+    of :func:`exact_optimal_counts` (same objective value)."""
+    rng = np.random.default_rng(seed)
+    t = _independent_terms(rng)
+    assert np.allclose(t.mean, 0.0, atol=1e-12) and np.allclose(t.a, t.vr_vs)
+    b, lower, upper = t.a.shape[0], 2, 9
+    total = b * mean_budget
+    w = rng.random(t.a.shape[1]) + 0.1
+    table = t.variance(np.broadcast_to(np.arange(lower, upper + 1), (b, upper - lower + 1)), weights=w)
+    opt = exact_optimal_counts(table, lower, total)
+    got = exact_a_allocation(t, total, lower, upper, weights=w)
+    assert got.sum() == total and got.min() >= lower and got.max() <= upper
+    rows = np.arange(b)
+    assert table[rows, got - lower].sum() == pytest.approx(table[rows, opt - lower].sum(), rel=1e-9)
+
+
+def test_binding_control_picks_the_failing_or_weakest():
+    claim = mean_ci([0.0, 0.01, -0.01, 0.005, -0.005])
+    strong, weak, bad = mean_ci([1.0, 1.1, 0.9, 1.05, 0.95]), mean_ci([0.5, 0.55, 0.45, 0.5, 0.5]), \
+        mean_ci([0.0, 0.2, -0.2, 0.1, -0.1])
+    label, est, note = binding_control(claim, {"a": strong, "b": weak}, greater=0.0)
+    assert label == "b" and est is weak and "control a" in note and "passes" in note
+    label, est, note = binding_control(claim, {"a": strong, "c": bad, "b": weak}, greater=0.0)
+    assert label == "c" and "control b" in note
+    label, _, _ = binding_control(mean_ci([1.0, 1.01, 0.99]), {"x": mean_ci([0.5, 0.51, 0.49])}, less=1.0)
+    assert label == "x"
+    with pytest.raises(ValueError, match="exactly one"):
+        binding_control(claim, {"a": strong})
+    with pytest.raises(ValueError, match="at least one"):
+        binding_control(claim, {}, greater=0.0)
+
+
 # ------------------------------------------------------------------------------- training loop
 _ENV = {"n_prompts": 64, "n_test": 16, "n_answers": 8, "dim": 8, "mix": None}
 _TRAIN = {"batch": 16, "lr": 0.02, "estimator": "rloo"}
@@ -181,13 +332,13 @@ def test_all_equal_groups():
 
 # ------------------------------------------------------------------------------------ studies
 STUDY_NAMES = ("training", "gdro")
+_TRAINING_CLAIMS = {
+    "vip_vs_uniform_auc", "vip_paper_vs_uniform_auc", "oracle_vs_uniform_auc", "vip_vs_inverse_accuracy_auc",
+    "vip_vs_inverse_variance_auc", "vip_vs_skip_saturated_auc", "vip_vs_uniform_pass", "vip_vs_uniform_mean",
+    "vip_variance_along_training", "vip_normalised_variance_along_training",
+}
 EXPECTED_CLAIMS = {
-    "training": {
-        "training.vip_vs_uniform_auc", "training.vip_paper_vs_uniform_auc", "training.oracle_vs_uniform_auc",
-        "training.vip_vs_inverse_accuracy_auc", "training.vip_vs_inverse_variance_auc",
-        "training.vip_vs_skip_saturated_auc", "training.vip_vs_uniform_pass", "training.vip_vs_uniform_mean",
-        "training.vip_variance_along_training",
-    },
+    "training": {f"training.{c}" for c in _TRAINING_CLAIMS} | {f"training.powered.{c}" for c in _TRAINING_CLAIMS},
     "gdro": {
         "gdro.rollout_wse", "gdro.rollout_wse_exact", "gdro.prompt_gdro_pass8", "gdro.rollout_gdro_pass8",
         "gdro.prompt_gdro_worst_group", "gdro.prompt_gdro_lead", "gdro.prompt_gdro_lead_decays",
@@ -218,7 +369,59 @@ def test_protocol_and_configs(name):
         mod.config("huge")
     cfg = mod.config("default")
     tasks = mod.tasks(cfg, (0, 1))
-    assert len({(t["seed"], t["controller"]) for t in tasks}) == len(tasks)  # one task per (seed, learner)
+    keys = [(t.get("regime", "default"), t["seed"], t["controller"]) for t in tasks]
+    assert len(set(keys)) == len(keys)  # one task per (regime, seed, learner)
+
+
+def test_training_regimes_config():
+    """The default regime is the study's original setting; the powered regime is the documented one
+    (d = 128, 32 topics, no shared skill, hard mixture, 4 rollouts in [2, 12], 320 steps), and both run
+    every controller of CONTROLLERS (less the regime's exclusions) plus the two control arms."""
+    from sim.studies import training
+
+    cfg = training.config("default")
+    assert list(cfg["regimes"]) == ["default", "powered"] == list(training.REGIMES)
+    d, p = cfg["regimes"]["default"], cfg["regimes"]["powered"]
+    assert d["env"] == {"n_prompts": 1024, "n_test": 256, "n_answers": 16, "dim": 32, "mix": None}
+    assert d["budget"] == {"mean_budget": 8, "lower": 3, "upper": 24}
+    assert d["training"] == {"batch": 32, "steps": 320, "lr": 0.02, "estimator": "rloo"}
+    assert p["env"]["dim"] == 128 and p["env"]["n_topics"] == 32 and p["env"]["shared_skill"] == 0.0
+    assert p["env"]["mix"] == {"easy": 0.05, "medium": 0.15, "hard": 0.60, "nearly-unsolvable": 0.20}
+    assert p["budget"] == {"mean_budget": 4, "lower": 2, "upper": 12}
+    assert p["training"] == {"batch": 32, "steps": 320, "lr": 0.02, "estimator": "rloo"}
+    assert training.learners(cfg, "default") == [*training.CONTROLLERS, UNIFORM_2X, EXACT]
+    assert set(training.learners(cfg, "powered")) >= {"uniform", "vip", "vip-paper", "oracle", UNIFORM_2X, EXACT}
+    env = make_split_env({**p["env"], "n_prompts": 64, "n_test": 16}, 0)
+    assert env.dim == 128 and env.config["n_topics"] == 32 and env.config["shared_skill"] == 0.0
+    assert env.config["mix"] == pytest.approx([0.05, 0.15, 0.60, 0.20])
+    default_env = make_split_env({**d["env"], "n_prompts": 64, "n_test": 16}, 0)
+    assert default_env.config == SoftmaxRLVR(n_prompts=80, n_answers=16, dim=32, seed=0).config  # defaults kept
+    with pytest.raises(ValueError, match="unknown env options"):
+        make_split_env({**d["env"], "n_topic": 3}, 0)
+
+
+def test_uniform_2x_arm_spends_twice_the_budget():
+    budget = {"mean_budget": 4, "lower": 2, "upper": 6}
+    assert learner_budget(UNIFORM_2X, budget) == {"mean_budget": 8, "lower": 2, "upper": 8}
+    assert learner_budget("vip", budget) == budget
+    env = make_split_env(_ENV, 0)
+    ctrl = make_learner(UNIFORM_2X, env, budget, 0)
+    assert ctrl.plan(np.arange(10)).counts.tolist() == [8] * 10
+    assert make_learner(EXACT, env, budget, 0) is None
+
+
+def test_adding_a_controller_name_is_enough():
+    """A controller outside every figure family goes to an "other controllers" panel; a subset of
+    controllers (no vip) still summarises (the claims that need a missing learner are left out)."""
+    from sim.studies import training
+
+    assert training._families(["uniform", "vip", "sqrt-law"])["other controllers"] == ["sqrt-law"]
+    cfg = training.config("quick")
+    cfg["controllers"] = ["uniform", "oracle", "inverse-accuracy"]
+    tasks = training.tasks(cfg, (0, 1))
+    res = training.summarize(cfg, (0, 1), tasks, [training.run_task(t, cfg) for t in tasks])
+    assert {c.key for c in res.claims} == {"training.oracle_vs_uniform_auc", "training.powered.oracle_vs_uniform_auc"}
+    assert res.figures and res.tables
 
 
 @pytest.mark.parametrize("name", STUDY_NAMES)
@@ -238,6 +441,25 @@ def test_quick_result_structure(name, quick_results):
     json.dumps(res.to_dict())
 
 
+def test_training_claims_carry_controls(quick_results):
+    """Every comparative claim has a positive control from the same run, in its units: the control
+    arms against uniform for accuracy claims (the binding one of the two), the exact optimum for
+    variance claims; regimes are named in the key and the claim."""
+    res = quick_results["training"]
+    for c in res.claims:
+        assert c.criterion[:1] in "<>" and c.control is not None, c.key
+        assert c.regime == ("default" if c.key.count(".") == 1 else c.key.split(".")[1])
+        if c.key.endswith("variance_along_training"):
+            assert c.control.label.startswith("exact optimum")
+        else:
+            arm, baseline = c.control.label.split(" - ")
+            assert arm in (UNIFORM_2X, EXACT) and baseline.replace("-", "_") in c.key.split("_vs_")[1]
+            other = EXACT if arm == UNIFORM_2X else UNIFORM_2X
+            assert f"control {other} - {baseline}" in c.reason
+    for reg in ("default", "powered"):
+        assert f"Regime {reg}" in res.summary
+
+
 @pytest.mark.parametrize("name", STUDY_NAMES)
 def test_same_seeds_same_result_dict(name, quick_results):
     assert run_study(name, scale="quick").to_dict() == quick_results[name].to_dict()
@@ -245,17 +467,29 @@ def test_same_seeds_same_result_dict(name, quick_results):
 
 def test_training_numbers(quick_results):
     """Numbers that hold by construction: accuracies are probabilities, the uniform controller's
-    variance ratio to uniform counts is exactly 1, and every learner starts from the same policy."""
+    variance ratio to uniform counts is exactly 1 in both geometries, no allocation's variance is below
+    the exact optimum of the same step, uniform-2x halves RLOO's variance at least roughly, and every
+    learner of a regime starts from the same policy."""
     res = quick_results["training"]
     runs = res.data["runs"]
-    seeds = res.seeds
-    for s in seeds:
-        first = {runs[f"{s}/{n}"]["test_acc"][0] for n in (*res.config["controllers"], EXACT)}
-        assert len(first) == 1
-        u = runs[f"{s}/uniform"]
-        assert u["var_ctrl"] == u["var_uniform"]
-        assert all(0.0 <= a <= 1.0 for a in u["test_acc"] + u["test_pass"])
-    assert res.data["variance_ratio"]["uniform"] == [1.0] * len(seeds)
+    for reg in ("default", "powered"):
+        names = [n for n in (*res.config["controllers"], UNIFORM_2X, EXACT)
+                 if n not in res.config["regimes"][reg].get("exclude", ())]
+        for s in res.seeds:
+            first = {runs[f"{reg}/{s}/{n}"]["test_acc"][0] for n in names}
+            assert len(first) == 1
+            u = runs[f"{reg}/{s}/uniform"]
+            assert u["raw_ctrl"] == u["raw_uniform"] and u["norm_ctrl"] == u["norm_uniform"]
+            assert all(0.0 <= a <= 1.0 for a in u["test_acc"] + u["test_pass"] + u["train_acc"])
+            for n in names:
+                r = runs[f"{reg}/{s}/{n}"]
+                if n in (EXACT, UNIFORM_2X):
+                    continue
+                for geo in ("raw", "norm"):
+                    assert np.all(np.array(r[f"{geo}_ctrl"]) >= np.array(r[f"{geo}_opt"]) * (1 - 1e-9)), (reg, n)
+            r2 = runs[f"{reg}/{s}/{UNIFORM_2X}"]
+            assert np.all(np.array(r2["raw_ctrl"]) < 0.6 * np.array(r2["raw_uniform"]))
+        assert res.data["variance_ratio"][reg]["uniform"] == [1.0] * len(res.seeds)
 
 
 def test_gdro_numbers(quick_results):

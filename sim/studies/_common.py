@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.claims import Estimate, mean_ci
+from solvers.claims import Estimate, mean_ci, minimum_detectable_effect
 
 from ..optim import Adam
 from ..softmax_rlvr import SoftmaxRLVR
@@ -19,10 +19,26 @@ def stream(seed: int, *tags: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), *(int(t) for t in tags)])
 
 
+ENV_OPTIONS = ("mix", "n_topics", "shared_skill", "topic_spread", "answer_noise", "prior_scale",
+               "embedding_noise", "difficulty_signal")
+"""Optional :class:`SoftmaxRLVR` keywords a study's ``env`` configuration may set (a regime); absent
+or ``None`` entries keep the simulator's defaults."""
+
+
+def env_options(env_cfg: dict) -> dict:
+    """The :data:`ENV_OPTIONS` set in ``env_cfg`` (``None`` means the simulator's default)."""
+    unknown = sorted(set(env_cfg) - {"n_prompts", "n_test", "n_answers", "dim", *ENV_OPTIONS})
+    if unknown:
+        raise ValueError(f"unknown env options {unknown}; valid: n_prompts, n_test, n_answers, dim, {list(ENV_OPTIONS)}")
+    return {k: env_cfg[k] for k in ENV_OPTIONS if env_cfg.get(k) is not None}
+
+
 def make_env(env_cfg: dict, seed: int) -> SoftmaxRLVR:
-    """The study's :class:`SoftmaxRLVR` for ``seed`` (task drawn from stream ``(seed, 0)``)."""
+    """The study's :class:`SoftmaxRLVR` for ``seed`` (task drawn from stream ``(seed, 0)``), with the
+    regime's :data:`ENV_OPTIONS` (simulator defaults where unset)."""
     return SoftmaxRLVR(
-        n_prompts=env_cfg["n_prompts"], n_answers=env_cfg["n_answers"], dim=env_cfg["dim"], seed=stream(seed, 0)
+        n_prompts=env_cfg["n_prompts"], n_answers=env_cfg["n_answers"], dim=env_cfg["dim"], seed=stream(seed, 0),
+        **env_options(env_cfg),
     )
 
 
@@ -88,3 +104,35 @@ def geometric_mean(x: np.ndarray) -> float:
     """``exp(mean(log x))`` of positive values (NaN when empty)."""
     x = np.asarray(x, dtype=np.float64)
     return float(np.exp(np.mean(np.log(x)))) if x.size else float("nan")
+
+
+def _control_passes(control: Estimate, claim: Estimate, greater: float | None, less: float | None) -> tuple[bool, float]:
+    t0 = float(greater if greater is not None else less)
+    sign = 1.0 if greater is not None else -1.0
+    effect = sign * (control.mean - t0)
+    mde = minimum_detectable_effect(claim)
+    on_side = control.defined and (control.low > t0 if greater is not None else control.high < t0)
+    return bool(on_side and np.isfinite(mde) and effect >= mde), effect
+
+
+def binding_control(claim: Estimate, controls: dict, *, greater: float | None = None,
+                    less: float | None = None) -> tuple[str, Estimate, str]:
+    """Of several positive controls of one claim, the one that decides whether the regime is powered.
+
+    Every control must pass (:func:`solvers.claims.make_claim`'s rule: its interval on the claimed
+    side of the threshold and its effect at least the claim's minimum detectable effect). The
+    binding control is the first one that fails, or, when all pass, the one with the smallest
+    effect; passing it as the claim's control therefore makes the verdict *under-powered* as soon
+    as any control fails. Returns ``(label, estimate, note)``, the note stating the other controls'
+    values and whether each passes.
+    """
+    if (greater is None) == (less is None):
+        raise ValueError("pass exactly one of greater=, less=")
+    if not controls:
+        raise ValueError("controls must name at least one positive control")
+    status = {label: _control_passes(est, claim, greater, less) for label, est in controls.items()}
+    failing = [label for label, (ok, _) in status.items() if not ok]
+    chosen = failing[0] if failing else min(status, key=lambda k: status[k][1])
+    others = [f"control {label} = {controls[label].format()} ({'passes' if status[label][0] else 'fails'})"
+              for label in controls if label != chosen]
+    return chosen, controls[chosen], "; ".join(others)

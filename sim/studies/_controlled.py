@@ -23,6 +23,9 @@ Pairing: the prompt batches come from the task's seed alone (stream ``(seed, 1)`
 controller of a seed trains on the same environment and the same sequence of mini-batches; the
 rollouts come from stream ``(seed, 2)`` and the controller's own randomness from ``(seed, 3)``.
 
+The positive-control arm ``"uniform-2x"`` is uniform allocation with twice the mean budget (same
+bounds): what more rollouts -- the resource allocation redistributes -- buy in the same regime.
+
 The reference learner ``"exact-gradient"`` replaces the rollout estimate by the exact gradient of
 the same mini-batch (:meth:`sim.SoftmaxRLVR.true_gradient`): it has no rollout noise at all, so no
 allocation of rollouts can do better than it in expectation when the estimator is unbiased (RLOO
@@ -38,10 +41,12 @@ import numpy as np
 from ..batch import RolloutBatch
 from ..optim import Adam
 from ..softmax_rlvr import SoftmaxRLVR
-from ._common import EpochSampler, stream
+from ._common import EpochSampler, env_options, stream
 
 EXACT = "exact-gradient"
 """Name of the rollout-free reference learner."""
+UNIFORM_2X = "uniform-2x"
+"""Name of the positive-control arm: uniform allocation at twice the mean budget."""
 
 
 def make_split_env(env_cfg: dict, seed: int) -> SoftmaxRLVR:
@@ -50,7 +55,7 @@ def make_split_env(env_cfg: dict, seed: int) -> SoftmaxRLVR:
     the same distribution (every prompt is an independent draw, so the split is random)."""
     return SoftmaxRLVR(
         n_prompts=env_cfg["n_prompts"] + env_cfg["n_test"], n_answers=env_cfg["n_answers"], dim=env_cfg["dim"],
-        mix=env_cfg.get("mix"), seed=stream(seed, 0),
+        seed=stream(seed, 0), **env_options(env_cfg),
     )
 
 
@@ -67,6 +72,25 @@ def make_study_controller(name: str, env: SoftmaxRLVR, budget: dict, seed: int, 
         opts["true_success"] = env.success_prob
     return make_controller(name, n_prompts=env.n_prompts, mean_budget=budget["mean_budget"], lower=budget["lower"],
                            upper=budget["upper"], seed=stream(seed, 3), **opts)
+
+
+def learner_budget(name: str, budget: dict) -> dict:
+    """The budget learner ``name`` spends: :data:`UNIFORM_2X` doubles ``mean_budget`` (bounds kept;
+    ``upper`` raised to the doubled mean if it was below), every other learner the study's."""
+    if name != UNIFORM_2X:
+        return dict(budget)
+    doubled = 2 * budget["mean_budget"]
+    return {**budget, "mean_budget": doubled, "upper": max(budget["upper"], doubled)}
+
+
+def make_learner(name: str, env: SoftmaxRLVR, budget: dict, seed: int) -> Any:
+    """The controller of learner ``name`` (``None`` for :data:`EXACT`; :data:`UNIFORM_2X` is the
+    ``uniform`` controller at :func:`learner_budget`; anything else a registered controller)."""
+    if name == EXACT:
+        return None
+    if name == UNIFORM_2X:
+        return make_study_controller("uniform", env, learner_budget(name, budget), seed)
+    return make_study_controller(name, env, budget, seed)
 
 
 class ControlledTrainer:
