@@ -525,7 +525,7 @@ def _figures(regimes: list[_Regime], config: dict) -> list[Figure]:
         for fam, members in _families(g.ctrl_names).items():
             members = [n for n in members if n not in ARMS]
             curves = {n: curve_ci(g.arr(n, "test_acc") - g.arr("uniform", "test_acc")) for n in members}
-            size = {n: float(np.nanmax(np.abs(np.array(curves[n][1:])))) for n in members}
+            size = {n: float(np.nanmax(np.abs(np.array(curves[n])))) for n in members}  # mean and CI (CI is NaN for one seed)
             groups = _split_by_scale(members, size)
             for k, grp in enumerate(groups):
                 title = f"{g.name}: {fam}" + (f" ({k + 1} of {len(groups)}, own scale)" if len(groups) > 1 else "")
