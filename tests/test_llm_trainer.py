@@ -5,6 +5,7 @@ the bad-input errors of issue 10."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -82,15 +83,15 @@ def test_end_to_end_uneven_counts(cache, monkeypatch, tmp_path):
         captured["direct"].append((direct.double() * batch.completion_mask.double()).sum(1).numpy())
         return batch
 
-    real_adv = trainer_mod.compute_advantages
+    real_step = tr.robust
 
-    def spy_adv(*args, **kwargs):
-        res = real_adv(*args, **kwargs)
-        captured["adv"].append(res)
+    def spy_adv(*args, **kwargs):  # the one robust step; multipliers per rollout, as before
+        res = real_step(*args, **kwargs)
+        captured["adv"].append(SimpleNamespace(advantages=res.advantages, multipliers=res.multipliers[res.group_ids]))
         return res
 
     monkeypatch.setattr(tr.backend, "generate", spy_generate)
-    monkeypatch.setattr(trainer_mod, "compute_advantages", spy_adv)
+    monkeypatch.setattr(tr, "robust", spy_adv)
     records = tr.train()
     assert [r["step"] for r in records] == [1, 2, 3]
     for rec, batch, direct, adv, (ids, counts, rewards, gids) in zip(records, captured["batches"], captured["direct"],

@@ -42,6 +42,7 @@ from .predictive import (
     VIPController,
     VIPPaperController,
 )
+from .protocol import check_controller, learns_from_rewards
 from .uniform import UniformController
 
 __all__ = [
@@ -50,7 +51,9 @@ __all__ = [
     "Controller",
     "Observation",
     "StepPlan",
+    "check_controller",
     "controller_options",
+    "learns_from_rewards",
     "make_controller",
 ]
 

@@ -177,6 +177,8 @@ class Controller(ABC):
     min_lower: ClassVar[int] = 1
     #: whether ``upper = inf`` is allowed
     allows_infinite_upper: ClassVar[bool] = True
+    #: whether ``observe`` learns from the rewards (False: it only validates them and counts the step)
+    learns_from_rewards: ClassVar[bool] = True
 
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None) -> None:
         self.n_prompts = check_int_scalar(n_prompts, "n_prompts", lo=1)
