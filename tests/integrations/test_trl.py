@@ -27,11 +27,11 @@ torch.set_num_threads(1)
 from trl import GRPOConfig
 
 from bandits.controllers import make_controller
+from llm_bridge.advantage_kinds import kind_advantages
 from llm_bridge.integrations.trl import RobustGRPOTrainer
 from llm_bridge.models import ModelSpec, build_model
 from llm_bridge.tasks import make_task
 from llm_bridge.tokenizer import char_tokenizer
-from llm_bridge.advantage_kinds import kind_advantages
 from solvers import drro_rewards
 
 pytestmark = pytest.mark.trl
