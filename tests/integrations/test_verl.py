@@ -84,7 +84,7 @@ def test_compute_advantage_with_uneven_groups(kind):
 
 
 def test_verls_builtin_grpo_gives_a_group_of_one_its_raw_score():
-    """The trap the robust estimators fix (INTEGRATION.md): verl's GRPO, size-1 group -> raw score."""
+    """The trap the robust estimators fix: verl's GRPO gives a size-1 group its raw score."""
     data, _scores, uids, _mask = _batch()
     out = compute_advantage(data, adv_estimator="grpo", config=OmegaConf.create({}))
     row = np.flatnonzero(uids == "u1")[0]
