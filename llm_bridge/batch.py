@@ -1,17 +1,10 @@
 """The ragged training batch of one GRPO step: advantages of flat, variable-size groups, and the
 torch tensors the policy update consumes.
 
-Flow (one step, :class:`llm_bridge.trainer.Trainer`):
-
-1. rewards (N,) from the verifier, ``group_ids`` (N,) from the rollout batch;
-2. optional robust shaping with the sequence log-probs of the sampler (masked sums of token
-   log-probs): DRRO eq. (4.14)/(4.15) or its DRO counterpart, ragged
-   (:func:`solvers.drro_rewards` / :func:`solvers.dro_rewards` with ``group_ids``);
-3. group-relative advantages of the (shaped) rewards, :func:`solvers.group_advantages` with
-   ``group_ids`` (GRPO / Dr.GRPO / RLOO; a group of one and a group of equal rewards get exactly 0);
-4. Prompt-GDRO multipliers (GDRO eq. 17): each advantage times its prompt's multiplier.
-
-Steps 2-4 are NumPy (the bridge overhead measured by the ``llm`` perf suite);
+:func:`compute_advantages` is the stateless form of the one robust step
+(:func:`llm_bridge.robust_step.robust_step`: shaping -> advantages of a registered kind ->
+multipliers, on a flat ragged batch) with the budget given per group; the trainer calls the
+stateful :class:`llm_bridge.robust_step.RobustAdvantage` (which adds the KL-driven budget).
 :func:`policy_token_logprobs` is the torch forward pass.
 """
 
@@ -22,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from solvers import ADVANTAGE_KINDS, ShapedRewards, dro_rewards, drro_rewards, group_advantages
+from solvers import ShapedRewards
 from solvers._validation import as_float_array, as_int_array
 
 from ._deps import require
+from .advantage_kinds import get_advantage_kind
+from .robust_step import SHAPINGS, Shaping, robust_step
 
 __all__ = [
     "SHAPINGS",
@@ -34,9 +29,6 @@ __all__ = [
     "policy_token_logprobs",
     "sequence_logprobs",
 ]
-
-SHAPINGS = ("none", "drro", "dro")
-"""Reward shaping rules accepted by :func:`compute_advantages`."""
 
 
 @dataclass(frozen=True)
@@ -63,51 +55,47 @@ class AdvantageResult:
 
 def compute_advantages(rewards: Any, group_ids: Any, *, kind: str = "grpo", shaping: str = "none",
                        seq_logprobs: Any = None, delta: Any = 0.0, tau: float | None = None,
-                       multipliers: Any = None, eps: float = 1e-6) -> AdvantageResult:
-    """Shaping -> group advantages -> multipliers on a ragged batch.
+                       multipliers: Any = None, eps: float | None = None) -> AdvantageResult:
+    """Shaping -> group advantages -> multipliers on a ragged batch (the robust step, stateless).
 
     Parameters
     ----------
     rewards : array_like (N,)
     group_ids : array_like of int (N,)
-        Prompt (0..P-1) of each rollout.
-    kind : {"grpo", "drgrpo", "rloo"}
+        Prompt (0..P-1) of each rollout; every prompt has at least one rollout.
+    kind : str
+        A name of :data:`llm_bridge.advantage_kinds.ADVANTAGE_KINDS` (``grpo``, ``drgrpo``,
+        ``rloo``, or a host's convention such as ``trl-group``).
     shaping : {"none", "drro", "dro"}
+        A rule of :data:`llm_bridge.robust_step.SHAPINGS`.
     seq_logprobs : array_like (N,), required when shaping
         Sequence log-probs of the rollouts under the sampler.
     delta : float or array_like (P,)
-        Scaled budget per group (shaping only).
+        Budget per group (shaping only).
     tau : float > 0 or None
         Soft (SNIS) temperature, None for the hard rule (shaping only).
     multipliers : array_like (P,), optional
         Per-prompt advantage multipliers (Prompt-GDRO); None = 1.
+    eps : float, optional
+        Override of the kind's std offset (``grpo``: 1e-6).
     """
     if shaping not in SHAPINGS:
         raise ValueError(f"unknown shaping {shaping!r}; valid: {list(SHAPINGS)}")
-    if kind not in ADVANTAGE_KINDS:
-        raise ValueError(f"unknown advantage kind {kind!r}; valid: {sorted(ADVANTAGE_KINDS)}")
+    get_advantage_kind(kind)
     r = as_float_array(rewards, "rewards", ndim=1)
     ids = as_int_array(group_ids, "group_ids", ndim=1, nonneg=True)
     if ids.shape != r.shape:
         raise ValueError(f"group_ids must have the shape of rewards {r.shape}, got {ids.shape}")
-    shaped = None
-    target = r
-    if shaping != "none":
-        if seq_logprobs is None:
-            raise ValueError(f"shaping={shaping!r} needs seq_logprobs")
-        fn = drro_rewards if shaping == "drro" else dro_rewards
-        shaped = fn(r, seq_logprobs, delta, tau=tau, group_ids=ids)
-        target = shaped.rewards
-    adv = group_advantages(target, kind=kind, group_ids=ids, eps=eps)
-    if multipliers is None:
-        mult = np.ones_like(r)
-    else:
+    n_groups = int(ids.max()) + 1 if ids.size else 0
+    m = None
+    if multipliers is not None:
         m = as_float_array(multipliers, "multipliers", ndim=1, nonneg=True)
-        if r.size and m.size <= int(ids.max()):
-            raise ValueError(f"multipliers must have one entry per group ({int(ids.max()) + 1}), got {m.size}")
-        mult = m[ids]
-        adv = adv * mult
-    return AdvantageResult(adv, target, mult, shaped)
+        if r.size and m.size != n_groups:
+            raise ValueError(f"multipliers must have one entry per group ({n_groups}), got {m.size}")
+    rule = None if shaping == "none" else Shaping(shaping, tau=tau)
+    res = robust_step(r, ids, kind=kind, n_groups=n_groups, multipliers=m, shaping=rule, seq_logprobs=seq_logprobs,
+                      delta=None if rule is None else delta, eps=eps)
+    return AdvantageResult(res.advantages, res.shaped_rewards, res.multipliers[ids], res.shaping_result)
 
 
 def policy_token_logprobs(model: Any, input_ids: Any, attention_mask: Any, prompt_length: int, *,

@@ -85,9 +85,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--mean-budget", type=int, default=8, help="mean rollouts per prompt (default: 8)")
     p.add_argument("--lower", type=int, default=2, help="fewest rollouts of a prompt (default: 2)")
     p.add_argument("--upper", type=int, default=16, help="most rollouts of a prompt (default: 16)")
-    p.add_argument("--advantage", default="grpo", help="grpo, drgrpo or rloo (default: grpo)")
+    p.add_argument("--advantage", default="grpo",
+                   help="grpo, drgrpo, rloo (the papers'), or a host's convention: trl-group, trl-batch, trl-none, "
+                        "verl-grpo, verl-drgrpo, verl-rloo (default: grpo)")
     p.add_argument("--shaping", default="none", help="none, drro or dro (default: none)")
     p.add_argument("--shaping-delta", type=float, default=0.0, help="budget of a mean-size group")
+    p.add_argument("--shaping-same-budget", action="store_true",
+                   help="give every group the budget --shaping-delta (default: scaled by group size / mean budget)")
     p.add_argument("--shaping-tau", type=float, default=None, help="soft shaping temperature (default: hard)")
     p.add_argument("--shaping-alpha", type=float, default=0.0, help="dynamic budget coefficient (eq. 4.17)")
     p.add_argument("--kl-coef", type=float, default=0.0, help="k3 KL penalty to the initial model")
@@ -132,7 +136,8 @@ def _config(args: argparse.Namespace):
         upper=args.upper, backend=args.backend, device=args.device,
         sampling=SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature),
         advantage=args.advantage, shaping=args.shaping, shaping_delta=args.shaping_delta,
-        shaping_tau=args.shaping_tau, shaping_alpha=args.shaping_alpha, kl_coef=args.kl_coef, lr=args.lr,
+        shaping_tau=args.shaping_tau, shaping_alpha=args.shaping_alpha,
+        shaping_scale_by_group_size=not args.shaping_same_budget, kl_coef=args.kl_coef, lr=args.lr,
         ppo_epochs=args.ppo_epochs, minibatch_size=args.minibatch_size, aggregation=args.aggregation,
         steps=args.steps, seed=args.seed, eval_every=args.eval_every, eval_samples=args.eval_samples,
     )

@@ -6,9 +6,11 @@ One step (:meth:`Trainer.step`), in this order:
 1. ``plan = controller.plan(prompt_ids)`` -- rollouts per prompt and advantage multipliers;
 2. ``backend.generate(prompts, plan.counts, sampling)`` -- a ragged :class:`~llm_bridge.RolloutBatch`;
 3. ``task.verify`` -- rewards in [0, 1];
-4. shaping (optional): DRRO eq. (4.14)/(4.15) or DRO with the sampler's sequence log-probs;
-5. advantages: :func:`solvers.group_advantages` over the ragged groups (GRPO / Dr.GRPO / RLOO);
-6. multipliers: each advantage times its prompt's ``plan.multipliers`` (Prompt-GDRO, eq. 17);
+4-6. the one robust step (:class:`llm_bridge.robust_step.RobustAdvantage`, shared with the TRL
+   and verl adapters): optional shaping (DRRO eq. 4.14/4.15 or DRO) with the sampler's sequence
+   log-probs, advantages of the configured kind over the ragged groups (the papers' GRPO /
+   Dr.GRPO / RLOO, or a host's convention), times each prompt's ``plan.multipliers``
+   (Prompt-GDRO, eq. 17);
 7. ``ppo_epochs`` passes of minibatch updates of the clipped surrogate (+ optional k3 KL penalty);
 8. ``controller.observe(prompt_ids, counts, rewards, group_ids)``.
 
@@ -29,12 +31,13 @@ otherwise (``vllm``, filtering, or ``recompute_old_logprobs=True``) they are rec
 no-grad forward pass of the policy before the update.
 
 Shaping budget with uneven groups: the DRRO paper's scaled budget ``delta-tilde = (G / n) delta``
-(Sec. 4.5) is linear in the group size ``G``; ``shaping_delta`` is the budget of a group of
-``mean_budget`` rollouts and a group of ``n_g`` rollouts gets ``shaping_delta * n_g / mean_budget``
-(the paper's fixed setting ``2.5 G`` is ``shaping_delta = 2.5 * mean_budget``). With
+(Sec. 4.5) is linear in the group size ``G``; with ``shaping_scale_by_group_size`` (the default)
+``shaping_delta`` is the budget of a group of ``mean_budget`` rollouts and a group of ``n_g``
+rollouts gets ``shaping_delta * n_g / mean_budget`` (the paper's fixed setting ``2.5 G`` is
+``shaping_delta = 2.5 * mean_budget``); without it every group gets ``shaping_delta``. With
 ``shaping_alpha > 0`` the budget is dynamic, eq. (4.17): ``shaping_delta + alpha * KL`` (same
-scaling), KL the k3 estimate of the sampler's drift from the reference, averaged over the last 20
-steps (the paper's window).
+scaling), KL the k3 estimate of the sampler's drift from the reference, averaged over the last
+:data:`llm_bridge.robust_step.DEFAULT_KL_WINDOW` = 20 steps (the paper's window).
 
 Needs the ``llm`` extra.
 """
@@ -54,11 +57,13 @@ from typing import Any
 
 import numpy as np
 
-from solvers import ADVANTAGE_KINDS, dynamic_budget, k3_kl
+from bandits.controllers import check_controller
+from solvers import k3_kl
 from solvers._validation import check_finite_scalar, check_int_scalar
 
 from ._deps import require
-from .batch import SHAPINGS, compute_advantages, policy_token_logprobs
+from .advantage_kinds import ADVANTAGE_KINDS
+from .batch import policy_token_logprobs
 from .generation import BACKENDS, SamplingConfig, make_backend
 from .losses import AGGREGATIONS, aggregate, clipped_policy_loss, k3_token_kl
 from .metrics import success_metrics
@@ -72,14 +77,15 @@ from .models import (
     prompt_embeddings,
     warm_start,
 )
+from .robust_step import DEFAULT_KL_WINDOW, SHAPINGS, RobustAdvantage, Shaping
 from .tasks import TASKS, make_task
 from .tokenizer import char_tokenizer, check_tokenizer_covers, encode_prompts
 
-__all__ = ["TrainConfig", "Trainer", "OVERHEAD_PHASES", "COMPUTE_PHASES"]
+__all__ = ["COMPUTE_PHASES", "OVERHEAD_PHASES", "TrainConfig", "Trainer"]
 
 CHECKPOINT_FORMAT = "robust-rollouts.trainer"
 CHECKPOINT_VERSION = 1
-KL_WINDOW = 20  # DRRO appendix: the k3 KL is smoothed over a sliding window of 20 updates
+KL_WINDOW = DEFAULT_KL_WINDOW  # DRRO appendix: the k3 KL is smoothed over a sliding window of 20 updates
 
 COMPUTE_PHASES = ("sync", "generate", "verify", "logprobs", "update")
 """Phases that are the training step itself (model and verifier work)."""
@@ -101,8 +107,9 @@ class TrainConfig:
     ``cache_dir``. Controller: ``controller`` (a name in ``bandits.controllers.CONTROLLERS``),
     ``controller_options``, ``mean_budget``, ``lower``, ``upper``. Generation: ``backend``
     (``"hf"`` / ``"vllm"``), ``backend_options``, ``sampling``, ``device``. Objective:
-    ``advantage`` (grpo / drgrpo / rloo), ``shaping`` (none / drro / dro), ``shaping_delta``,
-    ``shaping_tau``, ``shaping_alpha``, ``kl_coef``, ``clip_eps``, ``clip_eps_high``,
+    ``advantage`` (a name of :data:`llm_bridge.advantage_kinds.ADVANTAGE_KINDS`: grpo / drgrpo /
+    rloo, or a host's convention), ``shaping`` (none / drro / dro), ``shaping_delta``,
+    ``shaping_tau`` (None = hard rule), ``shaping_alpha``, ``shaping_scale_by_group_size``, ``kl_coef``, ``clip_eps``, ``clip_eps_high``,
     ``aggregation``, ``ppo_epochs``, ``minibatch_size`` (rollouts; 0 = the whole batch), ``lr``,
     ``max_grad_norm``, ``recompute_old_logprobs`` (None = automatic), ``reference`` (keep a frozen
     copy of the initial model for the KL metric / penalty). Run: ``steps``, ``seed``,
@@ -131,6 +138,7 @@ class TrainConfig:
     shaping_delta: float = 0.0
     shaping_tau: float | None = None
     shaping_alpha: float = 0.0
+    shaping_scale_by_group_size: bool = True
     kl_coef: float = 0.0
     clip_eps: float = 0.2
     clip_eps_high: float | None = None
@@ -219,6 +227,8 @@ class TrainConfig:
             raise ValueError("kl_coef > 0 and shaping_alpha > 0 need the reference model (reference=True)")
         if self.shaping_alpha > 0 and self.shaping == "none":
             raise ValueError("shaping_alpha > 0 (dynamic budget) needs shaping='drro' or 'dro'")
+        if not isinstance(self.shaping_scale_by_group_size, bool):
+            raise TypeError(f"shaping_scale_by_group_size must be a bool, got {self.shaping_scale_by_group_size!r}")
         self.model.validate()
         self.warm_start.validate()
         self.sampling.validate()
@@ -375,10 +385,7 @@ class Trainer:
             controller = make_controller(config.controller, n_prompts=config.n_prompts,
                                          mean_budget=config.mean_budget, lower=config.lower, upper=config.upper,
                                          seed=controller_seed, **opts)
-        for attr in ("plan", "observe", "state_dict", "load_state_dict"):
-            if not callable(getattr(controller, attr, None)):
-                raise TypeError(f"controller must have a {attr}() method")
-        self.controller = controller
+        self.controller = check_controller(controller)
         self.backend = make_backend(config.backend, self.model, self.tokenizer, seed=backend_seed,
                                     **config.backend_options)
         self.recompute_old = (config.recompute_old_logprobs if config.recompute_old_logprobs is not None
@@ -387,7 +394,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, betas=(0.9, 0.99), eps=1e-8,
                                            weight_decay=0.0)
         self.step = 0
-        self.kl_history: list[float] = []
+        self.robust = RobustAdvantage(config.advantage, self.shaping_spec(config))
         self.history: list[dict] = []
         self.n_parameters = count_parameters(self.model)
         self._warm_up_kernels()
@@ -395,13 +402,26 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
+    @staticmethod
+    def shaping_spec(config: TrainConfig) -> Shaping | None:
+        """The robust step's :class:`~llm_bridge.robust_step.Shaping` of a configuration."""
+        if config.shaping == "none":
+            return None
+        return Shaping(config.shaping, delta=config.shaping_delta, tau=config.shaping_tau,
+                       kl_alpha=config.shaping_alpha if config.shaping_alpha > 0 else None, kl_window=KL_WINDOW,
+                       reference_group_size=config.mean_budget if config.shaping_scale_by_group_size else None)
+
+    @property
+    def kl_history(self) -> list[float]:
+        """The k3 KL estimates of the dynamic budget's window (held by the robust step)."""
+        return self.robust.kl_history
+
     def _warm_up_kernels(self) -> None:
         """Run the NumPy/Numba bridge code once on a dummy batch, so that JIT compilation (or
         loading compiled code from Numba's cache) is not charged to the first step's overhead."""
         cfg = self.config
         r, g, lp = np.array([0.0, 1.0, 1.0]), np.array([0, 0, 1]), np.array([-1.0, -2.0, -3.0])
-        compute_advantages(r, g, kind=cfg.advantage, shaping=cfg.shaping, seq_logprobs=lp,
-                           delta=0.5, tau=cfg.shaping_tau, multipliers=np.ones(2))
+        RobustAdvantage(cfg.advantage, self.shaping_spec(cfg))(r, g, multipliers=np.ones(2), seq_logprobs=lp)
         success_metrics(r, g, 2, k=1)
         k3_kl(lp, lp)
 
@@ -409,13 +429,6 @@ class Trainer:
     def _sample_prompts(self) -> np.ndarray:
         return np.sort(self.rng_prompts.choice(self.config.n_prompts, size=self.config.prompts_per_step,
                                                replace=False)).astype(np.int64)
-
-    def _group_budget(self, counts: np.ndarray) -> np.ndarray:
-        base = self.config.shaping_delta
-        if self.config.shaping_alpha > 0 and self.kl_history:
-            base = float(dynamic_budget(base, self.config.shaping_alpha, np.asarray(self.kl_history),
-                                        window=KL_WINDOW))
-        return base * counts.astype(np.float64) / float(self.config.mean_budget)
 
     def step_once(self) -> dict:
         """Run one training step (see the module docstring) and return its metrics."""
@@ -447,18 +460,13 @@ class Trainer:
                                                temperature=cfg.sampling.temperature)
                 ref = ref * mask
         seq_old = (old.double() * mask.double()).sum(dim=1).cpu().numpy()
-        kl_seq = None
+        kl_seq = seq_ref = None
         if ref is not None:
             seq_ref = (ref.double() * mask.double()).sum(dim=1).cpu().numpy()
             kl_seq = float(k3_kl(seq_ref, seq_old).mean)
         with timer("advantages"):
-            if kl_seq is not None and cfg.shaping_alpha > 0:
-                self.kl_history.append(kl_seq)
-                del self.kl_history[:-KL_WINDOW]
-            delta = self._group_budget(counts) if cfg.shaping != "none" else 0.0
-            adv = compute_advantages(rewards, batch.group_ids, kind=cfg.advantage, shaping=cfg.shaping,
-                                     seq_logprobs=seq_old if cfg.shaping != "none" else None, delta=delta,
-                                     tau=cfg.shaping_tau, multipliers=multipliers)
+            adv = self.robust(rewards, batch.group_ids, n_groups=counts.size, multipliers=multipliers,
+                              seq_logprobs=seq_old if cfg.shaping != "none" else None, ref_seq_logprobs=seq_ref)
             adv_t = torch.as_tensor(adv.advantages, dtype=torch.float32, device=self.device)
         with timer("update"):
             upd = self._update(batch, old, ref, adv_t)
@@ -487,7 +495,7 @@ class Trainer:
             "approx_kl_old": upd["approx_kl"],
             "grad_norm": upd["grad_norm"],
             "n_updates": upd["n_updates"],
-            "shaping_delta_mean": float(np.mean(delta)) if cfg.shaping != "none" else None,
+            "shaping_delta_mean": float(np.mean(adv.group_delta)) if adv.group_delta is not None else None,
             "adv_abs_mean": float(np.abs(adv.advantages).mean()),
             "adv_nonzero_groups": int(np.unique(batch.group_ids[adv.advantages != 0]).size),
             "rollouts": int(counts.sum()),
@@ -682,7 +690,7 @@ class Trainer:
         self.rng_minibatch.bit_generator.state = _decode(state["rng_minibatch"])
         self.backend.load_state_dict(_decode(state["backend"]))
         self.backend.sync_weights(self.model)
-        self.kl_history = [float(x) for x in state["kl_history"]]
+        self.robust.load_state_dict({"version": RobustAdvantage.STATE_VERSION, "kl_history": state["kl_history"]})
         self.step = int(state["step"])
 
     @classmethod

@@ -5,6 +5,7 @@ the trainer's bad-input errors."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -82,15 +83,15 @@ def test_end_to_end_uneven_counts(cache, monkeypatch, tmp_path):
         captured["direct"].append((direct.double() * batch.completion_mask.double()).sum(1).numpy())
         return batch
 
-    real_adv = trainer_mod.compute_advantages
+    real_step = tr.robust
 
-    def spy_adv(*args, **kwargs):
-        res = real_adv(*args, **kwargs)
-        captured["adv"].append(res)
+    def spy_adv(*args, **kwargs):  # the one robust step; multipliers per rollout, as before
+        res = real_step(*args, **kwargs)
+        captured["adv"].append(SimpleNamespace(advantages=res.advantages, multipliers=res.multipliers[res.group_ids]))
         return res
 
     monkeypatch.setattr(tr.backend, "generate", spy_generate)
-    monkeypatch.setattr(trainer_mod, "compute_advantages", spy_adv)
+    monkeypatch.setattr(tr, "robust", spy_adv)
     records = tr.train()
     assert [r["step"] for r in records] == [1, 2, 3]
     for rec, batch, direct, adv, (ids, counts, rewards, gids) in zip(records, captured["batches"], captured["direct"],
@@ -262,3 +263,21 @@ def test_config_round_trip_and_checkpoint_encoding():
     assert back["a"].dtype == np.int64 and back["a"].tolist() == [0, 1, 2, 3, 4]
     assert back["b"][1]["c"].tobytes() == state["b"][1]["c"].tobytes()  # bit-exact floats
     assert back["rng"] == state["rng"]
+
+
+def test_shaping_budget_group_scaling_is_an_explicit_option():
+    """The trainer's shaping is the robust step's: delta scaled by n_g / mean_budget (the default, DRRO
+    Sec. 4.5's scaled budget), or one budget for every group; one KL window."""
+    from llm_bridge.robust_step import DEFAULT_KL_WINDOW
+
+    scaled = Trainer.shaping_spec(TrainConfig(shaping="drro", shaping_delta=0.8, shaping_tau=2.0, mean_budget=4,
+                                              shaping_alpha=1.0))
+    assert scaled.reference_group_size == 4 and scaled.tau == 2.0 and scaled.kl_alpha == 1.0
+    assert scaled.kl_window == DEFAULT_KL_WINDOW == trainer_mod.KL_WINDOW
+    np.testing.assert_allclose(scaled.group_budget(0.8, np.array([1, 4, 8])), [0.2, 0.8, 1.6])
+    same = Trainer.shaping_spec(TrainConfig(shaping="dro", shaping_delta=0.8, shaping_scale_by_group_size=False))
+    assert same.reference_group_size is None and same.tau is None and same.kl_alpha is None
+    np.testing.assert_allclose(same.group_budget(0.8, np.array([1, 4, 8])), [0.8, 0.8, 0.8])
+    assert Trainer.shaping_spec(TrainConfig()) is None
+    with pytest.raises(TypeError, match="shaping_scale_by_group_size must be a bool"):
+        TrainConfig(shaping_scale_by_group_size=1).validate()

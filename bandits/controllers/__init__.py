@@ -78,6 +78,7 @@ from .predictive import (
     VIPPaperController,
 )
 from .rounds import Round, StepRollouts, close_step, sample_step
+from .protocol import check_controller, learns_from_rewards
 from .uniform import UniformController
 
 __all__ = [
@@ -90,7 +91,9 @@ __all__ = [
     "StepRollouts",
     "TrainSelection",
     "close_step",
+    "check_controller",
     "controller_options",
+    "learns_from_rewards",
     "make_controller",
     "sample_step",
     "supports_rounds",

@@ -246,6 +246,8 @@ class Controller(ABC):
     samples_in_rounds: ClassVar[bool] = False
     #: whether a prompt may get no rollouts in a step (``counts[i] == 0``: skipped)
     skips_prompts: ClassVar[bool] = False
+    #: whether ``observe`` learns from the rewards (False: it only validates them and counts the step)
+    learns_from_rewards: ClassVar[bool] = True
 
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None) -> None:
         self.n_prompts = check_int_scalar(n_prompts, "n_prompts", lo=1)

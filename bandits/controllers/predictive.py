@@ -264,6 +264,7 @@ class OracleController(Controller):
     """
 
     name = "oracle"
+    learns_from_rewards = False
     min_lower = 2  # the default cost "rloo"; 3 with cost="drgrpo"
 
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,

@@ -27,6 +27,7 @@ class UniformController(Controller):
     """
 
     name = "uniform"
+    learns_from_rewards = False
 
     def _plan(self, ids: np.ndarray, total: int) -> StepPlan:
         return StepPlan(even_split(total, ids.size, self._rng), np.ones(ids.size))

@@ -1,10 +1,23 @@
 """TRL integration: a ``GRPOTrainer`` with per-prompt rollout counts, Prompt-GDRO multipliers and
-DRRO/DRO shaping (``pip install "robust-rollouts[trl]"``).
+DRRO/DRO shaping (``pip install "robust-rollouts[trl]"``), a thin adapter over the one robust step
+(:mod:`llm_bridge.robust_step`).
 
 Supported TRL: 1.16 (tested: 1.16.0 with transformers 5.24, accelerate 1.15). The subclass overrides
 two internal methods of ``GRPOTrainer`` (``_generate_and_score_completions`` and
-``_calculate_rewards``), so other TRL versions get a warning at import; they may work but are not
-tested.
+``_calculate_rewards``) and ``log``, so other TRL versions get a warning at import; they may work
+but are not tested.
+
+A drop-in
+---------
+Under the ``uniform`` controller without shaping, :class:`RobustGRPOTrainer` computes TRL's own
+advantages operation for operation (the advantage kinds ``trl-group`` / ``trl-batch`` /
+``trl-none`` / ``trl-normalize-then-sum`` of :data:`llm_bridge.advantage_kinds.ADVANTAGE_KINDS`,
+chosen from ``scale_rewards`` and ``multi_objective_aggregation``), so its losses, gradients and
+parameters equal ``GRPOTrainer``'s bit for bit, for every ``loss_type``, with gradient
+accumulation, ``steps_per_generation``, ``num_iterations`` and ``beta > 0``. Any reward range
+works: only a controller that learns success probabilities from the rewards needs them in [0, 1]
+or a ``success_fn`` (:func:`llm_bridge.robust_step.success_values`). A dataset without a
+``prompt_id`` column gets one (the row index) when it is a map-style ``datasets.Dataset``.
 
 How a training step changes
 ---------------------------
@@ -15,23 +28,24 @@ sampler (so TRL's batch-size and divisibility checks hold) and, at each generati
 1. takes the unique prompts of the *global* generation batch (gathered from every process), whose
    stable ids are the dataset column ``prompt_id`` (an int in ``[0, n_prompts)``);
 2. asks the controller for one rollout count per prompt (``controller.plan``); the counts sum to
-   the generation batch size (the controller's ``mean_budget`` must equal G);
+   the generation batch size (the controller's ``mean_budget`` equals G);
 3. re-expands the rows (prompt ``q`` repeated ``counts[q]`` times) and gives each process its slice;
    groups may straddle processes, which is safe because TRL gathers the rewards of every process
    before the group statistics, and so does this class;
 4. lets TRL generate one completion per row (the HF ``generate`` path or vLLM *colocate* mode) and
    score it with the reward functions;
-5. recomputes the advantages over the real, uneven groups (a group of one gets 0):
-   optional shaping from sequence log-probabilities of the sampling distribution (TRL divides the
-   logits by ``temperature``): TRL's old per-token log-probs summed over the completion when TRL
-   computed them, else one no-grad forward pass of TRL's own scorer; then
-   :func:`solvers.group_advantages`, then the controller's multipliers;
-6. feeds the raw rewards back (``controller.observe``) and logs ``robust/*`` metrics through TRL's
-   metrics (real group sizes, groups of one, multipliers, shaping, per difficulty bin).
+5. recomputes the advantages over the real, uneven groups with the robust step (a group of one
+   gets 0): optional shaping from sequence log-probabilities of the sampling distribution (TRL's
+   old per-token log-probs summed over the completion when TRL computed them, else one no-grad
+   forward pass of TRL's own scorer), the advantage kind, the controller's multipliers;
+6. feeds success values back (``controller.observe``) and logs ``robust/*`` metrics through TRL's
+   metrics (real group sizes, groups of one, multipliers, shaping, per difficulty bin; ``min`` /
+   ``max`` keys are the true extremes over a logging window), and recomputes TRL's
+   ``frac_reward_zero_std`` over the real groups (``reward_std`` is TRL's batch std, unchanged).
 
 vLLM *server* mode samples ``n=G`` completions per unique prompt and cannot honour per-prompt
-counts: the trainer refuses it, as it refuses a custom ``rollout_func`` and the
-``normalize_then_sum`` aggregation. Evaluation is left to TRL unchanged.
+counts: the trainer refuses it, as it refuses a custom ``rollout_func``. Evaluation is left to TRL
+unchanged.
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ import os
 import pickle
 import warnings
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -56,7 +71,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         f"import failed with: {exc}"
     ) from exc
 
-from .robust_step import RobustAdvantage, RobustStepResult, Shaping, step_metrics
+from bandits.controllers import check_controller
+
+from ..advantage_kinds import _nanstd, _table, get_advantage_kind, trl_normalize_then_sum_rewards
+from ..robust_step import RobustAdvantage, RobustStepResult, Shaping, step_metrics, success_values
 
 __all__ = ["ROBUST_STATE_FILE", "SUPPORTED_TRL", "RobustGRPOTrainer", "advantage_kind_for"]
 
@@ -71,14 +89,24 @@ if ".".join(trl.__version__.split(".")[:2]) not in SUPPORTED_TRL:  # pragma: no 
                   f"{trl.__version__}. It overrides GRPOTrainer internals, so check a step before trusting it.",
                   stacklevel=2)
 
+_EXTREMES = ("robust/group_size/min", "robust/group_size/max")
 
-def advantage_kind_for(scale_rewards: str) -> str:
-    """The :func:`solvers.group_advantages` kind matching TRL's ``scale_rewards`` setting."""
-    table = {"group": "grpo", "none": "drgrpo"}
+
+def advantage_kind_for(scale_rewards: str, multi_objective_aggregation: str = "sum_then_normalize") -> str:
+    """The advantage kind that reproduces TRL's ``scale_rewards`` / ``multi_objective_aggregation``."""
+    if multi_objective_aggregation == "normalize_then_sum":
+        return "trl-normalize-then-sum"
+    if multi_objective_aggregation != "sum_then_normalize":
+        raise ValueError(f"multi_objective_aggregation must be 'sum_then_normalize' or 'normalize_then_sum', got "
+                         f"{multi_objective_aggregation!r}")
+    table = {"group": "trl-group", "batch": "trl-batch", "none": "trl-none"}
     if scale_rewards not in table:
-        raise ValueError(f"scale_rewards={scale_rewards!r} has no ragged equivalent; use 'group' (GRPO) or "
-                         "'none' (Dr.GRPO), or pass advantage='grpo' | 'drgrpo' | 'rloo' explicitly")
+        raise ValueError(f"scale_rewards must be one of {sorted(table)}, got {scale_rewards!r}")
     return table[scale_rewards]
+
+
+def _positional(args: tuple, kwargs: dict, name: str, index: int) -> Any:
+    return kwargs[name] if name in kwargs else (args[index] if len(args) > index else None)
 
 
 class RobustGRPOTrainer(GRPOTrainer):
@@ -90,72 +118,119 @@ class RobustGRPOTrainer(GRPOTrainer):
     *args, **kwargs
         Everything ``GRPOTrainer`` takes (model, reward_funcs, args, train_dataset, ...).
     controller
-        A controller from :func:`bandits.controllers.make_controller` with ``mean_budget`` equal to
-        ``args.num_generations`` and ``n_prompts`` covering the dataset's prompt ids.
+        A controller of :func:`bandits.controllers.make_controller` (or any object with its
+        methods) with ``mean_budget`` equal to ``args.num_generations`` and ``n_prompts`` covering
+        the dataset's prompt ids. ``uniform`` (no shaping) reproduces ``GRPOTrainer`` exactly.
     shaping : None, str, dict or Shaping
-        ``None`` (no shaping), or a rule of :data:`llm_bridge.integrations.SHAPING_RULES`
-        (``"drro"``, ``"drro-soft"``, ``"dro"``, ``"dro-soft"``) with ``shaping_params``.
+        ``None`` (no shaping), or a rule of :data:`llm_bridge.robust_step.SHAPINGS` (``"drro"``,
+        ``"dro"``) with ``shaping_params``.
     shaping_params : dict, optional
-        Parameters of :class:`~llm_bridge.integrations.Shaping` (``delta``, ``tau``,
-        ``kl_alpha``, ``kl_window``). The dynamic budget (``kl_alpha``) needs a reference model
-        (``args.beta > 0``).
-    advantage : {"grpo", "drgrpo", "rloo"}, optional
-        Advantage kind; default from ``args.scale_rewards`` ("group" -> GRPO, "none" -> Dr.GRPO).
-        GRPO divides by the population std of the group (the papers' definition; TRL uses the
-        sample std), so advantages differ from TRL's by ``sqrt(n / (n - 1))``.
+        Parameters of :class:`~llm_bridge.robust_step.Shaping` (``delta``, ``tau`` (None = hard
+        rule), ``kl_alpha``, ``kl_window``, ``reference_group_size``). The dynamic budget
+        (``kl_alpha``) needs a reference model (``args.beta > 0``).
+    advantage : str, optional
+        A kind of :data:`llm_bridge.advantage_kinds.ADVANTAGE_KINDS`. Default: TRL's own
+        convention for ``args.scale_rewards`` and ``args.multi_objective_aggregation``
+        (:func:`advantage_kind_for`); ``"grpo"`` / ``"drgrpo"`` / ``"rloo"`` give the papers'
+        definitions (GRPO with the population std, ``sqrt(n / (n - 1))`` times TRL's advantages).
     prompt_id_column : str
-        Dataset column with the stable integer prompt id the controller knows.
+        Dataset column with the stable integer prompt id the controller knows (added as the row
+        index when a map-style dataset lacks it).
     success_fn : callable, optional
         Maps the weighted total rewards (ndarray) to success values in ``[0, 1]`` for
-        ``controller.observe`` (default: the rewards themselves, which must then lie in ``[0, 1]``).
+        ``controller.observe``. Default: rewards in [0, 1] as they are; controllers that do not
+        learn from rewards (``uniform``, ``oracle``) take any range; a learning controller given
+        rewards outside [0, 1] without ``success_fn`` raises ``ValueError`` at that step, before
+        any state changes (:func:`llm_bridge.robust_step.success_values`).
 
     Attributes
     ----------
     last_step : dict
         The last training generation: ``prompt_ids``, ``counts``, ``group_ids`` (global row order),
-        ``rewards``, ``seq_logprobs`` (or None), ``result`` (:class:`RobustStepResult`).
+        ``rewards``, ``success``, ``seq_logprobs`` (or None), ``result`` (:class:`RobustStepResult`).
     """
 
     def __init__(self, *args: Any, controller: Any, shaping: Any = None, shaping_params: dict | None = None,
                  advantage: str | None = None, prompt_id_column: str = "prompt_id",
                  success_fn: Callable[[np.ndarray], np.ndarray] | None = None, **kwargs: Any):
-        for method in ("plan", "observe", "state_dict", "load_state_dict"):
-            if not callable(getattr(controller, method, None)):
-                raise TypeError(f"controller must have a {method}() method (bandits.controllers protocol), "
-                                f"got {type(controller).__name__}")
+        check_controller(controller)
         if not isinstance(prompt_id_column, str) or not prompt_id_column:
             raise TypeError(f"prompt_id_column must be a non-empty string, got {prompt_id_column!r}")
         if success_fn is not None and not callable(success_fn):
             raise TypeError(f"success_fn must be callable, got {type(success_fn).__name__}")
         shaping_obj = Shaping.coerce(shaping, **(shaping_params or {}))
+        if advantage is not None:
+            get_advantage_kind(advantage)
         if kwargs.get("rollout_func") is not None:
             raise ValueError("RobustGRPOTrainer does not support rollout_func: a custom rollout function decides "
                              "its own completions per prompt, so per-prompt counts cannot be honoured")
+        cfg = _positional(args, kwargs, "args", 2)
+        if cfg is not None:
+            self._check_config(cfg, controller)
+        dataset = _positional(args, kwargs, "train_dataset", 3)
+        dataset = self._check_dataset(dataset, prompt_id_column, controller)
+        if "train_dataset" in kwargs or len(args) <= 3:
+            kwargs["train_dataset"] = dataset
+        else:
+            args = (*args[:3], dataset, *args[4:])
         super().__init__(*args, **kwargs)
-        if self.use_vllm and self.vllm_mode != "colocate":
-            raise ValueError(f"RobustGRPOTrainer needs vllm_mode='colocate' (or use_vllm=False): vLLM "
-                             f"{self.vllm_mode!r} mode samples num_generations completions per unique prompt and "
-                             "cannot honour per-prompt rollout counts")
-        if self.multi_objective_aggregation != "sum_then_normalize":
-            raise ValueError("RobustGRPOTrainer supports multi_objective_aggregation='sum_then_normalize' only, "
-                             f"got {self.multi_objective_aggregation!r}")
+        if cfg is None:  # GRPOTrainer built its default config
+            self._check_config(self.args, controller)
         if shaping_obj is not None and shaping_obj.kl_alpha is not None and self.beta == 0.0:
             raise ValueError("shaping with kl_alpha (DRRO eq. 4.17) needs reference log-probs: set args.beta > 0")
-        train = self.train_dataset
-        columns = getattr(train, "column_names", None)
-        if columns is not None and prompt_id_column not in columns:
-            raise ValueError(f"train_dataset has no column {prompt_id_column!r} (the stable integer prompt id the "
-                             f"controller needs); columns: {columns}")
-        if getattr(self.args, "remove_unused_columns", False):
-            raise ValueError("set remove_unused_columns=False in the GRPOConfig: the prompt id column "
-                             f"{prompt_id_column!r} must reach the trainer")
-        kind = advantage if advantage is not None else advantage_kind_for(self.scale_rewards)
+        kind = advantage if advantage is not None else advantage_kind_for(self.scale_rewards,
+                                                                          self.multi_objective_aggregation)
         self.controller = controller
         self.robust_advantage = RobustAdvantage(kind, shaping_obj)
         self.prompt_id_column = prompt_id_column
         self.success_fn = success_fn
         self.last_step: dict[str, Any] = {}
         self._robust_rewards: torch.Tensor | None = None
+        prompts = self.args.generation_batch_size // self.num_generations
+        if prompts == 1:
+            warnings.warn(
+                f"each generation batch holds one prompt (generation_batch_size {self.args.generation_batch_size} = "
+                f"num_generations {self.num_generations}), so the controller can only give it num_generations "
+                "rollouts and changes nothing: raise per_device_train_batch_size (or steps_per_generation) to a "
+                "multiple of num_generations with several prompts per generation batch", UserWarning, stacklevel=2)
+
+    # -- checks before TRL builds anything -------------------------------------------------------
+    @staticmethod
+    def _check_config(cfg: Any, controller: Any) -> None:
+        if getattr(cfg, "use_vllm", False) and getattr(cfg, "vllm_mode", "server") != "colocate":
+            raise ValueError(f"RobustGRPOTrainer needs vllm_mode='colocate' (or use_vllm=False): vLLM "
+                             f"{cfg.vllm_mode!r} mode samples num_generations completions per unique prompt and "
+                             "cannot honour per-prompt rollout counts")
+        budget = getattr(controller, "mean_budget", None)
+        g = getattr(cfg, "num_generations", None)
+        if budget is not None and g is not None and Fraction(budget) != g:
+            raise ValueError(f"the controller's mean_budget {budget} must equal args.num_generations={g}: the "
+                             "counts of a generation batch must sum to its size (make_controller(mean_budget="
+                             f"{g}, ...))")
+        if getattr(cfg, "remove_unused_columns", False):
+            raise ValueError("set remove_unused_columns=False in the GRPOConfig: the prompt id column must reach "
+                             "the trainer")
+
+    @staticmethod
+    def _check_dataset(dataset: Any, column: str, controller: Any) -> Any:
+        names = getattr(dataset, "column_names", None)
+        if dataset is None or names is None:  # an iterable dataset: rows are checked as they arrive
+            return dataset
+        if column not in names:
+            if not hasattr(dataset, "add_column") or not hasattr(dataset, "__len__"):
+                raise ValueError(f"train_dataset has no column {column!r} (the stable integer prompt id the "
+                                 f"controller needs); columns: {names}")
+            dataset = dataset.add_column(column, list(range(len(dataset))))  # the row index is the prompt id
+        ids = dataset[column]
+        bad = next((v for v in ids if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))), None)
+        if bad is not None:
+            raise TypeError(f"train_dataset column {column!r} must hold integer prompt ids, got {bad!r} "
+                            f"({type(bad).__name__})")
+        n = getattr(controller, "n_prompts", None)
+        if len(ids) and (min(ids) < 0 or (n is not None and max(ids) >= n)):
+            raise ValueError(f"train_dataset column {column!r} holds prompt ids in [{min(ids)}, {max(ids)}]; the "
+                             f"controller knows [0, {n}) (make_controller(n_prompts=...) must cover every id)")
+        return dataset
 
     # -- rewards: keep the gathered per-function rewards of this generation ------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -180,6 +255,8 @@ class RobustGRPOTrainer(GRPOTrainer):
                 raise ValueError(f"dataset rows have no {col!r} field (the stable integer prompt id); "
                                  "add it to the dataset and keep remove_unused_columns=False")
             q = rows[0][col]
+            if isinstance(q, (bool, np.bool_)) or not isinstance(q, (int, np.integer)):
+                raise TypeError(f"dataset field {col!r} must be an integer prompt id, got {q!r}")
             if any(r[col] != q for r in rows):  # RepeatSampler puts each prompt G times in a row
                 raise RuntimeError(f"rows {s * g}..{s * g + g - 1} of the generation batch are not one prompt "
                                    "repeated num_generations times (was the sampler replaced?)")
@@ -193,7 +270,7 @@ class RobustGRPOTrainer(GRPOTrainer):
             if plan is None:  # keep the non-main controllers' state in step with the main one
                 self.controller.plan(prompt_ids)
         else:
-            counts, mult, bins = plan.counts, plan.multipliers, plan.bins
+            counts, mult, bins = plan.counts, plan.multipliers, getattr(plan, "bins", None)
         counts = np.asarray(counts, dtype=np.int64)
         if counts.shape != prompt_ids.shape or counts.min() < 1 or counts.sum() != total:
             raise RuntimeError(f"the controller planned counts {counts.tolist()} for {prompt_ids.size} prompts; "
@@ -227,6 +304,31 @@ class RobustGRPOTrainer(GRPOTrainer):
             ref_seq = self.accelerator.gather(ref_seq).cpu().numpy()
         return seq, ref_seq
 
+    def _step_rewards(self, per_func: torch.Tensor, group_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rewards the advantage kind normalises, weighted total rewards); TRL's operations, float32,
+        NaN where every reward function returned None."""
+        weights = self.reward_weights.to(per_func.device)
+        unscorable = torch.isnan(per_func).all(dim=1)
+        total = (per_func * weights.unsqueeze(0)).nansum(dim=1)
+        total[unscorable] = torch.nan
+        total_np = total.double().cpu().numpy()
+        if self.robust_advantage.kind == "trl-normalize-then-sum":
+            return trl_normalize_then_sum_rewards(per_func.cpu(), weights.cpu(), group_ids), total_np
+        return total_np, total_np
+
+    def _frac_zero_std(self, rewards: np.ndarray, result: RobustStepResult) -> float:
+        """TRL's ``frac_reward_zero_std`` over the real groups: the share of rows whose group (or,
+        for batch-scaled kinds, the batch) has a reward std of ~0; a group of one has no spread."""
+        r = torch.as_tensor(rewards.astype(np.float32))
+        if result.kind in ("trl-batch", "trl-normalize-then-sum"):
+            std = _nanstd(r).expand_as(r) if r.numel() > 1 else torch.zeros_like(r)
+            zero = torch.isclose(std, torch.zeros_like(std))
+        else:
+            table, gi, _ = _table(r, result.group_ids, result.group_sizes)
+            std = _nanstd(table, dim=1)
+            zero = (torch.isclose(std, torch.zeros_like(std)) | torch.as_tensor(result.group_sizes < 2))[gi]
+        return zero.float().mean().item()
+
     def _generate_and_score_completions(self, inputs):
         if not self.model.training:
             return super()._generate_and_score_completions(inputs)
@@ -237,16 +339,8 @@ class RobustGRPOTrainer(GRPOTrainer):
         if per_func is None or per_func.shape[0] != group_ids.size:  # pragma: no cover - TRL contract changed
             raise RuntimeError("RobustGRPOTrainer did not see the gathered rewards of this generation; "
                                f"TRL {trl.__version__} changed _calculate_rewards")
-        unscorable = torch.isnan(per_func).all(dim=1)
-        if bool(unscorable.any()):
-            raise ValueError(f"{int(unscorable.sum())} completions got None from every reward function; "
-                             "RobustGRPOTrainer needs a reward for every completion")
-        weights = self.reward_weights.to(per_func.device)
-        rewards = (per_func * weights.unsqueeze(0)).nansum(dim=1).double().cpu().numpy()
-        success = rewards if self.success_fn is None else np.asarray(self.success_fn(rewards.copy()), np.float64)
-        if success.shape != rewards.shape or not np.all(np.isfinite(success)) or success.min() < 0 or success.max() > 1:
-            raise ValueError("the controller needs success values in [0, 1] (1 = success): rewards span "
-                             f"[{rewards.min():.4g}, {rewards.max():.4g}]; pass success_fn= to map them")
+        rewards, total = self._step_rewards(per_func, group_ids)
+        success = success_values(total, self.controller, self.success_fn)  # raises before any state changes
         seq_lp = ref_lp = None
         if self.robust_advantage.shaping is not None:
             seq_lp, ref_lp = self._sequence_logprobs(output)
@@ -257,16 +351,30 @@ class RobustGRPOTrainer(GRPOTrainer):
         output["advantages"] = torch.as_tensor(result.advantages[local], dtype=output["advantages"].dtype,
                                                device=output["advantages"].device)
         self.controller.observe(prompt_ids, counts, success, group_ids)
+        metrics = self._metrics["train"]
+        if metrics["frac_reward_zero_std"]:  # TRL's value came from view(-1, G) windows: recompute it
+            metrics["frac_reward_zero_std"][-1] = self._frac_zero_std(rewards, result)
         logs = self._logs["advantages"]
         if len(logs) >= group_ids.size:  # replace TRL's view(-1, G) advantages in the completions log
             for _ in range(group_ids.size):
                 logs.pop()
             logs.extend(result.advantages.tolist())
         for name, value in step_metrics(result, bins).items():
-            self._metrics["train"][name].append(value)
-        self.last_step = {"prompt_ids": prompt_ids, "counts": counts, "group_ids": group_ids,
-                          "rewards": rewards, "seq_logprobs": seq_lp, "result": result}
+            metrics[name].append(value)
+        self.last_step = {"prompt_ids": prompt_ids, "counts": counts, "group_ids": group_ids, "rewards": total,
+                          "success": success, "seq_logprobs": seq_lp, "result": result}
         return output
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's ``log`` with the ``robust/group_size/min|max`` metrics reduced to their true
+        extremes over the logging window (TRL averages every metric)."""
+        metrics = self._metrics["train"] if self.model.training else None
+        if metrics is not None:
+            for key, fn in zip(_EXTREMES, (min, max)):
+                values = metrics.get(key)
+                if values:
+                    metrics[key] = [fn(values)]
+        super().log(logs, start_time)
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def robust_state_dict(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """verl integration: ragged-safe robust advantage estimators and a trainer with per-prompt rollout
-counts, Prompt-GDRO multipliers and DRRO/DRO shaping (``pip install "robust-rollouts[verl]"``).
+counts, Prompt-GDRO multipliers and DRRO/DRO shaping (``pip install "robust-rollouts[verl]"``), a
+thin adapter over the one robust step (:mod:`llm_bridge.robust_step`).
 
 Tested against verl 0.9.1 (``verl[verl-core]``; V1 trainer, ``trainer.use_v1=true``).
 
@@ -9,11 +10,21 @@ What verl gives and what this module adds
   never sees log-probs. Importing this module registers three estimators with
   ``core_algos.register_adv_est``: ``robust_grpo``, ``robust_drgrpo`` and ``robust_rloo``. They
   group rollouts by ``uid`` (groups may have any size; a group of one gets advantage 0), compute
-  :func:`solvers.group_advantages` (GRPO with the *population* std, as in the papers) and multiply
-  each group by its Prompt-GDRO multiplier when the algorithm config carries one (key
-  ``robust_multipliers``: a mapping ``uid -> multiplier``; missing uids get 1). Use them with
+  verl's own convention over each group (advantage kinds ``verl-grpo`` -- sample std + 1e-6, or
+  ``verl-drgrpo`` when ``algorithm.norm_adv_by_std_in_grpo`` is false -- ``verl-drgrpo`` and
+  ``verl-rloo`` of :data:`llm_bridge.advantage_kinds.ADVANTAGE_KINDS`; on groups of two or more
+  they equal verl's ``grpo`` / ``rloo`` bit for bit; ``algorithm.robust_advantage_kind`` picks
+  another kind, e.g. ``grpo`` for the papers' population std) and multiply each group by its
+  Prompt-GDRO multiplier when the algorithm config carries one (key ``robust_multipliers``: a
+  mapping ``uid -> multiplier``; missing uids get 1). Use them with
   ``algorithm.adv_estimator=robust_grpo`` in any verl trainer, or call
   :func:`compute_robust_advantage` to take the multipliers from a per-row batch column.
+* Multi-output (multi-turn) agent loops: verl's V1 trainers pass every output row of a trajectory
+  to a non-``grpo`` estimator, which would count each output as a group member. Importing this
+  module makes V1's ``compute_advantage_for_multi_trajectories`` treat the robust estimators as
+  verl treats its ``grpo``: the final output of each ``{uid}_{session}`` joins the group and its
+  advantage is broadcast to the session's other outputs
+  (:func:`compute_robust_advantage_for_multi_trajectories`; verl's own estimators are untouched).
 * :class:`RobustPPOTrainer` (registered as ``trainer.v1.trainer_mode=robust_sync``) is verl's
   ``PPOTrainerSync`` with three hooks:
 
@@ -26,7 +37,12 @@ What verl gives and what this module adds
     reference policy is configured), shapes the scores within each group (DRRO eq. 4.14 / 4.15,
     the DRO rule, optional KL-driven budget eq. 4.17), writes the shaped scores back, passes the
     controller's multipliers to the estimator through the algorithm config, runs verl's own
-    advantage step, and feeds the raw rewards back to the controller (``observe``).
+    advantage step, and feeds success values back to the controller (``observe``;
+    :func:`llm_bridge.robust_step.success_values`: rewards in [0, 1] as they are, any range for a
+    controller that does not learn from rewards, else ``robust.success_threshold`` or the
+    trainer's ``success_fn``). Multi-output trajectories count once, by their final output.
+  - checkpoints: the controller and the KL history of the dynamic budget are saved beside verl's
+    checkpoint (``global_step_N/robust_state.pkl``) and restored with it.
   - metrics ``robust/*``: real group sizes, groups of one, multipliers, shaping bonus and budget,
     per difficulty bin.
 
@@ -45,10 +61,10 @@ Configuration (section ``robust`` of the verl config; see the example config)::
       upper: 16
       seed: 0
       options: {}                # keyword options of make_controller (e.g. cost: rloo)
-      shaping: null              # or {rule: drro, delta: 2.0, tau: 2.0, kl_alpha: null, kl_window: 20}
+      success_threshold: null    # success = reward >= threshold, for controllers that learn from rewards
+      shaping: null              # or {rule: drro, delta: 2.0, tau: 2.0, kl_alpha: null, kl_window: 20,
+                                 #     reference_group_size: null}  (no tau: the hard rule)
 
-Limitations: the robust trainer supports single-output agent loops (one TransferQueue row per
-trajectory, the default single-turn loop); it raises ``ValueError`` on multi-output trajectories.
 Scores written back after shaping are what verl's own ``critic/score`` metrics then report; the raw
 rewards are in ``robust/reward_mean``.
 """
@@ -56,7 +72,10 @@ rewards are in ``robust/reward_mean``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import os
+import pickle
+from collections.abc import Callable, Mapping
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -69,7 +88,10 @@ try:
     from verl.trainer.ppo import core_algos
     from verl.trainer.ppo.ray_trainer import compute_advantage
     from verl.trainer.ppo.v1 import register_trainer
+    from verl.trainer.ppo.v1 import trainer_base as _v1_trainer_base
+    from verl.trainer.ppo.v1 import utils as _v1_utils
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+    from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
     from verl.workers.utils.padding import response_to_nested
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -77,17 +99,22 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         f"(verl[verl-core]); import failed with: {exc}"
     ) from exc
 
-from solvers import group_advantages
+from bandits.controllers import check_controller
 
-from .robust_step import RobustAdvantage, Shaping, step_metrics
+from ..advantage_kinds import get_advantage_kind
+from ..robust_step import RobustAdvantage, Shaping, robust_step, step_metrics, success_values
 
 __all__ = [
     "ESTIMATORS",
+    "KIND_KEY",
     "MULTIPLIER_KEY",
     "ROLLOUT_N_KEY",
     "TRAINER_NAME",
     "RobustPPOTrainer",
+    "ROBUST_STATE_FILE",
     "compute_robust_advantage",
+    "compute_robust_advantage_for_multi_trajectories",
+    "estimator_kind",
     "robust_advantage_estimator",
 ]
 
@@ -97,6 +124,10 @@ ROLLOUT_N_KEY = "__rollout_n__"
 """Per-row column verl's V1 agent loop reads as the number of rollouts of that prompt."""
 TRAINER_NAME = "robust_sync"
 """``trainer.v1.trainer_mode`` of :class:`RobustPPOTrainer`."""
+KIND_KEY = "robust_advantage_kind"
+"""Algorithm-config key naming the advantage kind of the robust estimators (default: verl's convention)."""
+ROBUST_STATE_FILE = "robust_state.pkl"
+"""File in each ``global_step_N`` checkpoint folder with the controller's and the shaping's state."""
 
 
 def _config_get(config: Any, key: str, default: Any = None) -> Any:
@@ -136,40 +167,63 @@ def _multipliers_for(uids: np.ndarray, config: Any) -> np.ndarray:
     return m
 
 
+def estimator_kind(estimator: str, config: Any = None) -> str:
+    """The advantage kind a robust estimator uses under an algorithm config: ``config[robust_advantage_kind]``
+    if set, else verl's convention -- ``robust_grpo``: ``verl-grpo`` (``verl-drgrpo`` when
+    ``norm_adv_by_std_in_grpo`` is false), ``robust_drgrpo``: ``verl-drgrpo``, ``robust_rloo``:
+    ``verl-rloo``."""
+    override = _config_get(config, KIND_KEY)
+    if override is not None:
+        return get_advantage_kind(str(override)).name
+    name = str(estimator)
+    if name == "robust_grpo":
+        return "verl-grpo" if bool(_config_get(config, "norm_adv_by_std_in_grpo", True)) else "verl-drgrpo"
+    if name == "robust_drgrpo":
+        return "verl-drgrpo"
+    if name == "robust_rloo":
+        return "verl-rloo"
+    raise ValueError(f"unknown robust estimator {estimator!r}; valid: ['robust_drgrpo', 'robust_grpo', 'robust_rloo']")
+
+
 def robust_advantage_estimator(kind: str):
-    """Build a verl advantage estimator for ``kind`` in {"grpo", "drgrpo", "rloo"}.
+    """Build a verl advantage estimator ``robust_{kind}`` for ``kind`` in {"grpo", "drgrpo", "rloo"}.
 
     The estimator has verl's calling convention (``token_level_rewards`` and ``response_mask`` of
     shape (bs, response_length), ``index`` = the per-trajectory ``uid`` array, ``config`` = the
     algorithm config) and returns ``(advantages, returns)``, both the per-rollout advantage
     broadcast over the response tokens. The score of a rollout is ``token_level_rewards.sum(-1)``
     (as in verl's GRPO). Groups are the rollouts sharing a uid, of any size; a group of one, or a
-    group whose scores are all equal, gets advantage 0. The group advantage is multiplied by
+    group whose scores are all equal, gets advantage 0. The advantage kind is
+    :func:`estimator_kind` (verl's own convention by default, so that on groups of two or more the
+    estimator equals verl's ``grpo`` / ``rloo``); the group advantage is multiplied by
     ``config[robust_multipliers][uid]`` when present.
     """
     if kind not in ("grpo", "drgrpo", "rloo"):
         raise ValueError(f"unknown advantage kind {kind!r}; valid kinds: ['drgrpo', 'grpo', 'rloo']")
+    name = f"robust_{kind}"
 
     def estimator(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any = None,
-                  config: Any = None, epsilon: float = 1e-6, **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
+                  config: Any = None, epsilon: float | None = None, **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if index is None:
-            raise ValueError(f"robust_{kind} needs the per-trajectory uid array (index=...), got None")
+            raise ValueError(f"{name} needs the per-trajectory uid array (index=...), got None")
         if len(index) != token_level_rewards.shape[0]:
             raise ValueError(f"index has {len(index)} entries but token_level_rewards has "
                              f"{token_level_rewards.shape[0]} rows")
         with torch.no_grad():
-            scores = token_level_rewards.sum(dim=-1).detach().to("cpu", torch.float64).numpy()
+            scores = token_level_rewards.sum(dim=-1).detach().to("cpu").double().numpy()
             uids, gid = _group_ids(index)
-            mult = _multipliers_for(uids, config)
-            adv = group_advantages(scores, kind=kind, group_ids=gid, eps=epsilon) * mult[gid]
-            out = torch.as_tensor(adv, dtype=token_level_rewards.dtype, device=token_level_rewards.device)
+            has_table = _config_get(config, MULTIPLIER_KEY) is not None
+            mult = _multipliers_for(uids, config) if has_table else None
+            res = robust_step(scores, gid, kind=estimator_kind(name, config), n_groups=len(uids), multipliers=mult,
+                              eps=epsilon)
+            out = torch.as_tensor(res.advantages, dtype=token_level_rewards.dtype, device=token_level_rewards.device)
             out = out.unsqueeze(-1) * response_mask
         return out, out
 
     estimator.__name__ = f"compute_robust_{kind}_advantage"
     estimator.__qualname__ = estimator.__name__
-    estimator.__doc__ = (f"Ragged-safe {kind} advantages (size-1 groups 0) with Prompt-GDRO multipliers; "
-                         "see llm_bridge.integrations.verl.robust_advantage_estimator.")
+    estimator.__doc__ = (f"Ragged-safe {kind} advantages (size-1 groups 0) in verl's convention, with Prompt-GDRO "
+                         "multipliers; see llm_bridge.integrations.verl.robust_advantage_estimator.")
     return estimator
 
 
@@ -181,6 +235,43 @@ for _name, _fn in ESTIMATORS.items():
         # a re-import (e.g. a module reload) replaces our own earlier registration only
         core_algos.ADV_ESTIMATOR_REGISTRY.pop(_name, None)
         core_algos.register_adv_est(_name)(_fn)
+
+
+_VERL_MULTI_TRAJECTORIES = getattr(_v1_utils.compute_advantage_for_multi_trajectories, "__wrapped_verl__",
+                                   _v1_utils.compute_advantage_for_multi_trajectories)
+
+
+def compute_robust_advantage_for_multi_trajectories(data: DataProto, batch_keys: list[str], adv_estimator: Any,
+                                                    gamma: float = 1.0, lam: float = 1.0, num_repeat: int = 1,
+                                                    norm_adv_by_std_in_grpo: bool = True,
+                                                    config: Any = None) -> DataProto:
+    """verl V1's ``compute_advantage_for_multi_trajectories``, with the robust estimators handled as verl
+    handles ``grpo``: only the final output of each ``{uid}_{session}`` (the largest output index)
+    joins its group, and its advantage is broadcast over the response tokens of every output of the
+    session. Other estimators go to verl's function unchanged.
+    """
+    if str(adv_estimator) not in ESTIMATORS:
+        return _VERL_MULTI_TRAJECTORIES(data, batch_keys=batch_keys, adv_estimator=adv_estimator, gamma=gamma,
+                                        lam=lam, num_repeat=num_repeat,
+                                        norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo, config=config)
+    sessions, outputs, _ = _trajectory_keys(batch_keys)
+    final = _final_rows(sessions, outputs)
+    local = {sess: k for k, sess in enumerate(final)}
+    final_data = compute_advantage(data.select_idxs(list(final.values())), adv_estimator=adv_estimator, gamma=gamma,
+                                   lam=lam, num_repeat=num_repeat, norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo,
+                                   config=config)
+    first = final_data.batch["response_mask"].argmax(dim=1)
+    per_session = final_data.batch["advantages"][torch.arange(len(final_data)), first]
+    scores = per_session[[local[sess] for sess in sessions]].unsqueeze(-1) * data.batch["response_mask"]
+    data.batch["advantages"] = scores
+    data.batch["returns"] = scores
+    return data
+
+
+compute_robust_advantage_for_multi_trajectories.__wrapped_verl__ = _VERL_MULTI_TRAJECTORIES
+# verl's V1 trainers call the function by these names: route the robust estimators through ours
+_v1_utils.compute_advantage_for_multi_trajectories = compute_robust_advantage_for_multi_trajectories
+_v1_trainer_base.compute_advantage_for_multi_trajectories = compute_robust_advantage_for_multi_trajectories
 
 
 def compute_robust_advantage(data: DataProto, adv_estimator: str = "robust_grpo", *, config: Any = None,
@@ -257,16 +348,27 @@ def _as_list(x: Any) -> list:
     return [getattr(v, "data", v) for v in x]
 
 
-def _trajectory_keys(keys: list[str]) -> tuple[list[str], list[int]]:
-    """``{uid}_{session}_{output}`` TransferQueue keys -> (uid per row, output index per row)."""
-    uids, outputs = [], []
+def _trajectory_keys(keys: list[str]) -> tuple[list[str], list[int], list[str]]:
+    """``{uid}_{session}_{output}`` TransferQueue keys -> (session ``{uid}_{session}`` per row, output
+    index per row, uid per row)."""
+    sessions, outputs, uids = [], [], []
     for k in keys:
         parts = str(k).rsplit("_", 2)
         if len(parts) != 3:
             raise ValueError(f"unexpected TransferQueue key {k!r}: expected '{{uid}}_{{session}}_{{output}}'")
-        uids.append(parts[0])
+        sessions.append(f"{parts[0]}_{parts[1]}")
         outputs.append(int(parts[2]))
-    return uids, outputs
+        uids.append(parts[0])
+    return sessions, outputs, uids
+
+
+def _final_rows(sessions: list[str], outputs: list[int]) -> dict[str, int]:
+    """Session -> row of its final output (largest output index), in order of first appearance."""
+    final: dict[str, tuple[int, int]] = {}
+    for i, (sess, out) in enumerate(zip(sessions, outputs)):
+        if sess not in final or final[sess][0] < out:
+            final[sess] = (out, i)
+    return {sess: row for sess, (_, row) in final.items()}
 
 
 @register_trainer(TRAINER_NAME)
@@ -283,8 +385,11 @@ class RobustPPOTrainer(PPOTrainerSync):
     config : DictConfig
         verl's config with a ``robust`` section.
     controller : optional
-        A ready controller (``plan`` / ``observe`` / ``state_dict`` / ``load_state_dict``) instead of
-        the one ``robust.controller`` names; verl itself passes only ``config``.
+        A ready controller (the ``bandits.controllers`` protocol) instead of the one
+        ``robust.controller`` names; verl itself passes only ``config``.
+    success_fn : callable, optional
+        Maps rewards to success values in [0, 1] for a controller that learns from them
+        (alternative to ``robust.success_threshold``).
 
     Attributes
     ----------
@@ -297,14 +402,16 @@ class RobustPPOTrainer(PPOTrainerSync):
         ``multipliers``, ``advantages`` (per trajectory), ``result`` (a RobustStepResult).
     """
 
-    def __init__(self, config: DictConfig, controller: Any = None):
+    def __init__(self, config: DictConfig, controller: Any = None,
+                 success_fn: Callable[[np.ndarray], Any] | None = None):
         config = copy.deepcopy(config)
         with open_dict(config):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config=config)
-        self._init_robust(config, controller)
+        self._init_robust(config, controller, success_fn)
 
-    def _init_robust(self, config: DictConfig, controller: Any = None) -> None:
+    def _init_robust(self, config: DictConfig, controller: Any = None,
+                     success_fn: Callable[[np.ndarray], Any] | None = None) -> None:
         robust = config.get("robust", None)
         if robust is None:
             raise ValueError("RobustPPOTrainer needs a 'robust' config section (controller, n_prompts, ...); "
@@ -316,10 +423,11 @@ class RobustPPOTrainer(PPOTrainerSync):
                              "(prompt ids are the dataset's extra_info.index, in [0, n_prompts))")
         self.rollout_n = int(config.actor_rollout_ref.rollout.n)
         if controller is not None:
-            for method in ("plan", "observe", "state_dict", "load_state_dict"):
-                if not callable(getattr(controller, method, None)):
-                    raise TypeError(f"controller must have a {method}() method (bandits.controllers protocol)")
-            self.controller = controller
+            self.controller = check_controller(controller)
+            budget = getattr(controller, "mean_budget", None)
+            if budget is not None and Fraction(budget) != self.rollout_n:
+                raise ValueError(f"the controller's mean_budget {budget} must equal actor_rollout_ref.rollout.n="
+                                 f"{self.rollout_n} (counts sum to train_batch_size x rollout.n)")
         else:
             from bandits.controllers import make_controller
 
@@ -327,12 +435,21 @@ class RobustPPOTrainer(PPOTrainerSync):
                 robust.get("controller", "uniform"), n_prompts=int(n_prompts), mean_budget=self.rollout_n,
                 lower=int(robust.get("lower", 1)), upper=int(robust.get("upper", 4 * self.rollout_n)),
                 seed=int(robust.get("seed", 0)), **dict(robust.get("options") or {}))
-        kind = str(config.algorithm.adv_estimator)
-        if kind not in ESTIMATORS:
+        name = str(config.algorithm.adv_estimator)
+        if name not in ESTIMATORS:
             raise ValueError(f"RobustPPOTrainer needs algorithm.adv_estimator in {sorted(ESTIMATORS)} "
-                             f"(ragged-safe), got {kind!r}")
+                             f"(ragged-safe), got {name!r}")
+        threshold = robust.get("success_threshold")
+        if success_fn is not None and threshold is not None:
+            raise ValueError("give either success_fn or robust.success_threshold, not both")
+        if success_fn is not None and not callable(success_fn):
+            raise TypeError(f"success_fn must be callable, got {type(success_fn).__name__}")
+        if threshold is not None:
+            t = float(threshold)
+            success_fn = lambda r: (r >= t).astype(np.float64)  # noqa: E731 - a documented one-liner
+        self.success_fn = success_fn
         shaping = robust.get("shaping")
-        self.advantage = RobustAdvantage(kind.removeprefix("robust_"),
+        self.advantage = RobustAdvantage(estimator_kind(name, config.algorithm),
                                          Shaping.coerce(shaping) if shaping else None)
         self._robust_plans: dict[str, tuple[int, int, float, int]] = {}
         self.last_step: dict[str, Any] = {}
@@ -392,32 +509,35 @@ class RobustPPOTrainer(PPOTrainerSync):
             ``rm_scores``, ``response_mask``, ``old_log_probs`` (jagged, one row per key) and
             optionally ``ref_log_prob``.
 
+        A trajectory (``{uid}_{session}``) is one rollout of its prompt, represented by its final
+        output (the largest output index; as verl's GRPO does for multi-output agent loops): its
+        score and log-probs are the final output's, and a shaping bonus goes to that output.
+
         Returns
         -------
         shaped : TensorDict or None
-            ``rm_scores`` with the shaping correction added at each response's last token (None
-            without shaping).
+            ``rm_scores`` with the shaping correction added at the last response token of each
+            trajectory's final output (None without shaping).
         multipliers : dict
             ``uid -> multiplier`` for the estimator.
         metrics : dict
             ``robust/*`` statistics.
         """
-        uids, outputs = _trajectory_keys(keys)
-        if any(o != 0 for o in outputs):
-            raise ValueError("RobustPPOTrainer supports single-output agent loops only (one row per trajectory); "
-                             f"got output indices up to {max(outputs)}")
+        sessions, outputs, _ = _trajectory_keys(keys)
+        final = _final_rows(sessions, outputs)
+        rows = np.asarray(list(final.values()), dtype=np.int64)
         mask = data["response_mask"]
         padded = data.to_padded_tensor() if hasattr(data, "to_padded_tensor") else data
         scores_tok = padded["rm_scores"].to(torch.float64)
         resp = padded["response_mask"].to(torch.float64)
         width = min(scores_tok.shape[-1], resp.shape[-1])
-        rewards = scores_tok.sum(dim=-1).numpy()
-        seq_lp = (padded["old_log_probs"][:, :width].to(torch.float64) * resp[:, :width]).sum(-1).numpy()
+        rewards = scores_tok[rows].sum(dim=-1).numpy()
+        seq_lp = (padded["old_log_probs"][rows, :width].to(torch.float64) * resp[rows, :width]).sum(-1).numpy()
         ref_lp = None
         if "ref_log_prob" in padded.keys():  # noqa: SIM118 - TensorDict has no 'in'
-            ref_lp = (padded["ref_log_prob"][:, :width].to(torch.float64) * resp[:, :width]).sum(-1).numpy()
+            ref_lp = (padded["ref_log_prob"][rows, :width].to(torch.float64) * resp[rows, :width]).sum(-1).numpy()
 
-        group_uids, gid = _group_ids(uids)
+        group_uids, gid = _group_ids([sess.rsplit("_", 1)[0] for sess in final])
         unknown = [u for u in group_uids if u not in self._robust_plans]
         if unknown:
             raise ValueError(f"{len(unknown)} uid(s) of this step were never planned by the controller "
@@ -426,26 +546,24 @@ class RobustPPOTrainer(PPOTrainerSync):
         prompt_ids = np.asarray([p[0] for p in plans], dtype=np.int64)
         mult = np.asarray([p[2] for p in plans], dtype=np.float64)
         bins = np.asarray([p[3] for p in plans], dtype=np.int64)
-        # rewards outside [0, 1] would corrupt the controller's success statistics: refuse before any state changes
-        if not np.all(np.isfinite(rewards)) or rewards.min() < 0.0 or rewards.max() > 1.0:
-            raise ValueError(f"the controller needs rewards in [0, 1] (1 = success); this step's scores span "
-                             f"[{rewards.min():.4g}, {rewards.max():.4g}]: rescale the reward function")
+        # a learning controller needs success values in [0, 1]: refuse before any state changes
+        success = success_values(rewards, self.controller, self.success_fn)
         result = self.advantage(rewards, gid, n_groups=len(group_uids), multipliers=mult,
                                 seq_logprobs=seq_lp, ref_seq_logprobs=ref_lp)
         sizes = result.group_sizes
-        self.controller.observe(prompt_ids, sizes, rewards, gid)
+        self.controller.observe(prompt_ids, sizes, success, gid)
         for u in group_uids:
             del self._robust_plans[u]
         metrics = step_metrics(result, None if (bins < 0).any() else bins)
         metrics["robust/reward_mean"] = float(rewards.mean())
-        self.last_step = {"prompt_ids": prompt_ids, "counts": sizes, "rewards": rewards, "group_ids": gid,
-                          "multipliers": mult, "uids": group_uids, "result": result}
+        self.last_step = {"prompt_ids": prompt_ids, "counts": sizes, "rewards": rewards, "success": success,
+                          "group_ids": gid, "multipliers": mult, "uids": group_uids, "rows": rows, "result": result}
         shaped = None
         if self.advantage.shaping is not None:
             bonus = torch.as_tensor(result.shaped_rewards - rewards, dtype=scores_tok.dtype)
-            last = (resp.sum(-1).long() - 1).clamp(min=0)
+            last = (resp[rows].sum(-1).long() - 1).clamp(min=0)
             new_scores = scores_tok.clone()
-            new_scores[torch.arange(new_scores.shape[0]), last] += bonus
+            new_scores[torch.as_tensor(rows), last] += bonus
             new_scores = new_scores.to(padded["rm_scores"].dtype)
             shaped = {"rm_scores": response_to_nested(new_scores, mask)}
             shaped = type(data)(shaped, batch_size=len(keys)) if not isinstance(data, dict) else shaped
@@ -462,3 +580,39 @@ class RobustPPOTrainer(PPOTrainerSync):
             raise ValueError("not a RobustPPOTrainer state (version 1)")
         self.controller.load_state_dict(state["controller"])
         self.advantage.load_state_dict(state["advantage"])
+
+    def _save_checkpoint(self):
+        """verl's checkpoint plus ``robust_state.pkl`` (written first, so that verl's
+        ``latest_checkpointed_iteration.txt`` never points at a folder without it)."""
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f"{ROBUST_STATE_FILE}.tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            pickle.dump(self.robust_state_dict(), f)
+        os.replace(tmp, os.path.join(folder, ROBUST_STATE_FILE))
+        return super()._save_checkpoint()
+
+    def _resume_folder(self) -> str | None:
+        """The ``global_step_N`` folder verl's ``_load_checkpoint`` resumed from (None: from scratch)."""
+        trainer = self.config.trainer
+        if trainer.resume_mode == "auto":
+            root = trainer.default_local_dir
+            return find_latest_ckpt_path(root if os.path.isabs(root) else os.path.join(os.getcwd(), root))
+        if trainer.resume_mode == "resume_path":
+            path = trainer.resume_from_path
+            return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+        return None
+
+    def _load_checkpoint(self):
+        """verl's resume, then the controller and the KL history from the same folder."""
+        result = super()._load_checkpoint()
+        if self.global_steps == 0:  # nothing was resumed
+            return result
+        folder = self._resume_folder()
+        path = None if folder is None else os.path.join(folder, ROBUST_STATE_FILE)
+        if path is None or not os.path.exists(path):
+            raise FileNotFoundError(f"checkpoint {folder!r} has no {ROBUST_STATE_FILE}: it was not written by "
+                                    "RobustPPOTrainer, so the controller cannot resume from it")
+        with open(path, "rb") as f:
+            self.load_robust_state_dict(pickle.load(f))
+        return result

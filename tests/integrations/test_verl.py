@@ -10,6 +10,8 @@ hand-built batch, end to end through verl's own ``_compute_advantage``.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -17,15 +19,16 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("verl")
 torch.set_num_threads(1)
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
 from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 from verl.utils import tensordict_utils as tu
 
+from llm_bridge.advantage_kinds import kind_advantages
 from llm_bridge.integrations import verl as rv
-from solvers import drro_rewards, group_advantages
+from solvers import drro_rewards
 
 pytestmark = pytest.mark.verl
 
@@ -50,9 +53,12 @@ def _batch(sizes=SIZES, seed=0, resp_len=6, shuffle=True):
     return data, scores.astype(np.float64), uids, mask
 
 
+VERL_KIND = {"grpo": "verl-grpo", "drgrpo": "verl-drgrpo", "rloo": "verl-rloo"}  # the estimators' defaults
+
+
 def _reference(scores, uids, kind, mult=None):
     labels, gid = np.unique(uids.astype(str), return_inverse=True)
-    adv = group_advantages(scores, kind=kind, group_ids=gid)
+    adv = kind_advantages(scores, gid, VERL_KIND.get(kind, kind))
     if mult is not None:
         adv = adv * np.array([mult.get(u, 1.0) for u in labels])[gid]
     return adv
@@ -78,7 +84,7 @@ def test_compute_advantage_with_uneven_groups(kind):
 
 
 def test_verls_builtin_grpo_gives_a_group_of_one_its_raw_score():
-    """The trap the robust estimators fix (docs/architecture.md, "Known traps"): verl's GRPO, size-1 group -> raw score."""
+    """The trap the robust estimators fix: verl's GRPO gives a size-1 group its raw score."""
     data, _scores, uids, _mask = _batch()
     out = compute_advantage(data, adv_estimator="grpo", config=OmegaConf.create({}))
     row = np.flatnonzero(uids == "u1")[0]
@@ -259,7 +265,7 @@ def _step_batch(rng, sizes, resp_len=5):
     return [keys[i] for i in order], [rows[i] for i in order]
 
 
-@pytest.mark.parametrize("shaping", [None, {"rule": "drro", "delta": 0.7}, {"rule": "dro-soft", "delta": 0.4, "tau": 2.0}])
+@pytest.mark.parametrize("shaping", [None, {"rule": "drro", "delta": 0.7}, {"rule": "dro", "delta": 0.4, "tau": 2.0}])
 def test_trainer_advantage_step_on_a_hand_built_batch(verl_config, monkeypatch, shaping):
     import transfer_queue
     from transfer_queue import KVBatchMeta
@@ -295,13 +301,13 @@ def test_trainer_advantage_step_on_a_hand_built_batch(verl_config, monkeypatch, 
         from solvers import dro_rewards
 
         fn = drro_rewards if shaping["rule"] == "drro" else dro_rewards
-        tau = shaping.get("tau") if shaping["rule"].endswith("soft") else None
+        tau = shaping.get("tau")
         for g in range(len(sizes)):  # the reference: one dense call per group
             sel = np.flatnonzero(gid == g)
             shaped[sel] = fn(raw[sel][None, :], seq_lp[sel][None, :], shaping["delta"], tau=tau).rewards[0]
         assert np.abs(shaped - raw).max() > 0
     mult = np.array([ctrl.mult.get(prompt_of[g], 1.0) for g in range(len(sizes))])
-    expected = group_advantages(shaped, kind="grpo", group_ids=gid) * mult[gid]
+    expected = kind_advantages(shaped.astype(np.float32), gid, "verl-grpo") * mult[gid]
     got = np.array([float(store.rows[k]["advantages"][0]) for k in keys])  # advantage broadcast over tokens
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert np.all(got[gid == 1] == 0.0)  # the group of one
@@ -338,11 +344,10 @@ def test_trainer_refuses_rewards_outside_unit_interval_without_touching_state(ve
                                                         layout=torch.jagged),
         "old_log_probs": torch.nested.as_nested_tensor([-torch.ones(2), -torch.ones(1), -torch.ones(1),
                                                          -torch.ones(1)], layout=torch.jagged)})
-    with pytest.raises(ValueError, match=r"rewards in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"must then be in \[0, 1\].*success_fn="):
         trainer._robust_advantage_step(keys, data)
     assert ctrl.observed == [] and len(trainer._robust_plans) == 2
-    with pytest.raises(ValueError, match="single-output agent loops"):
-        trainer._robust_advantage_step(["a_0_1", "a_1_0", "b_0_0", "b_1_0"], data)
+    assert trainer.advantage.kl_history == []
 
 
 def test_trainer_with_a_real_controller_from_the_config(verl_config):
@@ -377,3 +382,253 @@ def test_trainer_with_a_real_controller_from_the_config(verl_config):
     other.load_robust_state_dict(state)
     probe = np.arange(4)
     assert np.array_equal(trainer.controller.plan(probe).counts, other.controller.plan(probe).counts)
+
+
+# ------------------------------------------------------------------------------------------------
+# verl's own numbers under equal groups; multi-output trajectories; checkpoints; one step for all hosts
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_equal_groups_reproduce_verls_estimators_bit_for_bit(norm, seed):
+    """On groups of two or more the robust estimators are verl's grpo (with norm_adv_by_std_in_grpo
+    honoured), grpo without std (robust_drgrpo) and rloo, bit for bit (torch.equal)."""
+    data, *_ = _batch(sizes=[4, 4, 4, 4, 4], seed=seed)
+    cfg = OmegaConf.create({"norm_adv_by_std_in_grpo": norm})
+    tok = data.batch["token_level_rewards"]
+    data.batch["token_level_rewards"] = tok + torch.randn(tok.shape, generator=torch.Generator().manual_seed(seed)) \
+        * data.batch["response_mask"]  # real-valued scores
+    ours = compute_advantage(data, adv_estimator="robust_grpo", config=cfg).batch["advantages"].clone()
+    theirs = compute_advantage(data, adv_estimator="grpo", norm_adv_by_std_in_grpo=norm, config=cfg)
+    assert torch.equal(ours, theirs.batch["advantages"])
+    ours = compute_advantage(data, adv_estimator="robust_drgrpo", config=cfg).batch["advantages"].clone()
+    theirs = compute_advantage(data, adv_estimator="grpo", norm_adv_by_std_in_grpo=False, config=cfg)
+    assert torch.equal(ours, theirs.batch["advantages"])
+    ours = compute_advantage(data, adv_estimator="robust_rloo", config=cfg).batch["advantages"].clone()
+    assert torch.equal(ours, compute_advantage(data, adv_estimator="rloo", config=cfg).batch["advantages"])
+    # the papers' convention stays available: population std, sqrt(n / (n - 1)) = 1.155x at n = 4
+    cfg2 = OmegaConf.create({"norm_adv_by_std_in_grpo": True, rv.KIND_KEY: "grpo"})
+    papers = compute_advantage(data, adv_estimator="robust_grpo", config=cfg2).batch["advantages"]
+    verls = compute_advantage(data, adv_estimator="grpo", config=cfg2).batch["advantages"]
+    big = verls.abs() > 1e-2
+    torch.testing.assert_close(papers[big] / verls[big], torch.full_like(papers[big], (4 / 3) ** 0.5), rtol=1e-4,
+                               atol=0)
+
+
+def _multi_output_batch(seed=0):
+    """Trajectories of prompts u0 (3 sessions), u1 (2), u2 (2); some sessions have 2 or 3 outputs,
+    the score sits on the final output."""
+    rng = np.random.default_rng(seed)
+    layout = {"u0": [1, 2, 1], "u1": [3, 1], "u2": [1, 2]}
+    keys, rows = [], []
+    for u, outs in layout.items():
+        for s, n_out in enumerate(outs):
+            score = 0.9 * float(rng.integers(0, 2)) + float(rng.uniform(0, 0.1))
+            for o in range(n_out):
+                tok = torch.zeros(4)
+                if o == n_out - 1:
+                    tok[-1] = score
+                keys.append(f"{u}_{s}_{o}")
+                rows.append((u, tok))
+    data = DataProto.from_dict(tensors={"token_level_rewards": torch.stack([t for _, t in rows]),
+                                        "response_mask": torch.ones(len(rows), 4)},
+                               non_tensors={"uid": np.array([u for u, _ in rows], dtype=object)})
+    return data, keys, layout
+
+
+def test_multi_output_trajectories_count_once_like_verls_grpo():
+    """verl's V1 path gives non-grpo estimators one row per output; the robust estimators are routed
+    like verl's grpo (final output per session joins the group, advantage broadcast). The V1
+    trainers look the function up in their module at call time, where this module installed it."""
+    from verl.trainer.ppo.v1 import trainer_base
+    from verl.trainer.ppo.v1 import utils as v1_utils
+
+    assert trainer_base.compute_advantage_for_multi_trajectories is rv.compute_robust_advantage_for_multi_trajectories
+    assert v1_utils.compute_advantage_for_multi_trajectories is rv.compute_robust_advantage_for_multi_trajectories
+    data, keys, layout = _multi_output_batch()
+    theirs = compute_advantage_for_multi_trajectories(data, batch_keys=keys, adv_estimator="grpo",
+                                                      config=OmegaConf.create({}))  # verl's original function
+    data2, *_ = _multi_output_batch()
+    ours = trainer_base.compute_advantage_for_multi_trajectories(data2, batch_keys=keys, adv_estimator="robust_grpo",
+                                                                 config=OmegaConf.create({}))
+    assert torch.equal(ours.batch["advantages"], theirs.batch["advantages"])
+    # what verl's own path would have done with a non-grpo estimator: every output a group member
+    data3, *_ = _multi_output_batch()
+    per_output = compute_advantage_for_multi_trajectories(data3, batch_keys=keys, adv_estimator="robust_grpo",
+                                                          config=OmegaConf.create({}))
+    assert not torch.equal(per_output.batch["advantages"], theirs.batch["advantages"])
+    # verl's own estimators still go through verl's function
+    data4, *_ = _multi_output_batch()
+    data5, *_ = _multi_output_batch()
+    a = trainer_base.compute_advantage_for_multi_trajectories(data4, batch_keys=keys, adv_estimator="rloo",
+                                                              config=OmegaConf.create({}))
+    b = compute_advantage_for_multi_trajectories(data5, batch_keys=keys, adv_estimator="rloo",
+                                                 config=OmegaConf.create({}))
+    assert torch.equal(a.batch["advantages"], b.batch["advantages"])
+
+
+def test_trainer_step_counts_a_multi_output_trajectory_once(verl_config):
+    ctrl = ScriptedController({5: 3, 6: 3, 7: 3})  # planned; two sessions came back without a trajectory
+    cfg = verl_config.copy()
+    cfg.data.train_batch_size, cfg.actor_rollout_ref.rollout.n = 3, 3
+    cfg.robust.shaping = {"rule": "drro", "delta": 0.5}
+    trainer = rv.RobustPPOTrainer(cfg, controller=ctrl)
+    trainer._plan_batch(tu.get_tensordict({"index": np.array([5, 6, 7], dtype=object),
+                                           "uid": np.array(["u0", "u1", "u2"], dtype=object)}))
+    data, keys, layout = _multi_output_batch()
+    n = len(keys)
+    td = tu.get_tensordict({
+        "rm_scores": torch.nested.as_nested_tensor(list(data.batch["token_level_rewards"]), layout=torch.jagged),
+        "response_mask": torch.nested.as_nested_tensor([torch.ones(4, dtype=torch.int64)] * n, layout=torch.jagged),
+        "old_log_probs": torch.nested.as_nested_tensor([-torch.arange(1.0, 5.0) * (i + 1) / n for i in range(n)],
+                                                       layout=torch.jagged)})
+    shaped, table, metrics = trainer._robust_advantage_step(keys, td)
+    (pids, counts, rewards, groups), = ctrl.observed
+    assert pids.tolist() == [5, 6, 7] and counts.tolist() == [3, 2, 2]  # sessions, not output rows
+    finals = [i for i, k in enumerate(keys) if k.rsplit("_", 1)[1] == str(layout[k.split("_")[0]][int(k.split("_")[1])] - 1)]
+    np.testing.assert_allclose(np.sort(rewards), np.sort(data.batch["token_level_rewards"][finals].sum(-1).numpy()),
+                               rtol=1e-6)
+    bonus = shaped["rm_scores"].to_padded_tensor(0.0).sum(-1) - data.batch["token_level_rewards"].sum(-1)
+    assert torch.all(bonus[[i for i in range(n) if i not in finals]] == 0) and bonus.max() > 0  # finals only
+
+
+def _step_rows(rng, uids, counts):
+    keys, rm, lp = [], [], []
+    for u, c in zip(uids, counts):
+        for s in range(c):
+            keys.append(f"{u}_{s}_0")
+            rm.append(torch.tensor([0.0, float(rng.integers(0, 2))]))
+            lp.append(torch.tensor(rng.uniform(-2, -0.1, 2), dtype=torch.float32))
+    td = tu.get_tensordict({
+        "rm_scores": torch.nested.as_nested_tensor(rm, layout=torch.jagged),
+        "response_mask": torch.nested.as_nested_tensor([torch.ones(2, dtype=torch.int64)] * len(rm),
+                                                        layout=torch.jagged),
+        "old_log_probs": torch.nested.as_nested_tensor(lp, layout=torch.jagged),
+        "ref_log_prob": torch.nested.as_nested_tensor([x - 0.3 for x in lp], layout=torch.jagged)})
+    return keys, td
+
+
+def _drive(trainer, steps, seed_of_step):
+    out = []
+    for step in steps:
+        rng = np.random.default_rng(seed_of_step(step))
+        ids = rng.choice(10, size=4, replace=False)
+        uids = [f"s{step}p{q}" for q in ids]
+        batch = trainer._plan_batch(tu.get_tensordict({"index": ids.astype(object),
+                                                       "uid": np.array(uids, dtype=object)}))
+        keys, td = _step_rows(rng, uids, batch[rv.ROLLOUT_N_KEY].tolist())
+        trainer._robust_advantage_step(keys, td)
+        out.append((batch[rv.ROLLOUT_N_KEY].tolist(), trainer.last_step["result"].advantages.copy(),
+                    trainer.last_step["result"].delta))
+        trainer.global_steps = step
+    return out
+
+
+def test_checkpoint_resumes_the_controller_and_the_kl_history_exactly(verl_config, tmp_path, monkeypatch):
+    """verl's checkpoint (actor, critic, dataloader: stubbed here, they need GPU workers) plus
+    robust_state.pkl: a run resumed from step 2 plans, shapes (dynamic budget from the KL history)
+    and advantages steps 3-4 exactly as the uninterrupted run."""
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer as PPOTrainerBase
+
+    def fake_save(self):  # verl's folder layout and tracker file, without the GPU workers
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(self.config.trainer.default_local_dir, "latest_checkpointed_iteration.txt"), "w") as f:
+            f.write(str(self.global_steps))
+
+    def fake_load(self):
+        from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+
+        folder = find_latest_ckpt_path(self.config.trainer.default_local_dir)
+        self.global_steps = 0 if folder is None else int(folder.split("global_step_")[-1])
+
+    monkeypatch.setattr(PPOTrainerBase, "_save_checkpoint", fake_save)
+    monkeypatch.setattr(PPOTrainerBase, "_load_checkpoint", fake_load)
+    cfg = verl_config.copy()
+    cfg.robust.controller, cfg.robust.lower, cfg.robust.upper = "rollout-gdro", 2, 6
+    cfg.robust.shaping = {"rule": "drro", "delta": 0.2, "tau": 2.0, "kl_alpha": 5.0, "kl_window": 3}
+    cfg.trainer.default_local_dir, cfg.trainer.resume_mode = str(tmp_path / "ckpt"), "auto"
+    seed_of = lambda step: 100 + step  # noqa: E731
+    straight = rv.RobustPPOTrainer(cfg)
+    expected = _drive(straight, [1, 2, 3, 4], seed_of)
+
+    first = rv.RobustPPOTrainer(cfg)
+    _drive(first, [1, 2], seed_of)
+    first._save_checkpoint()
+    assert os.path.exists(tmp_path / "ckpt" / "global_step_2" / rv.ROBUST_STATE_FILE)
+    _drive(first, [3], seed_of)  # the run goes on; the resumed one must redo step 3 exactly
+
+    resumed = rv.RobustPPOTrainer(cfg)
+    resumed._load_checkpoint()
+    assert resumed.global_steps == 2 and len(resumed.advantage.kl_history) == 2
+    got = _drive(resumed, [3, 4], seed_of)
+    for (c1, a1, d1), (c2, a2, d2) in zip(expected[2:], got):
+        assert c1 == c2 and np.array_equal(a1, a2) and d1 == d2
+    # a checkpoint without the robust state is refused, not silently restarted
+    os.remove(tmp_path / "ckpt" / "global_step_2" / rv.ROBUST_STATE_FILE)
+    with pytest.raises(FileNotFoundError, match="robust_state.pkl"):
+        rv.RobustPPOTrainer(cfg)._load_checkpoint()
+
+
+def test_success_threshold_maps_any_reward_range(verl_config):
+    cfg = verl_config.copy()
+    cfg.actor_rollout_ref.rollout.n = 2
+    cfg.robust.controller, cfg.robust.lower, cfg.robust.upper, cfg.robust.success_threshold = "rollout-gdro", 2, 2, 0.0
+    trainer = rv.RobustPPOTrainer(cfg)
+    trainer._plan_batch(tu.get_tensordict({"index": np.array([0, 1], dtype=object),
+                                           "uid": np.array(["a", "b"], dtype=object)}))
+    keys = ["a_0_0", "a_1_0", "b_0_0", "b_1_0"]
+    scores = [-3.0, 2.0, 0.5, -0.1]
+    td = tu.get_tensordict({
+        "rm_scores": torch.nested.as_nested_tensor([torch.tensor([x]) for x in scores], layout=torch.jagged),
+        "response_mask": torch.nested.as_nested_tensor([torch.ones(1, dtype=torch.int64)] * 4, layout=torch.jagged),
+        "old_log_probs": torch.nested.as_nested_tensor([-torch.ones(1)] * 4, layout=torch.jagged)})
+    trainer._robust_advantage_step(keys, td)
+    assert trainer.last_step["success"].tolist() == [0.0, 1.0, 1.0, 0.0] and trainer.controller.step == 1
+    with pytest.raises(ValueError, match="mean_budget 3 must equal actor_rollout_ref.rollout.n=2"):
+        rv.RobustPPOTrainer(cfg, controller=type("C", (ScriptedController,), {"mean_budget": 3})({}))
+
+
+def test_trainer_verl_and_the_step_give_the_same_advantages(verl_config, monkeypatch):
+    """The verl half of the one-step check (the TRL half runs in the trl session): one batch (uneven
+    groups, a group of one, multipliers, DRRO soft shaping with group-size scaling), one
+    configuration, the project's trainer adapter and the verl trainer's advantages through verl's own
+    advantage step are identical."""
+    import transfer_queue
+    from transfer_queue import KVBatchMeta
+
+    from llm_bridge.robust_step import RobustAdvantage
+    from llm_bridge.trainer import TrainConfig, Trainer
+
+    sizes = [3, 1, 5, 3]
+    prompt_of = {0: 7, 1: 2, 2: 9, 3: 4}
+    mult_of = {7: 1.5, 2: 2.0, 9: 0.5, 4: 1.0}
+    for kind in ("verl-grpo", "grpo", "rloo"):
+        ctrl = ScriptedController({q: n for q, n in zip(prompt_of.values(), sizes)}, multipliers_by_id=mult_of)
+        cfg = verl_config.copy()
+        cfg.robust.shaping = {"rule": "drro", "delta": 0.7, "tau": 2.0, "reference_group_size": 3}
+        with open_dict(cfg.algorithm):  # +algorithm.robust_advantage_kind=... on verl's command line
+            cfg.algorithm[rv.KIND_KEY] = kind
+        trainer = rv.RobustPPOTrainer(cfg, controller=ctrl)
+        trainer._plan_batch(tu.get_tensordict({"index": np.array(list(prompt_of.values()), dtype=object),
+                                               "uid": np.array([f"u{g}" for g in prompt_of], dtype=object)}))
+        keys, rows = _step_batch(np.random.default_rng(3), sizes)
+        store = _MemoryTQ()
+        for k, r in zip(keys, rows):
+            store.rows[k] = dict(r)
+        monkeypatch.setattr(transfer_queue, "kv_batch_get", store.get)
+        monkeypatch.setattr(transfer_queue, "kv_batch_put", store.put)
+        trainer._compute_advantage(KVBatchMeta(keys=keys, tags=[{}] * len(keys), partition_id="train"), {})
+        got = np.array([float(store.rows[k]["advantages"][0]) for k in keys])
+
+        gid = np.array([int(r["uid"][1:]) for r in rows])
+        raw = np.array([float(r["rm_scores"].sum()) for r in rows])
+        lp = np.array([float(r["old_log_probs"].double().sum()) for r in rows])
+        tc = TrainConfig(advantage=kind, shaping="drro", shaping_delta=0.7, shaping_tau=2.0, mean_budget=3)
+        via_trainer = RobustAdvantage(tc.advantage, Trainer.shaping_spec(tc))
+        mult = np.array([mult_of[prompt_of[g]] for g in range(4)])
+        ref = via_trainer(raw, gid, multipliers=mult, seq_logprobs=lp)
+        # verl stores the shaped scores in float32 before its advantage step: feed the trainer the same
+        again = RobustAdvantage(kind)(ref.shaped_rewards.astype(np.float32), gid, multipliers=mult)
+        assert np.array_equal(got.astype(np.float32), again.advantages.astype(np.float32))
+        np.testing.assert_allclose(got, ref.advantages, rtol=1e-5, atol=1e-6)
+        assert got[gid == 1].tolist() == [0.0]
