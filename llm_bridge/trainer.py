@@ -37,7 +37,8 @@ and the wall time of every phase. The compute of the step counts every round: ``
 (generated, dropped groups included; ``budget`` is the most the step may spend),
 ``tokens_generated``, ``rounds``; beside it what was trained on: ``rollouts_trained``,
 ``tokens_trained``, ``groups_trained``, ``groups_dropped``, ``prompts_skipped``,
-``responses_reused``. ``bridge_overhead_s`` is the time spent outside generation, verification,
+``responses_reused``, and the generated groups without reward spread (``groups_all_equal``,
+``rollouts_all_equal``: rollouts that carry no group-relative signal). ``bridge_overhead_s`` is the time spent outside generation, verification,
 log-prob passes and the optimiser (allocation and rounds' decisions, shaping, advantages,
 controller updates, bookkeeping).
 
@@ -550,6 +551,11 @@ class Trainer:
             succ = success_metrics(step.rewards, where[step.group_ids], sampled.size, k=cfg.pass_k)
         tokens = int(merged.completion_mask.sum().item())
         n_train = 0 if tb.batch is None else tb.batch.n_rollouts
+        lo = np.full(counts.size, np.inf)
+        hi = np.full(counts.size, -np.inf)
+        np.minimum.at(lo, step.group_ids, step.rewards)
+        np.maximum.at(hi, step.group_ids, step.rewards)
+        all_equal = (counts > 0) & (lo == hi)  # no reward spread: a zero group-relative advantage
         total = time.perf_counter() - t_start
         phases = dict(timer.seconds)
         phases["bookkeeping"] = max(0.0, total - sum(phases.values()))
@@ -586,6 +592,8 @@ class Trainer:
             "groups_dropped": int(sampled.size - np.intersect1d(sampled, tb.positions).size),
             "prompts_skipped": int(counts.size - sampled.size),
             "responses_reused": tb.n_reused,
+            "groups_all_equal": int(all_equal.sum()),
+            "rollouts_all_equal": int(counts[all_equal].sum()),
             **{f"time_{k}_s": v for k, v in phases.items()},
             "time_step_s": total,
             "bridge_overhead_s": sum(phases.get(k, 0.0) for k in OVERHEAD_PHASES),
