@@ -76,13 +76,16 @@ family-wise 5 %). The compute columns count every rollout of every round: rollou
 generated per step, generation rounds per step, the share of rollouts spent on all-equal groups
 (no group-relative signal) and the share that entered the gradient.
 
-Budget. Measured as CPU time (``time.process_time``) per task on a loaded 2-core machine: a
-``uniform`` run costs about 9 s in ``default`` and 6 s in ``powered``, ``uniform-2x`` 16 s / 10 s,
-and a seed's warm start (cached and shared by every run of the seed) 20-30 s; one seed of the
-study costs about 140 CPU-seconds, so the default 8 seeds are about 1,150 CPU-seconds -- about
-10 minutes on 2 quiet cores. Tasks are ordered learner by learner across seeds, so the workers
-start on different seeds and warm-start each model once (a lock makes concurrent workers wait for
-a warm start another one is computing).
+Budget. Measured as CPU time (``time.process_time``) per task, one seed (1007, outside the study's
+seeds) run task after task on a loaded 2-core machine: in ``default`` ``uniform`` 9-12 s,
+``vip`` / ``rollout-gdro`` / ``prompt-gdro`` 9-10 s, ``uniform-2x`` 17 s; in ``powered`` 4-10 s
+per controller (``ar3po`` and ``dapo-dynamic``, with 4-5 generation rounds per step, the dearest)
+and ``uniform-2x`` 10 s; a seed's warm start (cached and shared by every run of the seed) about
+30 s: 154 CPU-seconds per seed. The whole default run (8 seeds, 120 tasks) took 1,241 CPU-seconds
+(user + system), about 10-11 minutes on 2 dedicated cores; on the shared machine it took 19
+minutes of wall time at a load average of 3-4. Tasks are ordered learner by learner across seeds,
+so the workers start on different seeds and warm-start each model once (a lock makes concurrent
+workers wait for a warm start another one is computing).
 
 A tiny model on 64 prompts over 60 steps is far from the papers' settings (billion-parameter
 models, thousands of prompts, hundreds of steps): a comparison that does not hold here says that
@@ -116,6 +119,8 @@ CLAIM_CONTROLLERS = ("uniform", "vip", "rollout-gdro", "prompt-gdro")
 """The controllers whose papers' claims are tested (both regimes)."""
 PEERS = ("knapsack", "reinforce-ada", "dapo-dynamic", "ar3po", "greso")
 """The peer controllers run head to head in the ``powered`` regime."""
+ROUND_PEERS = ("reinforce-ada", "dapo-dynamic", "ar3po")
+"""The peers that sample in rounds (drawn apart from the single-round ones)."""
 CONTROLLERS = CLAIM_CONTROLLERS  # (the first version's name)
 N_TOKEN_POINTS = 6
 
@@ -423,7 +428,8 @@ def _figures(regimes: list[_Regime]) -> list[Figure]:
         panels = [Panel(f"{g.name}: uniform (GRPO)", "training step", "mean@8 on the pool (success rate)",
                         (Series("uniform", x, *_ci_curve(base)),))]
         groups = [("claims' controllers", [n for n in CLAIM_CONTROLLERS if n != "uniform" and n in g.learners]),
-                  ("peers", [n for n in PEERS if n in g.learners])]
+                  ("single-round peers", [n for n in PEERS if n in g.learners and n not in ROUND_PEERS]),
+                  ("peers that sample in rounds", [n for n in ROUND_PEERS if n in g.learners])]
         for title, names in groups:
             if not names:
                 continue
@@ -438,7 +444,7 @@ def _figures(regimes: list[_Regime]) -> list[Figure]:
                            caption="Mean@8 on the whole prompt pool (8 samples per prompt), 95 % CI bands over seeds. "
                                    "Left: uniform (GRPO); then each learner minus uniform on the same seed (same warm "
                                    "start, prompts and evaluation sampler), with uniform at twice the rollouts "
-                                   "(dashed) as the positive control; the grey line is 0.", ncols=len(panels)))
+                                   "(dashed) as the positive control; the grey line is 0.", ncols=min(2, len(panels))))
     rank_panels = []
     for g in regimes:
         if "uniform" not in g.learners:

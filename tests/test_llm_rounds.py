@@ -131,6 +131,10 @@ def test_round_controllers_count_every_rollout_and_train_on_their_selection(cach
         assert rec["tokens_generated"] == sum(int(b.completion_mask.sum()) for b in calls)
         assert rec["counts"] == step.counts.tolist()
         assert rec["prompts_skipped"] == int((step.counts == 0).sum())
+        spread = [np.ptp(step.rewards[step.group_ids == k]) > 0 for k in range(step.counts.size) if step.counts[k]]
+        assert rec["groups_all_equal"] == spread.count(False)
+        assert rec["rollouts_all_equal"] == sum(int(step.counts[k]) for k in range(step.counts.size)
+                                                if step.counts[k] and np.ptp(step.rewards[step.group_ids == k]) == 0)
         # training: exactly the selection (dropped groups absent), plus reused responses
         mask = step.selection.train_mask
         kept = np.unique(step.group_ids[mask])
@@ -375,3 +379,22 @@ def test_host_support_refuses_rounds_skips_and_selections():
             assert not has_selection_rule(ctrl)
     with pytest.raises(ValueError, match="samples in rounds.*skips prompts.*selects which rollouts"):
         host_support_iv(make_controller("dapo-dynamic", n_prompts=4, mean_budget=4, lower=2, upper=8), "H", "w.")
+
+
+def test_cli_trains_a_round_controller(tmp_path, capsys):
+    """robust-rollouts train --controller reinforce-ada: rounds driven, every rollout counted."""
+    from benchmarks.cli import main
+
+    args = ["train", "--controller", "reinforce-ada", "--steps", "2", "--task", "arithmetic-partial",
+            "--n-prompts", "8", "--prompts-per-step", "4", "--mean-budget", "4", "--lower", "2", "--upper", "8",
+            "--hidden-size", "32", "--layers", "1", "--heads", "2", "--warm-start-steps", "20",
+            "--cache-dir", str(tmp_path / "cache"), "--max-new-tokens", "4", "--eval-samples", "2", "--no-progress",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in lines if "rounds" in r]
+    assert len(steps) == 2
+    for r in steps:
+        assert r["rollouts"] == sum(r["counts"]) <= r["budget"] == 16 and r["rounds"] >= 1
+        assert r["rollouts_trained"] <= r["rollouts"] and r["tokens_generated"] >= r["tokens_trained"] > 0
