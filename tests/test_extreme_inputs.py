@@ -520,6 +520,8 @@ LEARNERS: dict[str, Learner] = {
             ),
             "multipliers": Method([dict(bin_ids=np.array([0, 2, 2]))], ("bin_ids",)),
             "weights": Method(None),
+            "matched_step_size": Method([dict(n_bins=10, loss_range=2.0, horizon=1000)],
+                                        ("n_bins", "loss_range", "horizon")),
         },
     ),
     "RolloutGDRO": Learner(
@@ -660,6 +662,7 @@ _CTRL_OPTIONS: dict[str, dict] = {
     "rollout-gdro": dict(n_bins=3, window=5, arm_step_size=0.65, dual_step=0.05, price_cap=10.0),
     "prompt-gdro": dict(n_bins=3, window=5, prompt_step_size=0.65, weight_cap=15.0),
     "gdro-coupled": dict(n_bins=3, window=5, prompt_step_size=0.65, arm_step_size=0.65),
+    "sqrt-law": dict(n_bins=3, window=5, variance_ema=0.1),
 }
 """Valid options per controller; the numeric ones are swept with the base arguments."""
 
@@ -699,6 +702,8 @@ def _controller_entry(name: str) -> Learner:
         methods["predict"] = Method([dict(prompt_ids=_CTRL_IDS)], ("prompt_ids",))
     if "bins" in public:
         methods["bins"] = Method([dict(prompt_ids=_CTRL_IDS)], ("prompt_ids",))
+    if "variance" in public:
+        methods["variance"] = Method(None)
     if "saturated" in public:
         methods["saturated"] = Method([dict(p_hat=_arr(0.001, 0.5, 0.999, 0.2))], ("p_hat",))
     return Learner(cls, [base], ("n_prompts", "mean_budget", "lower", "upper", "seed") + numeric,
