@@ -31,13 +31,20 @@ EXACT = "exact-gradient"
 """Name of the rollout-free reference learner."""
 
 
+_ENV_OPTIONS = ("n_topics", "shared_skill", "topic_spread", "answer_noise", "prior_scale", "embedding_noise",
+                "difficulty_signal")
+"""Optional :class:`SoftmaxRLVR` keywords a study's ``env`` config may set (others keep their defaults)."""
+
+
 def make_split_env(env_cfg: dict, seed: int) -> SoftmaxRLVR:
     """A :class:`SoftmaxRLVR` with ``n_prompts + n_test`` prompts (task drawn from stream ``(seed, 0)``):
     ids ``[0, n_prompts)`` are the training set, the last ``n_test`` a held-out test set drawn from
-    the same distribution (every prompt is an independent draw, so the split is random)."""
+    the same distribution (every prompt is an independent draw, so the split is random). The
+    keywords of :data:`_ENV_OPTIONS` present in ``env_cfg`` are passed through."""
+    extra = {k: env_cfg[k] for k in _ENV_OPTIONS if k in env_cfg}
     return SoftmaxRLVR(
         n_prompts=env_cfg["n_prompts"] + env_cfg["n_test"], n_answers=env_cfg["n_answers"], dim=env_cfg["dim"],
-        mix=env_cfg.get("mix"), seed=stream(seed, 0),
+        mix=env_cfg.get("mix"), seed=stream(seed, 0), **extra,
     )
 
 
