@@ -270,7 +270,7 @@ def test_gdro_numbers(quick_results):
     shares and weights are distributions; every claim names its regime and carries a control."""
     res = quick_results["gdro"]
     assert set(res.data["regimes"]) == {"default", "powered"}
-    for regime, data in res.data["regimes"].items():
+    for data in res.data["regimes"].values():
         zeros = pytest.approx([0.0] * len(res.seeds), abs=1e-9)
         for n in ("uniform", "prompt-gdro"):
             assert data["wse_change_pct"][n] == zeros and data["proxy_change_pct"][n] == zeros
