@@ -94,7 +94,7 @@ def _flexible(name):
 def test_registry_names_and_protocol():
     assert sorted(CONTROLLERS) == sorted([
         "uniform", "vip", "vip-paper", "oracle", "inverse-accuracy", "inverse-variance", "skip-saturated",
-        "rollout-gdro", "prompt-gdro", "gdro-coupled",
+        "rollout-gdro", "prompt-gdro", "gdro-coupled", "sqrt-law",
         "knapsack", "greso", "reinforce-ada", "dapo-dynamic", "ar3po",
     ])
     for name, cls in CONTROLLERS.items():
@@ -652,7 +652,7 @@ def test_coupled_multipliers_are_prompt_gdro_and_utilities_are_reweighted():
         assert np.array_equal(pc.multipliers, pa.multipliers) and np.array_equal(pc.bins, pa.bins)
         r, g = _rollouts(ids, pc.counts, rng)
         obs = coupled._observation_iv(ids, pc.counts, r, g, None)
-        ref = RolloutGDRO(4, arms=range(2, 7), mean_budget=4.0)
+        ref = RolloutGDRO(4, arms=range(2, 7), mean_budget=4.0, arm_model="inverse")  # the 1/n law of the variance utility
         ref.load_state_dict(coupled.rollout.state_dict())
         ref.update(pc.bins, pc.counts, -(pc.multipliers**2) * 4 * obs.sample_vars / pc.counts)
         coupled.observe(ids, pc.counts, r, g)
@@ -819,3 +819,170 @@ def test_extreme_bounds_and_options_are_named_value_errors():
                            embeddings=np.eye(4), seed=0)
     with pytest.raises(ValueError, match="p_hat must be finite"):
         ctrl.saturated([10**400, 0.5])
+
+
+# ------------------------------------------------------------------------------------------ square-root law
+_LEVELS = np.array([0.01, 0.05, 0.2, 0.5, 0.9])
+
+
+def _stationary_run(name, steps=240, seed=0, n=200, batch=64, **options):
+    """A stationary instance: prompt i has a fixed success probability ``_LEVELS[i % 5]``; Bernoulli
+    rewards; pass@k bins over a window of 10. Returns the eq. 19 proxy of the realised counts over
+    uniform's, ``sum_i v_i / n_i / sum_i v_i / n_bar`` with the true ``v_i = p_i (1 - p_i)``, averaged
+    over the second half, and the mean counts per level over the second half."""
+    rng = np.random.default_rng(seed)
+    p = _LEVELS[np.arange(n) % 5]
+    v = p * (1 - p)
+    ctrl = make_controller(name, n_prompts=n, mean_budget=4, lower=2, upper=12, seed=seed, window=10, **options)
+    ratios, per_level, seen = [], np.zeros(5), np.zeros(5)
+    for t in range(steps):
+        ids = rng.choice(n, batch, replace=False)
+        plan = ctrl.plan(ids)
+        g = np.repeat(np.arange(batch), plan.counts)
+        ctrl.observe(ids, plan.counts, (rng.random(g.size) < p[ids][g]).astype(float), g)
+        if t >= steps // 2:
+            ratios.append(np.sum(v[ids] / plan.counts) / np.sum(v[ids] / 4))
+            np.add.at(per_level, ids % 5, plan.counts)
+            np.add.at(seen, ids % 5, 1)
+    return float(np.mean(ratios)), per_level / seen
+
+
+@pytest.mark.parametrize("name", ["rollout-gdro", "sqrt-law"])
+def test_stationary_instance_lowers_the_eq19_proxy_below_uniform(name):
+    """GDRO eq. 19-21 / Thm F.17: on a stationary instance (fixed success probabilities, Bernoulli
+    rewards, online pass@k bins), both the learnt allocation (Rollout-GDRO fed the variance utility of
+    Remark F.25) and the direct square-root rule lower the variance proxy sum_b q_b v_b / n_b of their
+    realised counts below the compute-matched uniform allocation's, and give more rollouts to the
+    noisier levels (p = 0.2 over p = 0.05 over p = 0.01), as the square-root law does."""
+    ratio, per_level = _stationary_run(name)
+    assert ratio < 0.95, ratio
+    assert per_level[0] < per_level[1] < per_level[2], per_level
+    assert per_level[0] < 2.5  # the nearly-hopeless level (v ~ 0.01) stays near the smallest arm
+
+
+def test_sqrt_law_plan_is_the_exact_integer_minimiser_of_eq19():
+    """sqrt-law: with the estimate v_hat fixed, plan's counts minimise sum_b c_b v_hat_b / n_b over one
+    arm per bin in [lower, upper] subject to the exact total (brute force), and last_target is the
+    continuous square-root law (Thm F.17, eq. 56) of the same problem."""
+    import itertools
+
+    from solvers import sqrt_allocation
+
+    class ModBinner(_HalfBinner):
+        n_bins = 3
+
+        def bins(self, prompt_ids):
+            return np.asarray(prompt_ids, dtype=np.int64) % 3
+
+    ctrl = _make("sqrt-law", binner=ModBinner(), lower=2, upper=9, mean_budget=4)
+    ctrl.estimator.scores[:] = [0.01, 0.24, 0.06]
+    ctrl.estimator.seen[:] = True
+    for ids in (np.arange(9), np.array([0, 3, 6, 9, 1, 4, 2]), np.array([1, 2, 4, 5, 7, 8])):
+        plan = ctrl.plan(ids)
+        counts = np.bincount(ids % 3, minlength=3)
+        v = ctrl.variance
+        feasible = [(sum(counts[b] * v[b] / a[b] for b in range(3)), a) for a in itertools.product(range(2, 10), repeat=3)
+                    if sum(counts[b] * a[b] for b in range(3)) == 4 * ids.size]
+        best = min(f[0] for f in feasible)
+        assert np.sum(v[ids % 3] / plan.counts) == pytest.approx(best, rel=1e-12)
+        assert np.unique(plan.counts[ids % 3 == 1]).size == 1  # one arm per bin
+        assert plan.counts[ids % 3 == 1][0] > 4  # the noisiest bin gets more than n_bar
+        ref = sqrt_allocation(v, counts / ids.size, 4.0, lower=2.0, upper=9.0)
+        np.testing.assert_allclose(ctrl.last_target, ref.n)
+        assert ctrl.shadow_price == pytest.approx(ref.price)
+
+
+def test_sqrt_law_estimate_is_the_share_debiased_ema_of_within_prompt_variances():
+    """Remark F.25's estimate: the first observation of a bin sets v_hat_b to the mean unbiased
+    within-prompt sample variance of its prompts; unseen bins get the mean of the seen ones."""
+    ctrl = _make("sqrt-law", n_bins=3, window=5, variance_ema=0.25)
+    ids = np.array([0, 1])
+    plan = ctrl.plan(ids)
+    assert plan.counts.tolist() == [4, 4] and plan.bins.tolist() == [0, 0]
+    r = np.array([1, 0, 0, 0, 1, 1, 0, 0], dtype=float)
+    ctrl.observe(ids, plan.counts, r, np.repeat([0, 1], 4))
+    s2 = np.array([np.var(r[:4], ddof=1), np.var(r[4:], ddof=1)])
+    assert ctrl.variance[0] == pytest.approx(s2.mean())
+    np.testing.assert_allclose(ctrl.variance, s2.mean())  # bins 1, 2 unseen: the seen mean
+    assert ctrl.estimator.share_ema[0] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match=r"counts must be >= 2 for controller 'sqrt-law'"):
+        ctrl.observe([0], [1], [1.0], [0])
+
+
+class _HalfBinner:
+    """A plugged-in binner: even prompt ids in bin 0, odd in bin 1 (protocol of binner_iv)."""
+
+    n_bins = 2
+
+    def __init__(self):
+        self.updates = 0
+
+    def bins(self, prompt_ids):
+        return np.asarray(prompt_ids, dtype=np.int64) % 2
+
+    def update(self, prompt_ids, any_correct):
+        self.updates += 1
+
+    def state_dict(self):
+        return {"updates": self.updates}
+
+    def load_state_dict(self, state):
+        self.updates = int(state["updates"])
+
+
+@pytest.mark.parametrize("name", ["prompt-gdro", "rollout-gdro", "gdro-coupled", "sqrt-law"])
+def test_binner_can_be_plugged_in(name):
+    """binner=: the GDRO controllers and sqrt-law use any object with n_bins, bins, update,
+    state_dict and load_state_dict; they update it in observe and checkpoint it."""
+    b = _HalfBinner()
+    ctrl = _make(name, binner=b)
+    assert ctrl.n_bins == 2
+    ids = np.array([0, 1, 2, 3])
+    plan = ctrl.plan(ids)
+    assert plan.bins.tolist() == [0, 1, 0, 1]
+    r, g = _rollouts(ids, plan.counts, np.random.default_rng(0))
+    ctrl.observe(ids, plan.counts, r, g)
+    assert b.updates == 1
+    state = ctrl.state_dict()
+    assert state["components"]["binner"] == {"updates": 1}
+    assert state["hyperparameters"]["binner"].endswith("_HalfBinner")
+    other = _make(name, binner=_HalfBinner())
+    other.load_state_dict(state)
+    assert other.binner.updates == 1
+    with pytest.raises(TypeError, match="binner must have a callable bins"):
+        _make(name, binner=object())
+    with pytest.raises(ValueError, match=r"window=7 configures the default PassAtKBinner"):
+        _make(name, binner=_HalfBinner(), window=7)
+    with pytest.raises(ValueError, match=r"n_bins=3 disagrees with the plugged-in binner's n_bins=2"):
+        _make(name, binner=_HalfBinner(), n_bins=3)
+
+
+def test_prompt_gdro_matched_step_by_default_and_paper_constant_by_option():
+    """Prompt-GDRO's step is Thm F.7's step for the loss range by default (sqrt(8 log B / T) / M,
+    M = 2 for the loss 1 - 2 r_bar, T = prompt_horizon); 0.65 (GDRO App. C.2.1) is an option."""
+    ctrl = _make("prompt-gdro", n_bins=10)
+    assert ctrl.prompt.step_size == pytest.approx(math.sqrt(8 * math.log(10) / 1000) / 2)
+    assert _make("prompt-gdro", n_bins=10, prompt_horizon=576).prompt.step_size == pytest.approx(
+        math.sqrt(8 * math.log(10) / 576) / 2)
+    assert _make("prompt-gdro", n_bins=10, prompt_loss_range=1.0).prompt.step_size == pytest.approx(
+        math.sqrt(8 * math.log(10) / 1000))
+    assert _make("gdro-coupled", prompt_step_size=0.65).prompt.step_size == 0.65
+    with pytest.raises(ValueError, match=r"^prompt_step_size must be a number or 'matched', got 'fast'"):
+        _make("prompt-gdro", prompt_step_size="fast")
+    with pytest.raises(ValueError, match=r"^prompt_loss_range must be > 0"):
+        _make("prompt-gdro", prompt_loss_range=0.0)
+    with pytest.raises(ValueError, match=r"^prompt_horizon must be >= 1"):
+        _make("prompt-gdro", prompt_horizon=0)
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"upper": math.inf}, "needs a finite upper"),
+    ({"lower": 1, "mean_budget": 2}, r"needs lower >= 2 \(the within-prompt sample variance"),
+    ({"variance_ema": 0.0}, "variance_ema must be > 0"),
+    ({"variance_ema": 1.5}, "variance_ema must be <= 1"),
+    ({"upper": 2**21, "mean_budget": 4}, r"needs upper <= 2\*\*20"),
+])
+def test_sqrt_law_bad_options(kwargs, pattern):
+    args = {"n_prompts": N, "mean_budget": 4, "lower": 2, "upper": 8, "seed": 0, **kwargs}
+    with pytest.raises(ValueError, match=pattern):
+        make_controller("sqrt-law", **args)

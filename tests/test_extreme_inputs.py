@@ -585,6 +585,8 @@ LEARNERS: dict[str, Learner] = {
             ),
             "multipliers": Method([dict(bin_ids=np.array([0, 2, 2]))], ("bin_ids",)),
             "weights": Method(None),
+            "matched_step_size": Method([dict(n_bins=10, loss_range=2.0, horizon=1000)],
+                                        ("n_bins", "loss_range", "horizon")),
         },
     ),
     "RolloutGDRO": Learner(
@@ -730,6 +732,7 @@ _CTRL_OPTIONS: dict[str, dict] = {
     "reinforce-ada": dict(round_size=2, keep=2, max_rounds=4, positive_threshold=0.7),
     "dapo-dynamic": dict(group_size=4, train_fraction=0.5, max_rounds=10),
     "ar3po": dict(stage_size=2, max_stages=4),
+    "sqrt-law": dict(n_bins=3, window=5, variance_ema=0.1),
 }
 """Valid options per controller; the numeric ones are swept with the base arguments."""
 
@@ -782,6 +785,8 @@ def _controller_entry(name: str) -> Learner:
         methods["skip_probabilities"] = Method([dict(prompt_ids=_CTRL_IDS)], ("prompt_ids",))
     if "train_groups" in public:
         methods["train_groups"] = Method([dict(batch_size=5)], ("batch_size",))
+    if "variance" in public:
+        methods["variance"] = Method(None)
     if "saturated" in public:
         methods["saturated"] = Method([dict(p_hat=_arr(0.001, 0.5, 0.999, 0.2))], ("p_hat",))
     return Learner(cls, [base], ("n_prompts", "mean_budget", "lower", "upper", "seed") + numeric,

@@ -11,14 +11,28 @@ What each learner receives (interpretive choices, each documented where it is ma
   rollouts actually generated (``n_i`` of them; App. C.2 names a "fixed k = 8" but eq. 10 counts
   the generated rollouts, which is what a controller observes). A partial-credit reward below 1
   is not "correct". Bins are read before the step's update ("within a step t, treat g_t as
-  fixed", Sec. 3.1), so ``observe`` uses the bins ``plan`` used.
+  fixed", Sec. 3.1), so ``observe`` uses the bins ``plan`` used. ``binner=`` plugs in any other
+  difficulty binner (see :func:`binner_iv` for the protocol); the default is
+  :class:`bandits.PassAtKBinner` built from ``n_bins``, ``window``, ``bin_mode``, ``bin_quantile``.
+* **Prompt-GDRO step** -- ``prompt_step_size="matched"`` (default): the exponential-weights step
+  of Thm F.7 for the loss range, ``eta_q = sqrt(8 log B / T) / M`` with ``M = prompt_loss_range``
+  (2 for the default loss ``1 - 2 r_bar`` in ``[-1, 1]``) and ``T = prompt_horizon``
+  (:meth:`bandits.PromptGDRO.matched_step_size`). The paper's 0.65 (App. C.2.1) was set for its
+  eq. 6 loss, the negative clipped GRPO surrogate plus a KL term, which is close to 0 on-policy
+  (group-normalised advantages sum to 0): applied to a loss of range 2 it moves the log-odds of two
+  bins by up to 1.3 nats per step, and the weights collapse onto one bin within tens of steps.
+  Pass ``prompt_step_size=0.65`` for the paper's constant.
 * **Prompt-GDRO** -- a prompt-level loss (eq. 7, aggregated by bin into eq. 12's ``L_{t,b}``).
   Eq. 6's loss is the negative clipped GRPO surrogate, which a controller cannot see (and which is
   ~0 on-policy: group-normalised advantages sum to 0). The default is the negative mean reward on
   the paper's reward scale ``r in {-1, +1}`` (App. C.1.2), ``l_i = 1 - 2 r_bar_i`` in ``[-1, 1]``:
   the loss of the RL objective eq. 2 per prompt, so eq. 13 becomes the worst-bin accuracy. Pass
   ``prompt_losses=`` to :meth:`observe` to feed the trainer's eq. 7 losses instead.
-* **Rollout-GDRO** -- a per-prompt utility ``J_i`` (eq. 35; larger is better). Default
+* **Rollout-GDRO** -- arms start at the budget, the shadow price is signed (the budget is an
+  equality) and, with the variance utility, arms a bin has never played are valued by the ``1/n``
+  law of that utility (``arm_start``, ``signed_price``, ``arm_model`` of
+  :class:`bandits.RolloutGDRO`; ``arm_model="auto"`` picks ``"inverse"`` for ``utility="variance"``
+  and ``"free"`` for ``utility="loss"``). A per-prompt utility ``J_i`` (eq. 35; larger is better). Default
   (``utility="variance"``): minus the variance-proxy contribution of Remark F.25 / eq. 19,
   ``J_i = -4 s2_i / n_i`` with ``s2_i`` the unbiased sample variance of the prompt's rewards
   (``x 4``: the paper's {-1, +1} reward scale, for which its constants were tuned) -- "in
@@ -50,6 +64,37 @@ from ..prompt_gdro import PromptGDRO
 from ..rollout_gdro import _MAX_ARM, RolloutGDRO
 from .base import Controller, Observation, StepPlan, even_split, fix_total
 
+_BINNER_DEFAULTS = {"n_bins": 10, "window": 50, "bin_mode": "window", "bin_quantile": None}
+
+
+def binner_iv(binner: Any, n_bins: Any, window: Any, bin_mode: Any, bin_quantile: Any) -> Any:
+    """The difficulty binner of a binned controller: ``binner`` if given, else a
+    :class:`bandits.PassAtKBinner` built from ``n_bins``, ``window``, ``bin_mode``, ``bin_quantile``.
+
+    A plugged-in binner must provide ``n_bins`` (int >= 1), ``bins(prompt_ids) -> int array`` in
+    ``[0, n_bins)`` (bin 0 = hardest), ``update(prompt_ids, any_correct)`` (the eq. 10 indicators
+    of the rollouts just observed, bool per prompt), ``state_dict()`` and ``load_state_dict(state)``.
+    The controller then owns it: it reads bins in ``plan``, updates it in ``observe`` and stores its
+    state in its checkpoints. With a plugged-in binner, ``n_bins`` is the binner's (a different
+    explicit ``n_bins`` is a ``ValueError``) and ``window``, ``bin_mode``, ``bin_quantile`` (options of
+    the default binner) must keep their defaults.
+    """
+    if binner is None:
+        return PassAtKBinner(n_bins, window, mode=bin_mode, quantile=bin_quantile)
+    for attr in ("bins", "update", "state_dict", "load_state_dict"):
+        if not callable(getattr(binner, attr, None)):
+            raise TypeError(f"binner must have a callable {attr}() (see binner_iv), got {type(binner).__name__}")
+    nb = getattr(binner, "n_bins", None)
+    if isinstance(nb, bool) or not isinstance(nb, (int, np.integer)) or nb < 1:
+        raise TypeError(f"binner must have an integer n_bins >= 1, got {nb!r} on {type(binner).__name__}")
+    if n_bins != _BINNER_DEFAULTS["n_bins"] and n_bins != nb:
+        raise ValueError(f"n_bins={n_bins!r} disagrees with the plugged-in binner's n_bins={int(nb)}")
+    for name, value in (("window", window), ("bin_mode", bin_mode), ("bin_quantile", bin_quantile)):
+        if value != _BINNER_DEFAULTS[name]:
+            raise ValueError(f"{name}={value!r} configures the default PassAtKBinner; with binner= given, leave it at "
+                             f"{_BINNER_DEFAULTS[name]!r} and configure the binner itself")
+    return binner
+
 
 def _renamed(exc: Exception, prefix: str, names: tuple[str, ...]) -> Exception:
     """The component's error with its parameter name (``step_size``) replaced by the controller's
@@ -57,27 +102,36 @@ def _renamed(exc: Exception, prefix: str, names: tuple[str, ...]) -> Exception:
     msg = re.sub(rf"^({'|'.join(names)})\b", lambda m: prefix + m.group(1), str(exc))
     return type(exc)(msg)
 
-__all__ = ["CoupledGDROController", "PromptGDROController", "RolloutGDROController"]
+__all__ = ["CoupledGDROController", "PromptGDROController", "RolloutGDROController", "binner_iv"]
 
 _UTILITIES = ("variance", "loss")
+_ARM_MODELS = ("auto", "free", "inverse")
 
 
 def _prompt_gdro(n_bins: int, step_size: Any, exploration: Any, ema: Any, weight_cap: Any, normalization: Any,
-                 seed: Any) -> PromptGDRO:
+                 seed: Any, loss_range: Any, horizon: Any) -> PromptGDRO:
     try:
+        matched = PromptGDRO.matched_step_size(n_bins, loss_range, horizon)  # validates both, always
+        if isinstance(step_size, str):
+            if step_size != "matched":
+                raise ValueError(f"step_size must be a number or 'matched', got {step_size!r}")
+            step_size = matched
         return PromptGDRO(n_bins, step_size, exploration, ema, weight_cap, normalization=normalization, seed=seed)
     except (ValueError, TypeError) as exc:
-        raise _renamed(exc, "prompt_", ("step_size", "exploration", "ema")) from None
+        raise _renamed(exc, "prompt_", ("step_size", "exploration", "ema", "loss_range", "horizon")) from None
 
 
 class _Binned(Controller):
-    """Pass@k binning (GDRO eq. 10-11) shared by the GDRO controllers."""
+    """Difficulty binning (GDRO eq. 10-11; pluggable, :func:`binner_iv`) shared by the binned controllers."""
 
-    def _init_binner(self, n_bins: Any, window: Any, bin_mode: Any, bin_quantile: Any) -> None:
-        self.binner = PassAtKBinner(n_bins, window, mode=bin_mode, quantile=bin_quantile)
-        self.n_bins = self.binner.n_bins
+    def _init_binner(self, n_bins: Any, window: Any, bin_mode: Any, bin_quantile: Any, binner: Any = None) -> None:
+        self.binner = binner_iv(binner, n_bins, window, bin_mode, bin_quantile)
+        self._custom_binner = binner is not None
+        self.n_bins = int(self.binner.n_bins)
 
     def _binner_options(self) -> dict:
+        if self._custom_binner:
+            return {"n_bins": self.n_bins, "binner": f"{type(self.binner).__module__}.{type(self.binner).__qualname__}"}
         return {"n_bins": self.binner.n_bins, "window": self.binner.window, "bin_mode": self.binner.mode,
                 "bin_quantile": self.binner.quantile}
 
@@ -101,10 +155,15 @@ class _RolloutArms(_Binned):
         return " (Rollout-GDRO's variance utility needs two rollouts per prompt)"
 
     def _init_rollout(self, arm_step_size: Any, arm_exploration: Any, arm_ema: Any, dual_step: Any,
-                      price_cap: Any, selection: Any, utility: Any) -> None:
+                      price_cap: Any, selection: Any, utility: Any, arm_start: Any = "budget",
+                      signed_price: Any = True, arm_model: Any = "auto") -> None:
         if not isinstance(utility, str) or utility not in _UTILITIES:
             raise ValueError(f"utility must be one of {list(_UTILITIES)}, got {utility!r}")
         self.utility = utility
+        if not isinstance(arm_model, str) or arm_model not in _ARM_MODELS:
+            raise ValueError(f"arm_model must be one of {list(_ARM_MODELS)}, got {arm_model!r}")
+        self.arm_model = arm_model
+        model = arm_model if arm_model != "auto" else ("inverse" if utility == "variance" else "free")
         if self.upper > _MAX_ARM:  # the arms are lower..upper, each a count of rollouts per prompt
             raise ValueError(f"controller {self.name!r} needs upper <= 2**20 (its arms are the integers "
                              f"lower..upper), got upper={self.upper}")
@@ -112,7 +171,8 @@ class _RolloutArms(_Binned):
             self.rollout = RolloutGDRO(
                 self.n_bins, arms=range(self.lower, int(self.upper) + 1), mean_budget=float(self.mean_budget),
                 dual_step=dual_step, step_size=arm_step_size, exploration=arm_exploration, ema=arm_ema,
-                price_cap=price_cap, selection=selection, seed=self._spawn(),
+                price_cap=price_cap, selection=selection, seed=self._spawn(), arm_start=arm_start,
+                signed_price=signed_price, arm_model=model,
             )
         except (ValueError, TypeError) as exc:
             raise _renamed(exc, "arm_", ("step_size", "exploration", "ema")) from None
@@ -121,7 +181,8 @@ class _RolloutArms(_Binned):
         r = self.rollout
         return {"arm_step_size": r.step_size, "arm_exploration": r.exploration, "arm_ema": r.ema,
                 "dual_step": r.dual_step, "price_cap": r.price_cap, "selection": r.selection,
-                "utility": self.utility}
+                "utility": self.utility, "arm_start": r.arm_start, "signed_price": r.signed_price,
+                "arm_model": self.arm_model}
 
     def _counts(self, bins: np.ndarray, total: int) -> np.ndarray:
         counts = self.rollout.allocate(bins)
@@ -157,7 +218,13 @@ class PromptGDROController(_Binned):
     ----------------------------------------------------
     n_bins=10, window=50, bin_mode="window", bin_quantile=None
         :class:`bandits.PassAtKBinner` (App. C.2: 10 bins, ``H in [50, 100]``).
-    prompt_step_size=0.65, prompt_exploration=0.01, prompt_ema=0.12, weight_cap=15.0, normalization="share"
+    binner=None
+        Any other difficulty binner (:func:`binner_iv`); then ``n_bins`` is the binner's.
+    prompt_step_size="matched", prompt_loss_range=2.0, prompt_horizon=1000
+        Exponential-weights step: ``"matched"`` is Thm F.7's step for a loss of range
+        ``prompt_loss_range`` over ``prompt_horizon`` steps (module docstring; GDRO trains 1000
+        steps); a number is used as given (``0.65``: App. C.2.1's constant).
+    prompt_exploration=0.01, prompt_ema=0.12, weight_cap=15.0, normalization="share"
         :class:`bandits.PromptGDRO` (App. C.2.1).
     """
 
@@ -165,16 +232,21 @@ class PromptGDROController(_Binned):
 
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,
                  n_bins: Any = 10, window: Any = 50, bin_mode: str = "window", bin_quantile: Any = None,
-                 prompt_step_size: Any = 0.65, prompt_exploration: Any = 0.01, prompt_ema: Any = 0.12,
+                 binner: Any = None, prompt_step_size: Any = "matched", prompt_loss_range: Any = 2.0,
+                 prompt_horizon: Any = 1000, prompt_exploration: Any = 0.01, prompt_ema: Any = 0.12,
                  weight_cap: Any = 15.0, normalization: str = "share") -> None:
         super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
-        self._init_binner(n_bins, window, bin_mode, bin_quantile)
+        self._init_binner(n_bins, window, bin_mode, bin_quantile, binner)
         self.prompt = _prompt_gdro(self.n_bins, prompt_step_size, prompt_exploration, prompt_ema, weight_cap,
-                                   normalization, self._spawn())
+                                   normalization, self._spawn(), prompt_loss_range, prompt_horizon)
+        self._prompt_step_option = (prompt_step_size if isinstance(prompt_step_size, str) else self.prompt.step_size,
+                                    prompt_loss_range, prompt_horizon)
 
     def _prompt_options(self) -> dict:
         p = self.prompt
-        return {"prompt_step_size": p.step_size, "prompt_exploration": p.exploration, "prompt_ema": p.ema,
+        step, loss_range, horizon = self._prompt_step_option
+        return {"prompt_step_size": step, "prompt_loss_range": loss_range, "prompt_horizon": horizon,
+                "prompt_step": p.step_size, "prompt_exploration": p.exploration, "prompt_ema": p.ema,
                 "weight_cap": p.weight_cap, "normalization": p.normalization}
 
     def _options(self) -> dict:
@@ -207,8 +279,15 @@ class RolloutGDROController(_RolloutArms):
     ----------------------------------------------------
     n_bins=10, window=50, bin_mode="window", bin_quantile=None
         :class:`bandits.PassAtKBinner`.
+    binner=None
+        Any other difficulty binner (:func:`binner_iv`); then ``n_bins`` is the binner's.
     arm_step_size=0.65, arm_exploration=0.01, arm_ema=0.4, dual_step=0.05, price_cap=10.0, selection="gumbel"
         :class:`bandits.RolloutGDRO` (App. C.2.2).
+    arm_start="budget", signed_price=True
+        :class:`bandits.RolloutGDRO` (``"uniform"``, ``False``: the unfixed start and price).
+    arm_model : {"auto", "free", "inverse"}, default "auto"
+        How never-played arms are scored; ``"auto"``: ``"inverse"`` (the ``1/n`` law) for the
+        variance utility, ``"free"`` for the loss utility.
     utility : {"variance", "loss"}, default "variance"
         What Rollout-GDRO maximises (module docstring).
     """
@@ -217,12 +296,14 @@ class RolloutGDROController(_RolloutArms):
 
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,
                  n_bins: Any = 10, window: Any = 50, bin_mode: str = "window", bin_quantile: Any = None,
-                 arm_step_size: Any = 0.65, arm_exploration: Any = 0.01, arm_ema: Any = 0.4,
+                 binner: Any = None, arm_step_size: Any = 0.65, arm_exploration: Any = 0.01, arm_ema: Any = 0.4,
                  dual_step: Any = 0.05, price_cap: Any = 10.0, selection: str = "gumbel",
-                 utility: str = "variance") -> None:
+                 utility: str = "variance", arm_start: str = "budget", signed_price: Any = True,
+                 arm_model: str = "auto") -> None:
         super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
-        self._init_binner(n_bins, window, bin_mode, bin_quantile)
-        self._init_rollout(arm_step_size, arm_exploration, arm_ema, dual_step, price_cap, selection, utility)
+        self._init_binner(n_bins, window, bin_mode, bin_quantile, binner)
+        self._init_rollout(arm_step_size, arm_exploration, arm_ema, dual_step, price_cap, selection, utility,
+                           arm_start, signed_price, arm_model)
 
     def _options(self) -> dict:
         return {**self._binner_options(), **self._rollout_options()}
@@ -284,16 +365,21 @@ class CoupledGDROController(_RolloutArms):
 
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,
                  n_bins: Any = 10, window: Any = 50, bin_mode: str = "window", bin_quantile: Any = None,
-                 prompt_step_size: Any = 0.65, prompt_exploration: Any = 0.01, prompt_ema: Any = 0.12,
+                 binner: Any = None, prompt_step_size: Any = "matched", prompt_loss_range: Any = 2.0,
+                 prompt_horizon: Any = 1000, prompt_exploration: Any = 0.01, prompt_ema: Any = 0.12,
                  weight_cap: Any = 15.0, normalization: str = "share",
                  arm_step_size: Any = 0.65, arm_exploration: Any = 0.01, arm_ema: Any = 0.4,
                  dual_step: Any = 0.05, price_cap: Any = 10.0, selection: str = "gumbel",
-                 utility: str = "variance") -> None:
+                 utility: str = "variance", arm_start: str = "budget", signed_price: Any = True,
+                 arm_model: str = "auto") -> None:
         super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
-        self._init_binner(n_bins, window, bin_mode, bin_quantile)
+        self._init_binner(n_bins, window, bin_mode, bin_quantile, binner)
         self.prompt = _prompt_gdro(self.n_bins, prompt_step_size, prompt_exploration, prompt_ema, weight_cap,
-                                   normalization, self._spawn())
-        self._init_rollout(arm_step_size, arm_exploration, arm_ema, dual_step, price_cap, selection, utility)
+                                   normalization, self._spawn(), prompt_loss_range, prompt_horizon)
+        self._prompt_step_option = (prompt_step_size if isinstance(prompt_step_size, str) else self.prompt.step_size,
+                                    prompt_loss_range, prompt_horizon)
+        self._init_rollout(arm_step_size, arm_exploration, arm_ema, dual_step, price_cap, selection, utility,
+                           arm_start, signed_price, arm_model)
 
     _prompt_options = PromptGDROController._prompt_options
 
