@@ -70,7 +70,7 @@ from __future__ import annotations
 import numpy as np
 
 from bandits.binning import PassAtKBinner
-from bandits.controllers import StepPlan
+from bandits.controllers import Controller, StepPlan
 from bandits.diagnostics import high_bin_mass, lead_lag_gap, weight_entropy
 from solvers import match_budget, sqrt_allocation
 from solvers.claims import (
@@ -191,28 +191,34 @@ def _window_mean(x: np.ndarray, w: int) -> np.ndarray:
     return np.array([x[i:i + w].mean(axis=0) for i in range(0, n, w)])
 
 
-class _WorstClassOracle:
+class _WorstClassOracle(Controller):
     """The ``oracle-gdro`` reference learner: GDRO's exact best response over the true difficulty classes.
 
     Counts are uniform (``mean_budget`` each, an integer in this study); the multipliers put all the
     adversary's weight on the class with the lowest exact mean success probability among the batch's
     prompts (eq. 13's worst group, with the true groups and losses) and normalise it by its share as
-    eq. 17 does: ``min(1 / share, weight_cap)`` on that class, 0 elsewhere. It needs no feedback.
+    eq. 17 does: ``min(1 / share, weight_cap)`` on that class, 0 elsewhere. It needs no feedback. A
+    study-only reference (it reads the simulator's ground truth), not a registered controller.
     """
 
-    def __init__(self, env, mean_budget: int, weight_cap: float = 15.0) -> None:
-        self.env, self.mean_budget, self.weight_cap = env, int(mean_budget), float(weight_cap)
+    name = "oracle-gdro"
+    learns_from_rewards = False
 
-    def plan(self, ids: np.ndarray) -> StepPlan:
+    def __init__(self, env, mean_budget: int, weight_cap: float = 15.0) -> None:
+        m = int(mean_budget)
+        super().__init__(n_prompts=env.n_prompts, mean_budget=m, lower=m, upper=m)
+        self.env, self.weight_cap = env, float(weight_cap)
+
+    def _plan(self, ids: np.ndarray, total: int) -> StepPlan:
         cls = self.env.difficulty[ids]
         p = self.env.success_prob(ids)
         present = np.unique(cls)
         worst = present[int(np.argmin([p[cls == c].mean() for c in present]))]
         on = cls == worst
         mult = np.where(on, min(ids.size / on.sum(), self.weight_cap), 0.0)
-        return StepPlan(np.full(ids.size, self.mean_budget, dtype=np.int64), mult)
+        return StepPlan(np.full(ids.size, total // ids.size, dtype=np.int64), mult)
 
-    def observe(self, *args, **kwargs) -> None:
+    def _observe(self, obs) -> None:
         """No feedback: the oracle reads the true success probabilities."""
 
 
