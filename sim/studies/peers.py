@@ -321,7 +321,12 @@ def _claims(g: _Regime) -> list:
                 f"step against uniform's {mean_ci(c['spent_per_prompt']['uniform']).format()}, "
                 f"{100 * mean_ci(c['wasted'][n]).mean:.0f} % of them in all-equal groups (uniform "
                 f"{100 * mean_ci(c['wasted']['uniform']).mean:.0f} %), {100 * mean_ci(c['trained'][n]).mean:.0f} % "
-                f"entered the gradient, {mean_ci(c['rounds'][n]).mean:.2f} generation rounds per step; final accuracy "
+                f"entered the gradient"
+                + (f", {100 * mean_ci(c['skipped'][n]).mean:.0f} % of the batch's prompts got no rollout"
+                   if mean_ci(c["skipped"][n]).mean > 0 else "")
+                + (f", {mean_ci(c['reused'][n]).mean:.2f} earlier correct responses reused per step"
+                   if mean_ci(c["reused"][n]).mean > 0 else "")
+                + f", {mean_ci(c['rounds'][n]).mean:.2f} generation rounds per step; final accuracy "
                 f"- uniform's {g.d_final[n].format()}; rank {g.ranking.index(n) + 1} of {len(g.names)} by mean AUC "
                 f"(95 % interval {g.rank_ci[n][0]:.0f}-{g.rank_ci[n][1]:.0f})")
         claims.append(make_claim(
