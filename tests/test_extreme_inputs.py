@@ -365,6 +365,12 @@ FUNCTIONS: dict[str, Entry] = {
         ("grad_norms", "radius", "p"),
         allow=lambda kwargs, path, value: path == "q" and value == np.inf and kwargs.get("p") == 1.0,
     ),
+    "wasserstein_collapse_radius": Entry(
+        solvers.wasserstein_collapse_radius,
+        [dict(features_a=_EMB[:6, :2], features_b=_EMB[6:, :2], rewards_a=_arr(1, 0, 1, 0, 1, 1),
+              rewards_b=_arr(0, 0, 1, 1, 0, 0))],
+        ("features_a", "features_b", "rewards_a", "rewards_b"),
+    ),
     "rebel_step_linear": Entry(
         solvers.rebel_step_linear,
         [
