@@ -345,8 +345,8 @@ def run_task(task: dict, config: dict) -> dict:
     unseen = np.zeros(steps)
     series = {key: np.zeros(steps) for key in ("wse", "wse_uniform", "wse_oracle", "proxy", "proxy_uniform",
                                                "proxy_oracle", "proxy_oracle_true_bins")}
-    # bin churn and the bins by the true within-prompt variance (the binning comparison of the regimes that
-    # run posterior bins): per step, revisits whose bins both rest on observations, and how many changed bin
+    # bin churn and the bins by the true within-prompt variance, only in the regimes that run posterior bins
+    # (the binning comparison): per step, revisits whose bins both rest on observations, and how many changed
     binning_check = any(n in POSTERIOR for n in reg["learners"])
     v_edges = np.arange(1, nb) / nb  # inner edges b / B on 4 p (1 - p), as PosteriorBinner's "variance" bins
     tracker = _BinChurn(env.n_prompts)
@@ -393,8 +393,9 @@ def run_task(task: dict, config: dict) -> dict:
         series["wse_uniform"][t] = float(shares[t] @ sd_b) / np.sqrt(nbar)
         series["proxy"][t] = float(np.mean(v_b[bins] / counts))  # eq. 19
         series["proxy_uniform"][t] = float(shares[t] @ v_b) / nbar
-        true_bins = np.searchsorted(v_edges, v_i, side="right")
-        churn[t] = tracker.update(ids, bins, true_bins)
+        if binning_check:
+            true_bins = np.searchsorted(v_edges, v_i, side="right")
+            churn[t] = tracker.update(ids, bins, true_bins)
         fw = shares[t] * v_b  # where the batch's learning signal sits (the learnable frontier)
         frontier[t] = fw / fw.sum() if fw.sum() > 0 else shares[t]
         if name in _BUDGETED:
@@ -429,10 +430,11 @@ def run_task(task: dict, config: dict) -> dict:
             out["proxy_oracle_true_bins"] = _window_mean(series["proxy_oracle_true_bins"], w).tolist()
     for key in ("wse", "proxy"):
         out[f"{key}_ratio"] = float(series[key].mean() / series[f"{key}_uniform"].mean())
-    eligible = churn[:, 0].sum()
-    out["bin_churn"] = float(churn[:, 1].sum() / eligible) if eligible else None
-    out["true_bin_churn"] = float(churn[:, 2].sum() / eligible) if eligible else None
-    out["churn_counts"] = _window_mean(churn, w).tolist()  # per window: mean eligible, changed, true changed
+    if binning_check:
+        eligible = churn[:, 0].sum()
+        out["bin_churn"] = float(churn[:, 1].sum() / eligible) if eligible else None
+        out["true_bin_churn"] = float(churn[:, 2].sum() / eligible) if eligible else None
+        out["churn_counts"] = _window_mean(churn, w).tolist()  # per window: mean eligible, changed, true changed
     occ_total = _window_mean(shares, w)
     seen_steps = unseen < 1.0  # steps where at least one prompt of the batch has been observed before
     out.update(
