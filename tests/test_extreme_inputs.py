@@ -846,6 +846,31 @@ def _public_methods(cls: type) -> set[str]:
 LEARNERS.update({f"controller:{name}": _controller_entry(name) for name in CONTROLLERS})
 
 
+def _posterior_binned_entry(name: str) -> Learner:
+    """Controller ``name`` with ``binning="posterior"``, its ``binning_options`` entries flattened into
+    keyword arguments of a test-local subclass so the sweep substitutes extreme values into each
+    (the entry is named ``controller:<name>[posterior]``; the class is the registered one)."""
+    base_cls = CONTROLLERS[name]
+
+    class PosteriorBinned(base_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *, statistic="variance", confidence=0.9, discount=0.9, hysteresis=0.05, prior_a=1.0,
+                     prior_b=1.0, **kwargs):
+            super().__init__(binning="posterior", binning_options=dict(
+                statistic=statistic, confidence=confidence, discount=discount, hysteresis=hysteresis,
+                prior=(prior_a, prior_b)), **kwargs)
+
+    entry = _controller_entry(name)
+    flat = dict(confidence=0.9, discount=0.9, hysteresis=0.05, prior_a=1.0, prior_b=2.0)
+    base = dict(n_prompts=12, mean_budget=4, lower=2, upper=8, seed=0, n_bins=3, **flat)
+    words = tuple(inspect.signature(base_cls.__init__).parameters) + ("prior", "binning_options")
+    return dataclasses.replace(entry, cls=PosteriorBinned, bases=[base],
+                               sweep=("n_prompts", "mean_budget", "lower", "upper", "seed", "n_bins", *flat),
+                               names=words)
+
+
+LEARNERS.update({f"controller:{name}[posterior]": _posterior_binned_entry(name) for name in ("rollout-gdro", "sqrt-law")})
+
+
 @dataclass
 class Record:
     """Outcome of one call of the sweep."""
@@ -1208,7 +1233,8 @@ def test_every_public_name_has_an_entry():
     exported |= {f"controller:{n}": c for n, c in CONTROLLERS.items()}  # every registered controller
     missing = sorted(set(exported) - set(FUNCTIONS) - set(LEARNERS) - set(NOT_SWEPT))
     assert not missing, f"public names without an extreme-input entry: {missing}"
-    stale = sorted((set(FUNCTIONS) | set(LEARNERS) | set(NOT_SWEPT)) - set(exported))
+    variants = {n.split("[")[0] for n in LEARNERS}  # "controller:<name>[posterior]": a variant of <name>
+    stale = sorted((set(FUNCTIONS) | variants | set(NOT_SWEPT)) - set(exported))
     assert not stale, f"table entries for names that are not exported: {stale}"
     for name, spec in LEARNERS.items():
         skip = set(METHODS_NOT_SWEPT) | (set(_CTRL_METHODS_NOT_SWEPT) if name.startswith("controller:") else set())

@@ -346,6 +346,8 @@ EXPECTED_CLAIMS = {
         "gdro.powered.rollout_wse", "gdro.powered.rollout_proxy", "gdro.powered.sqrt_law_proxy",
         "gdro.powered.prompt_gdro_pass8", "gdro.powered.rollout_gdro_pass8", "gdro.powered.prompt_gdro_worst_group",
         "gdro.powered.prompt_gdro_lead", "gdro.powered.prompt_gdro_lead_decays",
+        "gdro.powered.rollout_gdro_posterior_bins_proxy", "gdro.powered.rollout_gdro_posterior_bins_churn",
+        "gdro.powered.sqrt_law_posterior_bins_proxy", "gdro.powered.sqrt_law_posterior_bins_churn",
     },
 }  # fmt: skip
 
@@ -544,3 +546,50 @@ def test_gdro_lead_lag_leaves_out_all_unseen_steps_and_oracle_targets_the_worst_
     assert np.all(plan.multipliers[cls != worst] == 0.0)
     assert np.allclose(plan.multipliers[cls == worst], min(ids.size / np.sum(cls == worst), 15.0))
     assert plan.counts.tolist() == [4] * ids.size
+
+
+def test_gdro_binning_comparison(quick_results):
+    """Posterior vs pass@k bins (powered regime): the posterior learners run the same controllers with
+    binning="posterior" (statistic "variance"); the oracle on true-variance bins never does worse than
+    uniform (n_bar in every bin is one of its candidates); churn is a share; the four claims are project
+    checks citing GDRO App. B, each with its positive control in its own units (points)."""
+    from bandits import PassAtKBinner, PosteriorBinner
+    from sim.studies import gdro
+
+    res = quick_results["gdro"]
+    cfg = res.config
+    assert {"rollout-gdro-posterior", "sqrt-law-posterior"} <= set(cfg["regimes"]["powered"]["learners"])
+    assert not {"rollout-gdro-posterior", "sqrt-law-posterior"} & set(cfg["regimes"]["default"]["learners"])
+    env = make_split_env(cfg["regimes"]["powered"]["env"], 0)
+    budget = cfg["regimes"]["powered"]["budget"]
+    for n, ref in gdro.POSTERIOR.items():
+        post = make_study_controller(ref, env, budget, 0, gdro._learner_options(n, cfg, cfg["regimes"]["powered"]))
+        plain = make_study_controller(ref, env, budget, 0, gdro._learner_options(ref, cfg, cfg["regimes"]["powered"]))
+        assert isinstance(post.binner, PosteriorBinner) and post.binner.statistic == "variance"
+        assert isinstance(plain.binner, PassAtKBinner)
+    data = res.data["regimes"]["powered"]
+    for n in gdro.POSTERIOR:
+        b = data["binning"][n]
+        assert all(0.0 <= v <= 100.0 for v in b["churn_pct"] + b["reference_churn_pct"] + b["true_bin_churn_pct"])
+        for s in res.seeds:
+            assert data["runs"][f"{s}/{n}"]["proxy_oracle_true_bins_ratio"] <= 1.0 + 1e-12
+    binning = [c for c in res.claims if "posterior_bins" in c.key]
+    assert len(binning) == 4
+    for c in binning:
+        assert c.kind == "project check" and c.source == "GDRO App. B (future work: uncertainty-aware binning)"
+        assert c.regime == "powered" and c.criterion == "< 0" and c.control is not None
+    assert any(f.name == "powered_binning" for f in res.figures)
+    assert "Posterior (variance) vs pass@k bins" in res.summary
+
+
+def test_bin_churn_counts_revisits_from_the_third_visit():
+    """Churn counts a revisit only when its bin and the previous visit's bin both rest on observations
+    (the third visit on), and counts the learner's and the true-variance bins' changes separately."""
+    from sim.studies.gdro import _BinChurn
+
+    c = _BinChurn(4)
+    ids = np.array([0, 1, 2])
+    assert c.update(ids, np.array([0, 0, 0]), np.array([5, 5, 5])) == (0, 0, 0)  # first visit: unseen bins
+    assert c.update(ids, np.array([3, 4, 0]), np.array([5, 6, 5])) == (0, 0, 0)  # second: prior bin -> data
+    assert c.update(np.array([0, 1, 3]), np.array([3, 5, 1]), np.array([6, 6, 0])) == (2, 1, 1)
+    assert c.update(np.array([2, 3]), np.array([1, 1]), np.array([5, 0])) == (1, 1, 0)

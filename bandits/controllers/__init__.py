@@ -54,6 +54,11 @@ dapo-dynamic       DAPO dynamic sampling, in rounds (at most the budget):       
 ar3po              AR3PO, in rounds (at most the budget): stages until a        1
                    correct response appears; reuse an earlier one
 ================== =========================================================== ==================
+
+The four binned controllers (``rollout-gdro``, ``sqrt-law``, ``prompt-gdro``, ``gdro-coupled``) bin
+by pass@k by default; ``binning="posterior"`` (with ``binning_options``) bins by a Beta posterior
+over each prompt's per-rollout success rate instead (:class:`bandits.PosteriorBinner`), and
+``binner=`` takes any binner object (:func:`bandits.controllers.gdro.binner_iv`).
 """
 
 from __future__ import annotations

@@ -29,9 +29,10 @@ every step.
   budget allows (the proof of Thm F.17: "choose the smallest rollout arm"). When the total is not
   reachable with one arm per bin (a non-integer ``mean_budget``), single prompts are moved by one
   rollout, chosen uniformly among those that can move, as in ``rollout-gdro``.
-* **Binning**: pass@k bins (GDRO eq. 10-11, :class:`bandits.PassAtKBinner`) or any plugged-in
-  binner (``binner=``, :func:`bandits.controllers.gdro.binner_iv`); ``observe`` reads the bins
-  ``plan`` used, then updates the estimate and the binner. Multipliers are 1.
+* **Binning**: pass@k bins (GDRO eq. 10-11, :class:`bandits.PassAtKBinner`; default), posterior
+  bins by name (``binning="posterior"``, :class:`bandits.PosteriorBinner`) or any plugged-in
+  binner (``binner=``; all three: :func:`bandits.controllers.gdro.binner_iv`); ``observe`` reads
+  the bins ``plan`` used, then updates the estimate and the binner. Multipliers are 1.
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ class SqrtLawController(_Binned):
     ----------------------------------------------------
     n_bins=10, window=50, bin_mode="window", bin_quantile=None
         :class:`bandits.PassAtKBinner` (GDRO App. C.2).
+    binning="pass@k", binning_options=None
+        The binner by name: ``"pass@k"`` or ``"posterior"`` (:class:`bandits.PosteriorBinner`;
+        ``binning_options={"statistic": "variance"}`` orders bins by the posterior mean of the
+        within-prompt reward variance, the quantity this allocation acts on), built with the
+        shared ``n_bins`` (:func:`bandits.controllers.gdro.binner_iv`).
     binner=None
         Any other difficulty binner (:func:`bandits.controllers.gdro.binner_iv`); then ``n_bins`` is
         the binner's.
@@ -132,12 +138,13 @@ class SqrtLawController(_Binned):
 
     def __init__(self, *, n_prompts: Any, mean_budget: Any, lower: Any, upper: Any, seed: Any = None,
                  n_bins: Any = 10, window: Any = 50, bin_mode: str = "window", bin_quantile: Any = None,
-                 binner: Any = None, variance_ema: Any = 0.1) -> None:
+                 binner: Any = None, binning: str = "pass@k", binning_options: Any = None,
+                 variance_ema: Any = 0.1) -> None:
         super().__init__(n_prompts=n_prompts, mean_budget=mean_budget, lower=lower, upper=upper, seed=seed)
         if self.upper > _MAX_ARM:
             raise ValueError(f"controller {self.name!r} needs upper <= 2**20 (its arms are the integers "
                              f"lower..upper), got upper={self.upper}")
-        self._init_binner(n_bins, window, bin_mode, bin_quantile, binner)
+        self._init_binner(n_bins, window, bin_mode, bin_quantile, binner, binning, binning_options)
         ema = check_finite_scalar(variance_ema, "variance_ema", lo=0.0, hi=1.0, lo_open=True)
         self.estimator = _BinVariance(self.n_bins, ema)
         self.arms = np.arange(self.lower, int(self.upper) + 1, dtype=np.int64)
@@ -179,4 +186,4 @@ class SqrtLawController(_Binned):
     def _observe(self, obs: Observation) -> None:
         bins = self.binner.bins(obs.ids)
         self.estimator.update(bins, obs.sample_vars)
-        self.binner.update(obs.ids, obs.any_correct)
+        self._update_binner(obs)

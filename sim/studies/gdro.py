@@ -1,5 +1,6 @@
 """Study ``gdro``: Prompt-GDRO, Rollout-GDRO, their coupling and the square-root law vs GRPO with uniform
-allocation, on a heterogeneous-difficulty :class:`sim.SoftmaxRLVR` binned online by pass@k (GDRO eq. 10-11).
+allocation, on a heterogeneous-difficulty :class:`sim.SoftmaxRLVR` binned online by pass@k (GDRO eq. 10-11),
+and, in the powered regime, posterior bins against pass@k bins for the two variance-aware allocators.
 
 Regimes
 -------
@@ -24,7 +25,8 @@ claims), ``prompt-gdro`` (multipliers eq. 17, uniform counts) at the step matche
 (Thm F.7's ``sqrt(8 log B / T) / M`` with ``M = 2`` for the loss ``1 - 2 r_bar`` and ``T`` the run's
 steps; :meth:`bandits.PromptGDRO.matched_step_size`), ``prompt-gdro-paper`` (the same with App. C.2.1's
 0.65, reported as the paper's constant), ``rollout-gdro`` (Rollout-GDRO counts, arms ``2..12``),
-``gdro-coupled`` (both, this project's coupling; it carries no paper claim and runs at the ``full`` (and
+``rollout-gdro-posterior`` and ``sqrt-law-posterior`` (the same on posterior bins, powered regime; see
+"Binning"), ``gdro-coupled`` (both, this project's coupling; it carries no paper claim and runs at the ``full`` (and
 ``quick``) scale only, to keep the default study within its time budget), ``sqrt-law`` (Thm F.17 directly with online
 within-prompt variances) and ``oracle-gdro`` (the positive control for the worst-group claim: the exact
 GDRO best response over the task's true difficulty classes -- every step, all weight on the class with
@@ -56,6 +58,29 @@ Measurements
   weights' normalised entropy, the mass of weights / data / rollout budget in bins ``>= high_bin`` (Fig.
   4/7), the shadow price, and per-bin shares, weights, rollouts (against the square-root target
   :func:`solvers.sqrt_allocation` with the true ``v_b``) and rewards over training.
+
+Binning (powered regime only, to stay within the study's time budget)
+-----------------------------------------------------------------------
+GDRO App. B leaves "uncertainty-aware binning (e.g., Bayesian estimators or confidence-bound assignment rules)"
+to future work: pass@k bins saturate (with ``k >= 4`` every prompt with ``p >= 0.5`` is in the top bin, so a
+``p = 0.5`` prompt -- the largest reward variance -- shares a bin with a ``p = 0.97`` one) and rest on a few
+indicators early on. ``rollout-gdro-posterior`` and ``sqrt-law-posterior`` are ``rollout-gdro`` and ``sqrt-law``
+with ``binning="posterior"`` (:class:`bandits.PosteriorBinner` on each prompt's per-rollout successes) and the
+statistic ``"variance"``: bins by the Beta posterior mean of ``4 p (1 - p)``, the within-prompt reward variance
+that both allocators act on (eq. 19's ``v_b``, the square-root law's ``n_b ~ sqrt(v_b)``); chosen before any
+run, every other option at its default (Beta(1, 1) prior, discount 0.98 = the pass@k window's memory of 50
+observations, hysteresis 0.02). Each is paired by seed with the same controller on pass@k bins, on the same
+batches. Two project checks per allocator:
+
+* *eq. 19 proxy*: posterior minus pass@k bins, in points of the proxy's change vs uniform (uniform's proxy is
+  ``mean_i v_i / n_bar`` whatever the bins, so the changes of the two learners share their reference). Positive
+  control, same units: on the pass@k learner's batches, the oracle allocation on bins by the *true*
+  within-prompt variance (edges ``b / 10`` on the exact ``4 p (1 - p)``: the posterior bins without estimation
+  noise) minus the oracle on the pass@k bins -- the most a change of bins can give a per-bin allocation.
+* *bin churn*: the share of revisits whose bin changed since the prompt's previous visit, counted from a
+  prompt's third visit (both bins then rest on observations); posterior minus pass@k, in points. Positive
+  control: the churn of the true-variance bins minus the pass@k bins' churn on the pass@k learner's visits --
+  what the posterior layout churns with the estimation noise removed (the policy's own movement remains).
 
 Claims: Rollout-GDRO lowers WSE and the eq. 19 proxy against compute-matched uniform (App. E.2.1, Fig. 6b;
 Sec. 3.3); the square-root law does (Thm F.17 / eq. 58 with Remark F.25's estimate); Prompt-GDRO (both
@@ -105,14 +130,24 @@ LEARNERS = {
     "rollout-gdro": ("rollout-gdro", 1),
     "gdro-coupled": ("gdro-coupled", 1),
     "sqrt-law": ("sqrt-law", 1),
+    "rollout-gdro-posterior": ("rollout-gdro", 1),
+    "sqrt-law-posterior": ("sqrt-law", 1),
     "oracle-gdro": ("uniform", 1),
 }
 LABELS = {"uniform": "GRPO", "uniform-2x": "uniform-2x", "prompt-gdro": "prompt-gdro",
           "prompt-gdro-paper": "prompt-gdro (step 0.65)", "rollout-gdro": "rollout-gdro",
-          "gdro-coupled": "gdro-coupled", "sqrt-law": "sqrt-law", "oracle-gdro": "oracle-gdro"}
+          "gdro-coupled": "gdro-coupled", "sqrt-law": "sqrt-law", "rollout-gdro-posterior": "rollout-gdro (posterior bins)",
+          "sqrt-law-posterior": "sqrt-law (posterior bins)", "oracle-gdro": "oracle-gdro"}
 CLASSES = list(DIFFICULTY_CLASSES)
 _WEIGHTED = ("prompt-gdro", "prompt-gdro-paper", "gdro-coupled")
-_BUDGETED = ("rollout-gdro", "gdro-coupled", "sqrt-law")
+_BUDGETED = ("rollout-gdro", "gdro-coupled", "sqrt-law", "rollout-gdro-posterior", "sqrt-law-posterior")
+POSTERIOR = {"rollout-gdro-posterior": "rollout-gdro", "sqrt-law-posterior": "sqrt-law"}
+"""Learners with posterior bins -> the same controller with pass@k bins (their paired reference)."""
+POSTERIOR_BINNING = {"statistic": "variance"}
+"""``binning_options`` of the posterior learners (:class:`bandits.PosteriorBinner`; every other option at its
+default: uniform Beta(1, 1) prior, discount 0.98 -- an effective memory of 50 observations, the pass@k
+window -- and hysteresis 0.02). ``"variance"`` bins by the posterior mean of ``4 p (1 - p)``, the within-prompt
+reward variance that both allocators act on (eq. 19's ``v_b``); chosen before any run."""
 PAPER_PROMPT_STEP = 0.65
 """GDRO App. C.2.1's adversary learning rate, run as the learner ``prompt-gdro-paper``."""
 
@@ -137,7 +172,8 @@ def _powered_regime() -> dict:
                 "mix": {"easy": 0.05, "medium": 0.15, "hard": 0.6, "nearly-unsolvable": 0.2}},
         "training": {"batch": 32, "steps": 160, "lr": 0.02, "estimator": "grpo"},
         "budget": {"mean_budget": 4, "lower": 2, "upper": 12},
-        "learners": ["uniform", "uniform-2x", "prompt-gdro", "rollout-gdro", "sqrt-law", "oracle-gdro"],
+        "learners": ["uniform", "uniform-2x", "prompt-gdro", "rollout-gdro", "sqrt-law", "rollout-gdro-posterior",
+                     "sqrt-law-posterior", "oracle-gdro"],
         "eval_every": 16,
         "window_steps": 16,
     }
@@ -222,7 +258,41 @@ class _WorstClassOracle(Controller):
         """No feedback: the oracle reads the true success probabilities."""
 
 
+class _BinChurn:
+    """Bin churn between a prompt's consecutive visits (the study's stability measure of a binning).
+
+    :meth:`update` takes a step's prompt ids (distinct) with the bins the learner used and the bins by
+    the true within-prompt variance, and counts the *eligible* revisits -- visits whose bin and the
+    previous visit's bin both rest on observations, i.e. from a prompt's third visit on (at the first
+    visit every binner shows its unseen bin) -- and how many of them changed bin, and true bin, since
+    the previous visit. Churn is ``changed / eligible`` summed over a run.
+
+    Examples
+    --------
+    >>> c = _BinChurn(3)
+    >>> [c.update(np.array([0, 1]), np.array([0, 0]), np.array([1, 1])) for _ in range(2)]
+    [(0, 0, 0), (0, 0, 0)]
+    >>> c.update(np.array([0, 1]), np.array([0, 2]), np.array([1, 1]))
+    (2, 1, 0)
+    """
+
+    def __init__(self, n_prompts: int) -> None:
+        self.last_bin = np.full(n_prompts, -1, dtype=np.int64)
+        self.last_true = np.full(n_prompts, -1, dtype=np.int64)
+        self.visits = np.zeros(n_prompts, dtype=np.int64)
+
+    def update(self, ids: np.ndarray, bins: np.ndarray, true_bins: np.ndarray) -> tuple[int, int, int]:
+        again = self.visits[ids] >= 2
+        out = (int(again.sum()), int((again & (bins != self.last_bin[ids])).sum()),
+               int((again & (true_bins != self.last_true[ids])).sum()))
+        self.last_bin[ids], self.last_true[ids] = bins, true_bins
+        self.visits[ids] += 1
+        return out
+
+
 def _learner_options(name: str, config: dict, regime: dict) -> dict:
+    if name in POSTERIOR:
+        return {"n_bins": config["n_bins"], "binning": "posterior", "binning_options": dict(POSTERIOR_BINNING)}
     opts = {} if name in ("uniform", "uniform-2x", "oracle-gdro") else {"n_bins": config["n_bins"],
                                                                           "window": config["window"]}
     if name in ("prompt-gdro", "gdro-coupled"):
@@ -274,7 +344,13 @@ def run_task(task: dict, config: dict) -> dict:
     target = np.full((steps, nb), np.nan)
     unseen = np.zeros(steps)
     series = {key: np.zeros(steps) for key in ("wse", "wse_uniform", "wse_oracle", "proxy", "proxy_uniform",
-                                               "proxy_oracle")}
+                                               "proxy_oracle", "proxy_oracle_true_bins")}
+    # bin churn and the bins by the true within-prompt variance, only in the regimes that run posterior bins
+    # (the binning comparison): per step, revisits whose bins both rest on observations, and how many changed
+    binning_check = any(n in POSTERIOR for n in reg["learners"])
+    v_edges = np.arange(1, nb) / nb  # inner edges b / B on 4 p (1 - p), as PosteriorBinner's "variance" bins
+    tracker = _BinChurn(env.n_prompts)
+    churn = np.zeros((steps, 3))  # eligible revisits, bin changed, true-variance bin changed
     price = np.zeros(steps)
     sig_values, sig_bins = [], []
     for t in range(steps + 1):
@@ -293,9 +369,9 @@ def run_task(task: dict, config: dict) -> dict:
         counts = batch.counts.astype(np.float64)  # every round's rollouts (plan.counts for a single-round controller)
         if name in _WEIGHTED:
             weights[t] = ctrl.prompt.weights
-        if name in ("rollout-gdro", "gdro-coupled"):
+        if base in ("rollout-gdro", "gdro-coupled"):
             price[t] = ctrl.rollout.shadow_price
-        elif name == "sqrt-law":
+        elif base == "sqrt-law":
             price[t] = ctrl.shadow_price
         r_bar = np.bincount(batch.group_ids, weights=batch.rewards, minlength=ids.size) / counts
         sig_values.append(1.0 - 2.0 * r_bar)  # the prompt loss fed to Prompt-GDRO (App. E.2.1's signal)
@@ -317,6 +393,9 @@ def run_task(task: dict, config: dict) -> dict:
         series["wse_uniform"][t] = float(shares[t] @ sd_b) / np.sqrt(nbar)
         series["proxy"][t] = float(np.mean(v_b[bins] / counts))  # eq. 19
         series["proxy_uniform"][t] = float(shares[t] @ v_b) / nbar
+        if binning_check:
+            true_bins = np.searchsorted(v_edges, v_i, side="right")
+            churn[t] = tracker.update(ids, bins, true_bins)
         fw = shares[t] * v_b  # where the batch's learning signal sits (the learnable frontier)
         frontier[t] = fw / fw.sum() if fw.sum() > 0 else shares[t]
         if name in _BUDGETED:
@@ -324,6 +403,11 @@ def run_task(task: dict, config: dict) -> dict:
             occ_i = occ.astype(np.int64)
             series["wse_oracle"][t] = _oracle(sd_b[:, None] / np.sqrt(af)[None, :], occ_i, arms, total) / m
             series["proxy_oracle"][t] = _oracle(v_b[:, None] / af[None, :], occ_i, arms, total) / m
+            if binning_check:  # the same oracle on bins by the true within-prompt variance
+                occ_t = np.bincount(true_bins, minlength=nb)
+                v_t = np.divide(np.bincount(true_bins, weights=v_i, minlength=nb), occ_t, out=np.zeros(nb),
+                                where=occ_t > 0)
+                series["proxy_oracle_true_bins"][t] = _oracle(v_t[:, None] / af[None, :], occ_t, arms, total) / m
             target[t] = sqrt_allocation(v_b, shares[t], nbar, lower=float(arms[0]), upper=float(arms[-1])).n
         if shadow is not None:
             any_correct = np.bincount(batch.group_ids, weights=(batch.rewards >= 1.0).astype(np.float64),
@@ -340,8 +424,17 @@ def run_task(task: dict, config: dict) -> dict:
     if name in _BUDGETED:
         for key in ("wse", "proxy"):
             out[f"{key}_oracle_ratio"] = float(series[f"{key}_oracle"].mean() / series[f"{key}_uniform"].mean())
+        if binning_check:
+            out["proxy_oracle_true_bins_ratio"] = float(series["proxy_oracle_true_bins"].mean()
+                                                        / series["proxy_uniform"].mean())
+            out["proxy_oracle_true_bins"] = _window_mean(series["proxy_oracle_true_bins"], w).tolist()
     for key in ("wse", "proxy"):
         out[f"{key}_ratio"] = float(series[key].mean() / series[f"{key}_uniform"].mean())
+    if binning_check:
+        eligible = churn[:, 0].sum()
+        out["bin_churn"] = float(churn[:, 1].sum() / eligible) if eligible else None
+        out["true_bin_churn"] = float(churn[:, 2].sum() / eligible) if eligible else None
+        out["churn_counts"] = _window_mean(churn, w).tolist()  # per window: mean eligible, changed, true changed
     occ_total = _window_mean(shares, w)
     seen_steps = unseen < 1.0  # steps where at least one prompt of the batch has been observed before
     out.update(
@@ -411,6 +504,120 @@ def _selected_bins(shares: np.ndarray, nb: int) -> list[int]:
 
 def _bin_label(b: int, nb: int) -> str:
     return f"bin {b}" + (" (hardest)" if b == 0 else " (easiest)" if b == nb - 1 else "")
+
+
+BINNING_SOURCE = "GDRO App. B (future work: uncertainty-aware binning)"
+
+
+def _churn_by_window(res: dict, seeds: tuple, name: str, column: int) -> np.ndarray:
+    """(seeds, windows) share of the eligible revisits whose bin (``column`` 1) or true-variance bin
+    (``column`` 2) changed; NaN in windows without an eligible revisit."""
+    c = np.array([res[(s, name)]["churn_counts"] for s in seeds], dtype=np.float64)
+    return np.divide(c[:, :, column], c[:, :, 0], out=np.full(c.shape[:2], np.nan), where=c[:, :, 0] > 0)
+
+
+def _band_where_defined(a: np.ndarray) -> tuple:
+    """Mean and 95 % CI per column of a (seeds, points) array; NaN where a seed has no value."""
+    out: list[list[float]] = [[], [], []]
+    for j in range(a.shape[1]):
+        col = a[:, j]
+        e = mean_ci(col) if np.all(np.isfinite(col)) else None
+        for i, v in enumerate((e.mean, e.low, e.high) if e is not None else (np.nan,) * 3):
+            out[i].append(v)
+    return tuple(out)
+
+
+def _binning_part(regime: str, pre: str, fig_pre: str, names: list, seeds: tuple, res: dict, red: dict, wx: list,
+                  setting: str) -> dict:
+    """Posterior vs pass@k bins for the allocators run both ways in ``regime``: claims (project checks),
+    a table, a figure, a summary sentence and the per-seed data (module docstring, "Binning")."""
+    pairs = [(n, POSTERIOR[n]) for n in POSTERIOR if n in names and POSTERIOR[n] in names]
+    out: dict = {"claims": [], "tables": [], "figures": [], "summary": "", "data": {}}
+    if not pairs:
+        return out
+
+    def arr(name: str, key: str) -> np.ndarray:
+        return np.array([res[(s, name)][key] for s in seeds], dtype=np.float64)
+
+    n_seeds = len(seeds)
+    stat = POSTERIOR_BINNING["statistic"]
+    rows, sentences, ser_proxy, ser_churn = [], [], [], []
+    for n, ref in pairs:
+        tag = ref.replace("-", "_")
+        d_proxy = red["proxy"][n] - red["proxy"][ref]  # percentage points of the change vs uniform
+        orc_ref, orc_post = 100.0 * (arr(ref, "proxy_oracle_ratio") - 1.0), 100.0 * (arr(n, "proxy_oracle_ratio") - 1.0)
+        orc_true = 100.0 * (arr(ref, "proxy_oracle_true_bins_ratio") - 1.0)
+        ctrl_proxy = orc_true - orc_ref
+        churn_post, churn_ref = 100.0 * arr(n, "bin_churn"), 100.0 * arr(ref, "bin_churn")
+        churn_true = 100.0 * arr(ref, "true_bin_churn")
+        d_churn, ctrl_churn = churn_post - churn_ref, churn_true - churn_ref
+        out["claims"].append(make_claim(
+            f"{pre}{tag}_posterior_bins_proxy", BINNING_SOURCE,
+            f"{ref} with posterior bins (Beta posterior mean of the within-prompt reward variance) attains a lower "
+            "eq. 19 variance proxy than with pass@k bins",
+            "paired difference, posterior minus pass@k bins, of the eq. 19 proxy's relative change vs compute-matched "
+            "uniform averaged over training (percentage points), true within-prompt variance per bin",
+            mean_ci(d_proxy), less=0.0, regime=regime, kind="project check", control=mean_ci(ctrl_proxy),
+            control_label=("oracle allocation on bins by the true within-prompt variance minus the oracle on the pass@k "
+                           f"bins, {ref}'s batches (points): the most a change of bins gives a per-bin allocation"),
+            note=(f"eq. 19 change vs uniform: pass@k bins {mean_ci(red['proxy'][ref]).format()} %, posterior bins "
+                  f"{mean_ci(red['proxy'][n]).format()} %; the oracle allocation on each learner's own bins: "
+                  f"{mean_ci(orc_ref).format()} % and {mean_ci(orc_post).format()} %, on true-variance bins "
+                  f"{mean_ci(orc_true).format()} %; {setting}")))
+        out["claims"].append(make_claim(
+            f"{pre}{tag}_posterior_bins_churn", BINNING_SOURCE,
+            f"posterior bins change less often than pass@k bins between a prompt's consecutive visits ({ref})",
+            "paired difference, posterior minus pass@k bins, of the bin churn: the share of revisits (both bins "
+            "resting on observations) whose bin changed since the prompt's previous visit (percentage points)",
+            mean_ci(d_churn), less=0.0, regime=regime, kind="project check", control=mean_ci(ctrl_churn),
+            control_label=("bins by the true within-prompt variance (the posterior bins' layout without estimation "
+                           f"noise) minus the pass@k bins, {ref}'s visits (points)"),
+            note=(f"churn: pass@k bins {mean_ci(churn_ref).format()} %, posterior bins {mean_ci(churn_post).format()} %, "
+                  f"true-variance bins {mean_ci(churn_true).format()} % (the churn the policy's own movement "
+                  "causes in that layout)")))
+        for lab, name, orc, churn in ((LABELS[ref], ref, orc_ref, churn_ref), (LABELS[n], n, orc_post, churn_post)):
+            rows.append((lab, mean_ci(red["proxy"][name]).format(), mean_ci(orc).format(), mean_ci(orc_true).format(),
+                         mean_ci(churn).format(), mean_ci(churn_true).format(),
+                         mean_ci(d_proxy).format() if name == n else "", mean_ci(d_churn).format() if name == n else ""))
+        sentences.append(f"{ref} eq. 19 {mean_ci(d_proxy).format()} points (control {mean_ci(ctrl_proxy).format()}), "
+                         f"churn {mean_ci(d_churn).format()} points (control {mean_ci(ctrl_churn).format()})")
+        curve = 100.0 * (arr(n, "proxy") / arr(n, "proxy_uniform") - arr(ref, "proxy") / arr(ref, "proxy_uniform"))
+        ser_proxy.append(Series(LABELS[n], wx, *curve_ci(curve)))
+        ser_churn.append(Series(LABELS[n], wx, *_band_where_defined(
+            100.0 * (_churn_by_window(res, seeds, n, 1) - _churn_by_window(res, seeds, ref, 1)))))
+        out["data"][n] = {"reference": ref, "proxy_difference_points": d_proxy.tolist(),
+                          "proxy_control_points": ctrl_proxy.tolist(), "churn_pct": churn_post.tolist(),
+                          "reference_churn_pct": churn_ref.tolist(), "true_bin_churn_pct": churn_true.tolist()}
+    ref0 = pairs[0][1]
+    ser_proxy.append(Series("oracle: true-variance bins", wx, *curve_ci(100.0 * (
+        arr(ref0, "proxy_oracle_true_bins") - arr(ref0, "proxy_oracle")) / arr(ref0, "proxy_uniform")),
+        linestyle="dashed"))
+    ser_churn.append(Series("true-variance bins", wx, *_band_where_defined(
+        100.0 * (_churn_by_window(res, seeds, ref0, 2) - _churn_by_window(res, seeds, ref0, 1))), linestyle="dashed"))
+    out["tables"].append(Table(
+        f"[{regime}] Posterior vs pass@k bins for the variance-aware allocators ({n_seeds} seeds, 95% CI)",
+        ("learner", "eq. 19 change vs uniform (%)", "oracle on its bins (%)", "oracle on true-variance bins (%)",
+         "bin churn (%)", "true-variance bin churn (%)", "eq. 19: posterior - pass@k (points)",
+         "churn: posterior - pass@k (points)"),
+        tuple(rows),
+        note=(f"posterior bins: bandits.PosteriorBinner, statistic {stat!r} (posterior mean of 4 p (1 - p)), prior "
+              "Beta(1, 1), discount 0.98, hysteresis 0.02; oracle: the best per-bin integer allocation with the true "
+              "variances on the learner's batches; true-variance bins: edges b/10 on the exact 4 p (1 - p) of the "
+              "sampling policy; churn over revisits whose current and previous bins both rest on observations")))
+    out["figures"].append(Figure(
+        f"{fig_pre}binning", f"Posterior vs pass@k bins for rollout-gdro and sqrt-law ({regime} regime)", (
+            Panel("eq. 19 proxy: posterior minus pass@k bins (paired)", "training step",
+                  "difference of the change vs uniform (points)", tuple(ser_proxy), hlines=((0.0, ""),)),
+            Panel("bin churn: posterior minus pass@k bins (paired)", "training step",
+                  "difference of the churn (points)", tuple(ser_churn), hlines=((0.0, ""),)),
+        ), caption=(f"Paired differences (mean and 95% CI over {n_seeds} seeds, windows of steps) of each allocator "
+                    "with posterior bins against itself with pass@k bins; below 0: the posterior bins lower the proxy or "
+                    f"change less. Dashed: the positive controls on {ref0}'s batches (the oracle allocation on bins by "
+                    "the true within-prompt variance minus on pass@k bins; the churn of those true-variance bins minus "
+                    "the pass@k bins' churn). Churn is undefined before a prompt's third visit."), ncols=2))
+    out["summary"] = f" Posterior ({stat}) vs pass@k bins, paired: " + "; ".join(sentences) + "."
+    return out
+
 
 
 def _regime_result(config: dict, regime: str, seeds: tuple, res: dict) -> dict:
@@ -531,6 +738,9 @@ def _regime_result(config: dict, regime: str, seeds: tuple, res: dict) -> dict:
             mean_ci(np.abs(e) - np.abs(l_)), greater=0.0, regime=regime, control=mean_ci(np.abs(re) - np.abs(rl)),
             control_label="the same for the learnable-frontier reference (bins)",
             note=f"first {pct} %: {mean_ci(e).format()}, last {pct} %: {mean_ci(l_).format()}"))
+
+    binning = _binning_part(regime, pre, fig_pre, names, seeds, res, red, wx, setting)
+    claims += binning["claims"]
 
     # ---- tables
     tables = []
@@ -740,6 +950,8 @@ def _regime_result(config: dict, regime: str, seeds: tuple, res: dict) -> dict:
                                                          f"share of the rollout budget (mean over {n_seeds} seeds); a "
                                                          "budget bar above the data bar: more than n_bar rollouts per "
                                                          "prompt.", ncols=2))
+    tables += binning["tables"]
+    figures += binning["figures"]
     summary = (
         f"[{regime}] {setting}, {n_seeds} seeds, paired. Final pass@{k} vs GRPO: "
         + ", ".join(f"{LABELS[n]} {mean_ci(rel_pass[n]).format()} %" for n in names if n != "uniform")
@@ -750,7 +962,7 @@ def _regime_result(config: dict, regime: str, seeds: tuple, res: dict) -> dict:
         + (f"; sqrt-law eq. 19 {mean_ci(red['proxy']['sqrt-law']).format()} %" if "sqrt-law" in names else "")
         + (f". Worst class at the end: GRPO {worst_note['uniform']}"
            + (f"; prompt-gdro {worst_note['prompt-gdro']}" if "prompt-gdro" in names else ""))
-        + "."
+        + "." + binning["summary"]
     )
     data = {
         "checkpoints": x, "window_centres": wx, "selected_bins": sel,
@@ -762,6 +974,7 @@ def _regime_result(config: dict, regime: str, seeds: tuple, res: dict) -> dict:
         "proxy_change_pct": {n: red["proxy"][n].tolist() for n in names},
         "wse_pooled_change_pct": {n: red["wse_pooled"][n].tolist() for n in names},
         "oracle_change_pct": {key: {n: v.tolist() for n, v in orc[key].items()} for key in orc},
+        "binning": binning["data"],
         "runs": {f"{s}/{n}": {kk: v for kk, v in res[(s, n)].items()
                               if kk not in ("lead_lag_steps", "frontier_gap_steps", "seen_steps")}
                  for s in seeds for n in names},
