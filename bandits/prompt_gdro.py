@@ -173,7 +173,10 @@ class PromptGDRO:
     n_bins : int, default 10
         Number of difficulty bins ``B``.
     step_size : float, default 0.65
-        Exponential-weights step ``eta_q`` (App. C.2.1), in ``(0, 1e6]``.
+        Exponential-weights step ``eta_q``, in ``(0, 1e6]``. The default is App. C.2.1's constant,
+        set in the paper for its eq. 6 loss (close to 0 on-policy); for a loss of range ``M`` use
+        :meth:`matched_step_size` (Thm F.7's step, ``sqrt(8 log B / T) / M``) -- the GDRO
+        controllers of :mod:`bandits.controllers` do so by default.
     exploration : float, default 0.01
         Uniform mixing ``gamma`` in ``[0, 1]``.
     ema : float, default 0.12
@@ -242,6 +245,44 @@ class PromptGDRO:
         self.share_ema = np.zeros(b, dtype=np.float64)
         self.seen = np.zeros(b, dtype=bool)
         self.step = 0
+
+    @staticmethod
+    def matched_step_size(n_bins: Any, loss_range: Any, horizon: Any) -> float:
+        r"""Exponential-weights step matched to the loss range: Thm F.7's ``eta_q``.
+
+        The adversary's part of the saddle-gap bound eq. 33, ``log B / (eta T) + eta M^2 / 8``
+        for losses in an interval of length ``M`` over ``T`` rounds, is smallest at
+
+        ``eta_q = sqrt(8 log B / T) / M``
+
+        (``B`` bins; ``log 2`` is used for ``B = 1``, where any step gives the same weights). The
+        step scales as ``1 / M``: the log-odds of two bins move by at most ``eta_q M`` per step,
+        whatever the loss units. App. C.2.1's 0.65 was set for the paper's eq. 6 loss (negative
+        clipped GRPO surrogate plus a KL term, close to 0 on-policy); on a loss of range 2, such
+        as ``1 - 2 r_bar``, it moves the log-odds by up to 1.3 nats per step.
+
+        Parameters
+        ----------
+        n_bins : int
+            ``B >= 1``.
+        loss_range : float
+            ``M > 0``, the length of the interval the bin losses (scores) lie in.
+        horizon : int
+            ``T >= 1``, the number of updates the step is tuned for.
+
+        Examples
+        --------
+        >>> round(PromptGDRO.matched_step_size(10, 2.0, 1000), 4)
+        0.0679
+        """
+        b = check_int_scalar(n_bins, "n_bins", lo=1, hi=MAX_SIZE)
+        m = check_finite_scalar(loss_range, "loss_range", lo=0.0, lo_open=True)
+        t = check_int_scalar(horizon, "horizon", lo=1)
+        eta = float(np.sqrt(8.0 * np.log(max(b, 2)) / t) / m)
+        if not 0.0 < eta <= 1e6:
+            raise ValueError(f"the matched step sqrt(8 log B / T) / loss_range = {eta!r} is outside (0, 1e6] "
+                             f"(loss_range={m!r}, horizon={t}); rescale the losses")
+        return eta
 
     # -- distribution ----------------------------------------------------------------------
     @property

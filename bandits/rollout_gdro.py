@@ -76,6 +76,51 @@ def _mean_budget_iv(mean_budget: Any, arms: np.ndarray) -> float:
     return check_finite_scalar(mean_budget, "mean_budget", lo=float(arms[0]), hi=float(arms[-1]))
 
 
+_ARM_STARTS = ("budget", "uniform")
+_ARM_MODELS = ("free", "inverse")
+
+
+def _budget_start_log_weights(arms: np.ndarray, mean_budget: float) -> np.ndarray:
+    r"""Log-probabilities of the maximum-entropy arm distribution whose mean is ``mean_budget``.
+
+    ``p(n) \propto exp(-lam n)`` with ``lam`` chosen so that ``sum_n p(n) n = mean_budget``: the
+    least informative distribution over the arms that already meets the mean budget -- GDRO
+    Lemma F.19's soft-min solution (eq. 60) for a flat cost ``V_b = 0`` at the price that satisfies
+    the budget. ``lam`` is found by bisection (the mean is strictly decreasing in ``lam``) to
+    machine precision; ``mean_budget`` at the smallest/largest arm gives a point mass there (the
+    other arms at ``LOG_WEIGHT_FLOOR``). Returns float64 ``[K]``, normalised (log-softmax).
+    """
+    a = arms.astype(np.float64)
+    k = a.size
+    if k == 1 or mean_budget <= a[0] or mean_budget >= a[-1]:
+        out = np.full(k, LOG_WEIGHT_FLOOR)
+        out[0 if mean_budget <= a[0] else k - 1] = 0.0
+        if k == 1:
+            out[0] = 0.0
+        return out
+    x = (a - mean_budget) / (a[-1] - a[0])  # centred, unit span: lam of order 1..1e3
+
+    def mean_gap(lam: float) -> float:
+        z = -lam * x
+        w = np.exp(z - z.max())
+        return float(w @ x) / float(w.sum())
+
+    lo, hi = -1.0, 1.0
+    while mean_gap(lo) < 0.0:  # mean_gap is decreasing in lam; bracket its root
+        lo *= 2.0
+    while mean_gap(hi) > 0.0:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if mean_gap(mid) > 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return _normalise_log_weights(-0.5 * (lo + hi) * x)
+
+
 def _arm_probabilities(log_weights: np.ndarray, exploration: float) -> np.ndarray:
     z = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
     z /= z.sum(axis=1, keepdims=True)
@@ -120,6 +165,15 @@ class RolloutGDRO:
     ``b`` keeps log weights over the ``K`` arms; its distribution is ``p_b = (1 - gamma)
     softmax(log w_b) + gamma / K`` (``arm_probabilities()``, shape ``[n_bins, K]``).
 
+    **Start at the budget** (``arm_start="budget"``, default). Every bin starts from the
+    maximum-entropy distribution over the arms whose mean is ``n_bar``
+    (``p(n) \propto exp(-lam n)``, GDRO eq. 60 with a flat cost at
+    the price that meets the budget), so the proposals meet the budget before anything is learnt
+    and the shadow price starts at equilibrium. A uniform start over ``2..12`` has mean 7 against a
+    budget of 4: the price then rises for several steps just to pull the proposals down, and the
+    cumulative weights lock the first bins observed at the smallest arm. ``arm_start="uniform"``
+    keeps that start (the paper does not say where the weights start).
+
     **Selection (allocate).** With realised counts ``c_b``, the arms are chosen by the exact DP of
     :func:`solvers.match_budget`, minimising ``sum_b c_b cost[b, k_b]`` subject to ``sum_b c_b
     n_{k_b} = mean_budget * M``. The paper only says "exact constrained selection via dynamic
@@ -145,8 +199,13 @@ class RolloutGDRO:
     observation sets the score; unplayed arms keep theirs), gives ``arm_scores[b, k]`` -- the
     estimate of ``-J_b(n_k)``. Each bin present in the batch then takes one exponentiated-gradient
     step on the *augmented arm loss* of eq. 37 (in the form of Remark F.25),
-    ``L_b(n) = arm_scores[b, n] + mu (n - n_bar)``, ``log w_b <- log w_b - eta L_b``, where arms of
-    the bin never played yet are imputed the mean score of its played arms (neutral). Bins absent
+    ``L_b(n) = arm_scores[b, n] + mu (n - n_bar)``, ``log w_b <- log w_b - eta L_b``. Arms of the bin
+    never played yet are imputed a score from ``arm_model``: ``"free"`` (default; no structure
+    assumed) gives them the mean score of its played arms (neutral); ``"inverse"`` declares that the
+    utility has the variance-proxy form ``J_b(n) = -c_b / n`` of Remark F.25 / eq. 19 (e.g.
+    ``J_i = -s2_i / n_i``) and imputes ``c_hat_b / n`` with ``c_hat_b`` the share-EMA-weighted mean
+    of ``n_k * arm_scores[b, k]`` over the played arms -- the known ``1/n`` law instead of a flat
+    guess, so an unplayed large arm is valued as the variance reduction it would bring. Bins absent
     from the batch keep their weights and scores (eq. 64 with ``qhat_b = 0`` leaves them unchanged
     too). Unlike the idealised eq. 64, the step of a *present* bin is not scaled by its share
     ``qhat_b``: with the paper's practical step 0.65 that factor (about ``1 / n_bins``) would make
@@ -160,13 +219,29 @@ class RolloutGDRO:
     The EMA score plays the role of the estimator (the price part of eq. 37 is known exactly for
     every arm, so it is full information).
 
-    **Shadow price** (eq. 38, projected as in eq. 65): ``mu <- clip(mu + dual_step * g, 0,
-    price_cap)`` with ``g = sum_b qhat_b E_{n ~ p_b}[n] - n_bar``, the budget violation of the
+    **Shadow price** (eq. 38): ``mu <- clip(mu + dual_step * g, -price_cap, price_cap)`` with
+    ``g = sum_b qhat_b E_{n ~ p_b}[n] - n_bar``, the budget violation of the
     controller's *proposal distribution* on the realised batch. The realised allocation always
     meets the budget exactly (by construction), so using its mean in eq. 38 would freeze ``mu``;
     eq. 65's expected allocation is what keeps the proposals (and hence the DP's corrections)
-    near the budget. The primal step uses the price before the dual step (``mu_t`` in eq. 64).
-    ``price_cap`` is the truncation ``mu_max`` of the Lagrangian game of Sec. F.2.4.
+    near the budget. The primal step uses the price before the dual step (``mu_t`` in eq. 64);
+    the dual step then measures the violation of the *updated* proposal ``p_{t+1}`` -- the one the
+    next allocation draws from (alternating, Gauss-Seidel order). Why not eq. 65's simultaneous
+    form (violation of ``p_t``): the cumulative log weights integrate the price and the price
+    integrates the violation, so near equilibrium the pair is a discretised oscillator; the
+    simultaneous (forward-Euler) update multiplies its amplitude by about ``sqrt(1 + eta *
+    dual_step * Var_p(n))`` per step, which with the paper's steps (0.65, 0.05) and arms ``2..12``
+    (``Var_p(n)`` up to 25) drives the price to its cap within a few hundred steps once it may take
+    both signs; the alternating update is the symplectic scheme of the same dynamics, whose
+    amplitude does not grow. (Thm. F.22 is about the *averaged* iterates, for which both orders
+    give the same guarantee; the controller plays the last iterate.)
+    ``price_cap`` is the truncation ``mu_max`` of the Lagrangian game of Sec. F.2.4. The budget of
+    eq. 36 is an *equality* (compute neutrality), so its multiplier has no sign constraint (as the
+    multiplier of ``sum_i p_i = 1`` in the proof of Lemma F.1): with ``signed_price=True``
+    (default) a negative price pushes proposals that fall *below* the budget back up, and a price
+    that overshot early can come back down through zero. ``signed_price=False`` projects onto
+    ``[0, price_cap]`` as eq. 65 does for the inequality form of the Lagrangian game (Thm. F.22's
+    object, :class:`PrimalDualRolloutGDRO`).
 
     Parameters
     ----------
@@ -186,10 +261,18 @@ class RolloutGDRO:
         decay 0.4" is read as the weight of the new value, as in :class:`bandits.PromptGDRO`
         (pass ``ema=0.6`` for the other reading).
     price_cap : float, default 10.0
-        Upper end ``mu_max`` of the shadow-price interval ``[0, mu_max]``.
+        Bound ``mu_max`` of the shadow-price interval ``[-mu_max, mu_max]`` (``[0, mu_max]`` with
+        ``signed_price=False``).
     selection : {"gumbel", "mode"}, default "gumbel"
     seed : None, int or numpy.random.Generator
         Source of the Gumbel noise; same seed and inputs, same trajectory.
+    arm_start : {"budget", "uniform"}, default "budget"
+        Initial arm distribution of every bin (see above).
+    signed_price : bool, default True
+        Sign-free price for the equality budget (see above); False: projected on ``[0, mu_max]``.
+    arm_model : {"free", "inverse"}, default "free"
+        How arms never played in a bin are scored (see above). Use ``"inverse"`` only with a
+        utility of the form ``-c_b / n`` (the variance utility of Remark F.25).
 
     Attributes
     ----------
@@ -230,6 +313,9 @@ class RolloutGDRO:
         price_cap: Any = 10.0,
         selection: str = "gumbel",
         seed: Any = None,
+        arm_start: str = "budget",
+        signed_price: Any = True,
+        arm_model: str = "free",
     ) -> None:
         self.arms = _arms_iv(arms)
         self.n_bins = _shape_iv(n_bins, self.arms)
@@ -242,9 +328,22 @@ class RolloutGDRO:
         if selection not in ("gumbel", "mode"):
             raise ValueError(f"selection must be 'gumbel' or 'mode', got {selection!r}")
         self.selection = selection
+        if not isinstance(arm_start, str) or arm_start not in _ARM_STARTS:
+            raise ValueError(f"arm_start must be one of {list(_ARM_STARTS)}, got {arm_start!r}")
+        self.arm_start = arm_start
+        if not isinstance(signed_price, (bool, np.bool_)):
+            raise TypeError(f"signed_price must be a bool, got {type(signed_price).__name__}")
+        self.signed_price = bool(signed_price)
+        if not isinstance(arm_model, str) or arm_model not in _ARM_MODELS:
+            raise ValueError(f"arm_model must be one of {list(_ARM_MODELS)}, got {arm_model!r}")
+        self.arm_model = arm_model
         self._rng = check_rng(seed)
         shape = (self.n_bins, self.arms.size)
-        self.log_weights = np.full(shape, -math.log(self.arms.size))
+        if arm_start == "budget":
+            start = _budget_start_log_weights(self.arms, self.mean_budget)
+            self.log_weights = np.repeat(start[None, :], self.n_bins, axis=0)
+        else:
+            self.log_weights = np.full(shape, -math.log(self.arms.size))
         self.arm_scores = np.zeros(shape)
         self.arm_share_ema = np.zeros(shape)
         self.arm_seen = np.zeros(shape, dtype=bool)
@@ -346,15 +445,20 @@ class RolloutGDRO:
         )
         seen = self.arm_seen | (within_share > 0)
 
-        # dual gradient on the proposal distribution p_t (eq. 65 / 38)
-        p = self.arm_probabilities()
-        shares = bin_counts / m
-        violation = float(shares @ (p @ self.arms.astype(np.float64))) - self.mean_budget
-
         # primal step on the augmented arm loss of eq. 37 for bins present in the batch
         seen_count = seen.sum(axis=1)
         bin_mean = np.where(seen, scores, 0.0).sum(axis=1) / np.maximum(seen_count, 1)
-        estimate = np.where(seen, scores, bin_mean[:, None])
+        if self.arm_model == "inverse":
+            a = self.arms.astype(np.float64)
+            w = np.where(seen, share_ema, 0.0)
+            w_sum = w.sum(axis=1)
+            flat = np.where(seen, 1.0, 0.0)  # plain mean over played arms where no share is left
+            w = np.where((w_sum > 0)[:, None], w, flat)
+            coef = (w * np.where(seen, scores, 0.0) * a[None, :]).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-300)
+            imputed = coef[:, None] / a[None, :]
+        else:
+            imputed = np.broadcast_to(bin_mean[:, None], scores.shape)
+        estimate = np.where(seen, scores, imputed)
         centred = estimate - bin_mean[:, None]
         price_term = self.shadow_price * (self.arms.astype(np.float64) - self.mean_budget)
         loss = centred + price_term[None, :]
@@ -362,7 +466,11 @@ class RolloutGDRO:
         log_w[present] = _normalise_log_weights(
             self.log_weights[present] - self.step_size * loss[present]
         )
-        price = min(max(self.shadow_price + self.dual_step * violation, 0.0), self.price_cap)
+        # dual step (eq. 38) on the budget violation of the proposal the next allocation draws from
+        p_next = _arm_probabilities(log_w, self.exploration)
+        violation = float((bin_counts / m) @ (p_next @ self.arms.astype(np.float64))) - self.mean_budget
+        floor = -self.price_cap if self.signed_price else 0.0
+        price = min(max(self.shadow_price + self.dual_step * violation, floor), self.price_cap)
 
         self.arm_scores, self.arm_share_ema, self.arm_seen = scores, share_ema, seen
         self.log_weights = log_w
@@ -379,7 +487,8 @@ class RolloutGDRO:
     def _hyperparameters(self) -> dict:
         return {"n_bins": self.n_bins, "arms": self.arms, "mean_budget": self.mean_budget,
                 "dual_step": self.dual_step, "step_size": self.step_size, "exploration": self.exploration,
-                "ema": self.ema, "price_cap": self.price_cap, "selection": self.selection}
+                "ema": self.ema, "price_cap": self.price_cap, "selection": self.selection,
+                "arm_start": self.arm_start, "signed_price": self.signed_price, "arm_model": self.arm_model}
 
     def state_dict(self) -> dict:
         """Checkpoint: hyperparameters, per-bin arm ``log_weights``, ``arm_scores``,
@@ -396,14 +505,14 @@ class RolloutGDRO:
     def load_state_dict(self, state: Any) -> None:
         """Restore a :meth:`state_dict`; ``ValueError``/``TypeError`` (object unchanged) on another
         class, version, hyperparameters, shape, non-finite values or a price outside
-        ``[0, price_cap]``."""
+        ``[-price_cap, price_cap]`` (``[0, price_cap]`` with ``signed_price=False``)."""
         shape = (self.n_bins, self.n_arms)
         r = StateReader(self, state, self._hyperparameters())
         log_w = r.array("log_weights", shape, np.float64, lo=LOG_WEIGHT_FLOOR, hi=0.0)
         scores = r.array("arm_scores", shape, np.float64)
         share_ema = r.array("arm_share_ema", shape, np.float64, lo=0.0)
         seen = r.array("arm_seen", shape, np.bool_)
-        price = r.float("shadow_price", lo=0.0, hi=self.price_cap)
+        price = r.float("shadow_price", lo=-self.price_cap if self.signed_price else 0.0, hi=self.price_cap)
         step = r.int("step", lo=0)
         rng = r.rng("rng", self._rng)
         self.log_weights, self.arm_scores, self.arm_share_ema, self.arm_seen = log_w, scores, share_ema, seen

@@ -66,6 +66,7 @@ STUDIES: dict[str, str] = {
     "overopt": "sim.studies.overopt",  # DRRO Sec. 6 / Table 1: over-optimisation frontier
     "preference-shift": "sim.studies.preference_shift",  # DRO-REBEL under preference shift
     "rate": "sim.studies.rate",  # DRO-REBEL's O(d/n) rate
+    "peers": "sim.studies.peers",  # every controller head to head at equal rollouts, the peers' included (optional)
     "llm": "llm_bridge.study",  # GRPO on a tiny transformer: controllers at equal rollouts (not a default study)
 }
 

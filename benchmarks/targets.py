@@ -115,6 +115,10 @@ TARGETS: tuple[Target, ...] = (
     # (disk-cache) first calls beside it.
     Target("cold first allocate call (default continuous mode; fresh interpreter, empty Numba cache)",
            "coldstart", "allocate (rloo, continuous)", "fresh interpreter", "cold: empty Numba cache", max_s=5.0),
+    # `robust-rollouts replay` of a 10^6-row rollout log (1000 steps x 1000 prompts), reading the CSV
+    # and replaying every registered controller: <= 30 s on 2 cores
+    Target("robust-rollouts replay of a 10^6-row log, every controller", "replay", "read + replay, every controller",
+           1_000_000, "robust-rollouts replay", max_s=30.0),
     # LLM bridge, tiny model on CPU, 16 prompts x mean 8 rollouts x <= 16 new tokens: one GRPO step
     # <= 0.5 s; bridge overhead (allocation, shaping, advantages, bookkeeping) <= 5 % of the step
     *(

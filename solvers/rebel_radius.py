@@ -80,7 +80,8 @@ def wasserstein_collapse_radius(features_a: Any, features_b: Any, rewards_a: Any
     Raises
     ------
     ValueError
-        Shape mismatch, empty or non-finite inputs.
+        Shape mismatch, empty or non-finite inputs, or a radius beyond float64 (features near the
+        largest double).
     TypeError
         Non-numeric inputs.
 
@@ -96,7 +97,15 @@ def wasserstein_collapse_radius(features_a: Any, features_b: Any, rewards_a: Any
     if scale == 0.0:
         return 0.0
     bs = b / scale  # the ratio is scale-free in b; rescaling keeps the squares finite
+    a_scale = float(np.max(np.abs(A)))
+    if a_scale == 0.0:
+        return 0.0
+    As = A / a_scale  # rho* is linear in the features: rescale them too, multiply back at the end
     n = b.shape[0]
-    num = float(np.linalg.norm(A.T @ bs)) / n
+    num = float(np.linalg.norm(As.T @ bs)) / n
     den = float(np.sqrt(np.mean(bs * bs)))
-    return num / den
+    rho = a_scale * (num / den)
+    if not np.isfinite(rho):
+        raise ValueError(f"the collapse radius overflows float64 (features up to {a_scale:.3g}): rescale the "
+                         "features (a radius is in feature units)")
+    return rho

@@ -94,7 +94,7 @@ def _flexible(name):
 def test_registry_names_and_protocol():
     assert sorted(CONTROLLERS) == sorted([
         "uniform", "vip", "vip-paper", "oracle", "inverse-accuracy", "inverse-variance", "skip-saturated",
-        "rollout-gdro", "prompt-gdro", "gdro-coupled",
+        "rollout-gdro", "prompt-gdro", "gdro-coupled", "sqrt-law",
         "knapsack", "greso", "reinforce-ada", "dapo-dynamic", "ar3po",
     ])
     for name, cls in CONTROLLERS.items():
@@ -652,7 +652,7 @@ def test_coupled_multipliers_are_prompt_gdro_and_utilities_are_reweighted():
         assert np.array_equal(pc.multipliers, pa.multipliers) and np.array_equal(pc.bins, pa.bins)
         r, g = _rollouts(ids, pc.counts, rng)
         obs = coupled._observation_iv(ids, pc.counts, r, g, None)
-        ref = RolloutGDRO(4, arms=range(2, 7), mean_budget=4.0)
+        ref = RolloutGDRO(4, arms=range(2, 7), mean_budget=4.0, arm_model="inverse")  # the 1/n law of the variance utility
         ref.load_state_dict(coupled.rollout.state_dict())
         ref.update(pc.bins, pc.counts, -(pc.multipliers**2) * 4 * obs.sample_vars / pc.counts)
         coupled.observe(ids, pc.counts, r, g)
@@ -819,3 +819,361 @@ def test_extreme_bounds_and_options_are_named_value_errors():
                            embeddings=np.eye(4), seed=0)
     with pytest.raises(ValueError, match="p_hat must be finite"):
         ctrl.saturated([10**400, 0.5])
+
+
+# ------------------------------------------------------------------------------------------ square-root law
+_LEVELS = np.array([0.01, 0.05, 0.2, 0.5, 0.9])
+
+
+def _stationary_run(name, steps=240, seed=0, n=200, batch=64, **options):
+    """A stationary instance: prompt i has a fixed success probability ``_LEVELS[i % 5]``; Bernoulli
+    rewards; pass@k bins over a window of 10. Returns the eq. 19 proxy of the realised counts over
+    uniform's, ``sum_i v_i / n_i / sum_i v_i / n_bar`` with the true ``v_i = p_i (1 - p_i)``, averaged
+    over the second half, and the mean counts per level over the second half."""
+    rng = np.random.default_rng(seed)
+    p = _LEVELS[np.arange(n) % 5]
+    v = p * (1 - p)
+    ctrl = make_controller(name, n_prompts=n, mean_budget=4, lower=2, upper=12, seed=seed, window=10, **options)
+    ratios, per_level, seen = [], np.zeros(5), np.zeros(5)
+    for t in range(steps):
+        ids = rng.choice(n, batch, replace=False)
+        plan = ctrl.plan(ids)
+        g = np.repeat(np.arange(batch), plan.counts)
+        ctrl.observe(ids, plan.counts, (rng.random(g.size) < p[ids][g]).astype(float), g)
+        if t >= steps // 2:
+            ratios.append(np.sum(v[ids] / plan.counts) / np.sum(v[ids] / 4))
+            np.add.at(per_level, ids % 5, plan.counts)
+            np.add.at(seen, ids % 5, 1)
+    return float(np.mean(ratios)), per_level / seen
+
+
+@pytest.mark.parametrize("name", ["rollout-gdro", "sqrt-law"])
+def test_stationary_instance_lowers_the_eq19_proxy_below_uniform(name):
+    """GDRO eq. 19-21 / Thm F.17: on a stationary instance (fixed success probabilities, Bernoulli
+    rewards, online pass@k bins), both the learnt allocation (Rollout-GDRO fed the variance utility of
+    Remark F.25) and the direct square-root rule lower the variance proxy sum_b q_b v_b / n_b of their
+    realised counts below the compute-matched uniform allocation's, and give more rollouts to the
+    noisier levels (p = 0.2 over p = 0.05 over p = 0.01), as the square-root law does."""
+    ratio, per_level = _stationary_run(name)
+    assert ratio < 0.95, ratio
+    assert per_level[0] < per_level[1] < per_level[2], per_level
+    assert per_level[0] < 2.5  # the nearly-hopeless level (v ~ 0.01) stays near the smallest arm
+
+
+def test_sqrt_law_plan_is_the_exact_integer_minimiser_of_eq19():
+    """sqrt-law: with the estimate v_hat fixed, plan's counts minimise sum_b c_b v_hat_b / n_b over one
+    arm per bin in [lower, upper] subject to the exact total (brute force), and last_target is the
+    continuous square-root law (Thm F.17, eq. 56) of the same problem."""
+    import itertools
+
+    from solvers import sqrt_allocation
+
+    class ModBinner(_HalfBinner):
+        n_bins = 3
+
+        def bins(self, prompt_ids):
+            return np.asarray(prompt_ids, dtype=np.int64) % 3
+
+    ctrl = _make("sqrt-law", binner=ModBinner(), lower=2, upper=9, mean_budget=4)
+    ctrl.estimator.scores[:] = [0.01, 0.24, 0.06]
+    ctrl.estimator.seen[:] = True
+    for ids in (np.arange(9), np.array([0, 3, 6, 9, 1, 4, 2]), np.array([1, 2, 4, 5, 7, 8])):
+        plan = ctrl.plan(ids)
+        counts = np.bincount(ids % 3, minlength=3)
+        v = ctrl.variance
+        feasible = [(sum(counts[b] * v[b] / a[b] for b in range(3)), a) for a in itertools.product(range(2, 10), repeat=3)
+                    if sum(counts[b] * a[b] for b in range(3)) == 4 * ids.size]
+        best = min(f[0] for f in feasible)
+        assert np.sum(v[ids % 3] / plan.counts) == pytest.approx(best, rel=1e-12)
+        assert np.unique(plan.counts[ids % 3 == 1]).size == 1  # one arm per bin
+        assert plan.counts[ids % 3 == 1][0] > 4  # the noisiest bin gets more than n_bar
+        ref = sqrt_allocation(v, counts / ids.size, 4.0, lower=2.0, upper=9.0)
+        np.testing.assert_allclose(ctrl.last_target, ref.n)
+        assert ctrl.shadow_price == pytest.approx(ref.price)
+
+
+def test_sqrt_law_estimate_is_the_share_debiased_ema_of_within_prompt_variances():
+    """Remark F.25's estimate: the first observation of a bin sets v_hat_b to the mean unbiased
+    within-prompt sample variance of its prompts; unseen bins get the mean of the seen ones."""
+    ctrl = _make("sqrt-law", n_bins=3, window=5, variance_ema=0.25)
+    ids = np.array([0, 1])
+    plan = ctrl.plan(ids)
+    assert plan.counts.tolist() == [4, 4] and plan.bins.tolist() == [0, 0]
+    r = np.array([1, 0, 0, 0, 1, 1, 0, 0], dtype=float)
+    ctrl.observe(ids, plan.counts, r, np.repeat([0, 1], 4))
+    s2 = np.array([np.var(r[:4], ddof=1), np.var(r[4:], ddof=1)])
+    assert ctrl.variance[0] == pytest.approx(s2.mean())
+    np.testing.assert_allclose(ctrl.variance, s2.mean())  # bins 1, 2 unseen: the seen mean
+    assert ctrl.estimator.share_ema[0] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match=r"counts must be >= 2 for controller 'sqrt-law'"):
+        ctrl.observe([0], [1], [1.0], [0])
+
+
+class _HalfBinner:
+    """A plugged-in binner: even prompt ids in bin 0, odd in bin 1 (protocol of binner_iv)."""
+
+    n_bins = 2
+
+    def __init__(self):
+        self.updates = 0
+
+    def bins(self, prompt_ids):
+        return np.asarray(prompt_ids, dtype=np.int64) % 2
+
+    def update(self, prompt_ids, any_correct):
+        self.updates += 1
+
+    def state_dict(self):
+        return {"updates": self.updates}
+
+    def load_state_dict(self, state):
+        self.updates = int(state["updates"])
+
+
+@pytest.mark.parametrize("name", ["prompt-gdro", "rollout-gdro", "gdro-coupled", "sqrt-law"])
+def test_binner_can_be_plugged_in(name):
+    """binner=: the GDRO controllers and sqrt-law use any object with n_bins, bins, update,
+    state_dict and load_state_dict; they update it in observe and checkpoint it."""
+    b = _HalfBinner()
+    ctrl = _make(name, binner=b)
+    assert ctrl.n_bins == 2
+    ids = np.array([0, 1, 2, 3])
+    plan = ctrl.plan(ids)
+    assert plan.bins.tolist() == [0, 1, 0, 1]
+    r, g = _rollouts(ids, plan.counts, np.random.default_rng(0))
+    ctrl.observe(ids, plan.counts, r, g)
+    assert b.updates == 1
+    state = ctrl.state_dict()
+    assert state["components"]["binner"] == {"updates": 1}
+    assert state["hyperparameters"]["binner"].endswith("_HalfBinner")
+    other = _make(name, binner=_HalfBinner())
+    other.load_state_dict(state)
+    assert other.binner.updates == 1
+    with pytest.raises(TypeError, match="binner must have a callable bins"):
+        _make(name, binner=object())
+    with pytest.raises(ValueError, match=r"window=7 configures the default PassAtKBinner"):
+        _make(name, binner=_HalfBinner(), window=7)
+    with pytest.raises(ValueError, match=r"n_bins=3 disagrees with the plugged-in binner's n_bins=2"):
+        _make(name, binner=_HalfBinner(), n_bins=3)
+
+
+def test_prompt_gdro_matched_step_by_default_and_paper_constant_by_option():
+    """Prompt-GDRO's step is Thm F.7's step for the loss range by default (sqrt(8 log B / T) / M,
+    M = 2 for the loss 1 - 2 r_bar, T = prompt_horizon); 0.65 (GDRO App. C.2.1) is an option."""
+    ctrl = _make("prompt-gdro", n_bins=10)
+    assert ctrl.prompt.step_size == pytest.approx(math.sqrt(8 * math.log(10) / 1000) / 2)
+    assert _make("prompt-gdro", n_bins=10, prompt_horizon=576).prompt.step_size == pytest.approx(
+        math.sqrt(8 * math.log(10) / 576) / 2)
+    assert _make("prompt-gdro", n_bins=10, prompt_loss_range=1.0).prompt.step_size == pytest.approx(
+        math.sqrt(8 * math.log(10) / 1000))
+    assert _make("gdro-coupled", prompt_step_size=0.65).prompt.step_size == 0.65
+    with pytest.raises(ValueError, match=r"^prompt_step_size must be a number or 'matched', got 'fast'"):
+        _make("prompt-gdro", prompt_step_size="fast")
+    with pytest.raises(ValueError, match=r"^prompt_loss_range must be > 0"):
+        _make("prompt-gdro", prompt_loss_range=0.0)
+    with pytest.raises(ValueError, match=r"^prompt_horizon must be >= 1"):
+        _make("prompt-gdro", prompt_horizon=0)
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"upper": math.inf}, "needs a finite upper"),
+    ({"lower": 1, "mean_budget": 2}, r"needs lower >= 2 \(the within-prompt sample variance"),
+    ({"variance_ema": 0.0}, "variance_ema must be > 0"),
+    ({"variance_ema": 1.5}, "variance_ema must be <= 1"),
+    ({"upper": 2**21, "mean_budget": 4}, r"needs upper <= 2\*\*20"),
+])
+def test_sqrt_law_bad_options(kwargs, pattern):
+    args = {"n_prompts": N, "mean_budget": 4, "lower": 2, "upper": 8, "seed": 0, **kwargs}
+    with pytest.raises(ValueError, match=pattern):
+        make_controller("sqrt-law", **args)
+
+
+# ------------------------------------------------------------------------------------------ binning by name
+_BINNED = ["prompt-gdro", "rollout-gdro", "gdro-coupled", "sqrt-law"]
+_POSTERIOR = {"binning": "posterior", "binning_options": {"statistic": "variance", "discount": 0.9, "hysteresis": 0.05}}
+
+
+@pytest.mark.parametrize("name", _BINNED)
+def test_posterior_binning_budget_is_exact_and_bounds_hold(name):
+    """Hypothesis property with posterior bins: as ``prop`` of test_budget_is_exact_and_bounds_hold
+    (sum(counts) == M * mean_budget exactly, lower <= counts <= upper, finite multipliers), for
+    random batches, budgets and bounds, with binning="posterior"."""
+
+    @given(_scenarios(name))
+    def prop(sc):
+        """Budget exactness and bounds with binning="posterior" (see test_budget_is_exact_and_bounds_hold)."""
+        ctrl = make_controller(name, n_prompts=sc["n_prompts"], mean_budget=sc["mean_budget"], lower=sc["lower"],
+                               upper=sc["upper"], seed=sc["seed"], **_POSTERIOR)
+        rng = np.random.default_rng(sc["ids_seed"])
+        for _ in range(sc["steps"]):
+            ids = rng.integers(0, sc["n_prompts"], size=sc["m"])
+            plan = ctrl.plan(ids)
+            assert int(plan.counts.sum()) == sc["total"]
+            assert plan.counts.min() >= sc["lower"] and plan.counts.max() <= sc["upper"]
+            assert np.all(np.isfinite(plan.multipliers)) and np.all(plan.multipliers >= 0)
+            assert plan.bins.dtype == np.int64 and plan.bins.min() >= 0 and plan.bins.max() < ctrl.n_bins
+            g = np.repeat(np.arange(sc["m"]), plan.counts)
+            ctrl.observe(ids, plan.counts, (rng.random(g.size) < 0.4).astype(np.float64), g)
+
+    prop()
+
+
+@pytest.mark.parametrize("json_trip", [False, True], ids=["direct", "json"])
+@pytest.mark.parametrize("name", _BINNED)
+def test_posterior_binning_checkpoint_resumes_bit_identically(name, json_trip):
+    """binning="posterior": save after 5 steps, load into a fresh controller built with the same
+    options, and the next 10 plans (counts, multipliers, bins) and the final states are identical
+    bit for bit; the state records the binning and its resolved options."""
+    kw = {"mean_budget": Fraction(9, 2), "upper": 9, **_POSTERIOR}
+    a = _make(name, **kw)
+    _drive(a, 0, 5)
+    state = a.state_dict()
+    hp = state["hyperparameters"]
+    assert hp["binning"] == "posterior" and hp["binning_options"]["statistic"] == "variance"
+    assert hp["binning_options"]["discount"] == 0.9 and hp["binning_options"]["confidence"] == 0.9  # resolved
+    assert state["components"]["binner"]["class"] == "PosteriorBinner"
+    saved = json.loads(json.dumps(plain(state), allow_nan=False)) if json_trip else copy.deepcopy(state)
+    b = _make(name, **kw)
+    b.load_state_dict(saved)
+    assert _state_json(b) == json.dumps(plain(state), sort_keys=True)
+    _same_plans(_drive(a, 5, 10), _drive(b, 5, 10))
+    assert _state_json(a) == _state_json(b)
+
+
+@pytest.mark.parametrize("name", _BINNED)
+def test_mismatched_binning_checkpoint_is_refused_and_changes_nothing(name):
+    """A checkpoint loads only into a controller that bins the same way: another binning, another
+    posterior statistic or option, is a ValueError naming the hyperparameter; the state is unchanged."""
+    post = _make(name, **_POSTERIOR)
+    _drive(post, 0, 3)
+    passk = _make(name)
+    _drive(passk, 0, 3)
+    other_stat = _make(name, binning="posterior", binning_options={**_POSTERIOR["binning_options"], "statistic": "mean"})
+    other_hyst = _make(name, binning="posterior", binning_options={**_POSTERIOR["binning_options"], "hysteresis": 0.0})
+    for target, state, pattern in (
+        (passk, post.state_dict(), "hyperparameter 'binning' differs"),
+        (other_stat, post.state_dict(), "hyperparameter 'binning_options' differs"),
+        (other_hyst, post.state_dict(), "hyperparameter 'binning_options' differs"),
+        (post, passk.state_dict(), "hyperparameter 'binning' differs"),
+    ):
+        before = _state_json(target)
+        with pytest.raises(ValueError, match=pattern):
+            target.load_state_dict(state)
+        assert _state_json(target) == before
+    # an explicit default is the same binning as no option at all
+    same = _make(name, binning="pass@k", binning_options={"prior": (1.0, 1.0)})
+    same.load_state_dict(passk.state_dict())
+    assert _state_json(same) == _state_json(passk)
+
+
+@pytest.mark.parametrize("name", _BINNED)
+def test_default_binning_is_pass_at_k_unchanged(name):
+    """No binning option: the controller's binner is the pass@k binner of GDRO eq. 10-11 and its
+    trajectory equals one with a plugged-in PassAtKBinner of the same settings (bit for bit)."""
+    from bandits import PassAtKBinner
+
+    a = _make(name, n_bins=4, window=5)
+    b = _make(name, binner=PassAtKBinner(4, 5))
+    assert type(a.binner) is PassAtKBinner and a.binning == "pass@k"
+    _same_plans(_drive(a, 0, 8), _drive(b, 0, 8))
+    assert json.dumps(plain(a.binner.state_dict())) == json.dumps(plain(b.binner.state_dict()))
+
+
+def _fixed_rate_rewards(t):
+    """Four rollouts each for a p = 0.5 prompt (2 of 4 correct every step) and a p = 0.97 prompt
+    (4 of 4, except 3 of 4 every 8th step: 31/32 = 0.969 of its rollouts correct)."""
+    hi = np.ones(4)
+    if t % 8 == 0:
+        hi[0] = 0.0
+    return np.r_[1.0, 0.0, 1.0, 0.0, hi]
+
+
+@pytest.mark.parametrize("name", _BINNED)
+def test_posterior_bins_separate_what_pass_at_4_merges(name):
+    """GDRO's pass@k bins saturate (App. B; eq. 10-11): with k = 4 rollouts both a p = 0.5 prompt
+    (pass@4 = 0.94) and a p = 0.97 prompt (pass@4 ~ 1) show a success at every step and share the
+    top bin. Posterior bins on the per-rollout counts separate them: by the posterior mean
+    (bins 5 and 9) and by the posterior mean of the reward variance 4 p (1 - p) (the p = 0.5 prompt
+    in the top bin, the p = 0.97 prompt in a low one)."""
+    ids = np.array([0, 1])
+    g = np.repeat([0, 1], 4)
+    finals = {}
+    for label, opts in (("pass@4", {}),
+                        ("mean", {"binning": "posterior", "binning_options": {"statistic": "mean"}}),
+                        ("variance", {"binning": "posterior", "binning_options": {"statistic": "variance"}})):
+        ctrl = _make(name, lower=4, upper=4, mean_budget=4, **opts)  # exactly k = 4 rollouts per prompt
+        for t in range(60):
+            plan = ctrl.plan(ids)
+            assert plan.counts.tolist() == [4, 4]
+            ctrl.observe(ids, plan.counts, _fixed_rate_rewards(t), g)
+        finals[label] = ctrl.plan(ids).bins.tolist()
+    assert finals["pass@4"] == [9, 9]  # merged in the top bin
+    assert finals["mean"] == [5, 9]
+    high, low = finals["variance"]
+    assert high == 9 and low <= 2
+
+
+@pytest.mark.parametrize("name", _BINNED)
+def test_binners_get_successes_and_trials_through_observe(name):
+    """binner_iv's protocol: a binner with observe() receives the eq. 10 indicators, each prompt's
+    reward sum (partial credit included) and its rollout count, with the ids of the batch; one
+    with only update(ids, any_correct) (the earlier protocol) gets the indicators."""
+
+    class Recorder(_HalfBinner):
+        def observe(self, prompt_ids, *, any_correct=None, successes=None, trials=None):
+            self.seen = (np.asarray(prompt_ids), np.asarray(any_correct), np.asarray(successes), np.asarray(trials))
+
+    rec = Recorder()
+    ctrl = _make(name, binner=rec)
+    ids = np.array([0, 1, 2])
+    plan = ctrl.plan(ids)
+    g = np.repeat(np.arange(3), plan.counts)
+    r = np.zeros(g.size)
+    r[g == 0] = 1.0
+    r[np.flatnonzero(g == 1)[0]] = 0.5  # partial credit: counts in successes, not in any_correct
+    ctrl.observe(ids, plan.counts, r, g)
+    got_ids, any_correct, successes, trials = rec.seen
+    assert got_ids.tolist() == [0, 1, 2] and any_correct.tolist() == [True, False, False]
+    assert successes.tolist() == [float(plan.counts[0]), 0.5, 0.0] and trials.tolist() == plan.counts.tolist()
+    assert rec.updates == 0  # observe() is preferred over update()
+    legacy = _HalfBinner()
+    ctrl = _make(name, binner=legacy)
+    ctrl.observe(ids, plan.counts, r, g)
+    assert legacy.updates == 1
+
+
+@pytest.mark.parametrize("kwargs, exc, pattern", [
+    ({"binning": "bayes"}, ValueError, r"unknown binning 'bayes'; valid binnings: \['pass@k', 'posterior'\]"),
+    ({"binning": 3}, TypeError, "binning must be a str naming a binner"),
+    ({"binning": "posterior", "binning_options": [("statistic", "mean")]}, TypeError,
+     "binning_options must be a dict"),
+    ({"binning": "posterior", "binning_options": {"n_bins": 5}}, ValueError,
+     "binning_options must not set 'n_bins'"),
+    ({"binning": "posterior", "binning_options": {"window": 5}}, TypeError,
+     r"binning_options has an unknown option 'window' for binning='posterior'"),
+    ({"binning_options": {"window": 5}}, ValueError,
+     r"binning_options must not set 'window' for binning='pass@k': use the controller's option window="),
+    ({"binning_options": {"mode": "beta"}}, ValueError, "use the controller's option bin_mode="),
+    ({"binning": "posterior", "window": 20}, ValueError, r"window=20 configures the pass@k binner"),
+    ({"binning": "posterior", "bin_mode": "beta"}, ValueError, r"bin_mode='beta' configures the pass@k binner"),
+    ({"binning": "posterior", "binning_options": {"statistic": "median"}}, ValueError, "statistic must be one of"),
+    ({"binning": "posterior", "binning_options": {"hysteresis": 1.0}}, ValueError, "hysteresis must be < 1"),
+    ({"binning": "posterior", "binning_options": {"edges": [0.0, 0.5, 1.0]}}, ValueError,
+     "edges has 3 entries, so n_bins must be 2, got 10"),
+    ({"binning": "posterior", "binner": _HalfBinner()}, ValueError, "binner= and binning='posterior'"),
+    ({"binning_options": {"prior": (1.0, 1.0)}, "binner": _HalfBinner()}, ValueError, "are exclusive"),
+])
+@pytest.mark.parametrize("name", _BINNED)
+def test_bad_binning_options(name, kwargs, exc, pattern):
+    """binning / binning_options: bad names, types and conflicts are errors naming the parameter."""
+    with pytest.raises(exc, match=pattern):
+        _make(name, n_bins=10, **kwargs)
+
+
+def test_posterior_binning_shares_n_bins_with_the_adversaries():
+    """n_bins is shared: the posterior binner and the adversaries get the controller's n_bins, and
+    edges in binning_options must agree with it."""
+    ctrl = _make("gdro-coupled", n_bins=4, binning="posterior", binning_options={"edges": [0.0, 0.1, 0.5, 0.9, 1.0]})
+    assert ctrl.binner.n_bins == ctrl.prompt.n_bins == ctrl.rollout.n_bins == ctrl.n_bins == 4
+    assert ctrl.binner.edges.tolist() == [0.0, 0.1, 0.5, 0.9, 1.0]
+    assert _make("sqrt-law", n_bins=3, binning="posterior").estimator.n_bins == 3

@@ -365,6 +365,12 @@ FUNCTIONS: dict[str, Entry] = {
         ("grad_norms", "radius", "p"),
         allow=lambda kwargs, path, value: path == "q" and value == np.inf and kwargs.get("p") == 1.0,
     ),
+    "wasserstein_collapse_radius": Entry(
+        solvers.wasserstein_collapse_radius,
+        [dict(features_a=_EMB[:6, :2], features_b=_EMB[6:, :2], rewards_a=_arr(1, 0, 1, 0, 1, 1),
+              rewards_b=_arr(0, 0, 1, 1, 0, 0))],
+        ("features_a", "features_b", "rewards_a", "rewards_b"),
+    ),
     "rebel_step_linear": Entry(
         solvers.rebel_step_linear,
         [
@@ -585,6 +591,8 @@ LEARNERS: dict[str, Learner] = {
             ),
             "multipliers": Method([dict(bin_ids=np.array([0, 2, 2]))], ("bin_ids",)),
             "weights": Method(None),
+            "matched_step_size": Method([dict(n_bins=10, loss_range=2.0, horizon=1000)],
+                                        ("n_bins", "loss_range", "horizon")),
         },
     ),
     "RolloutGDRO": Learner(
@@ -730,6 +738,7 @@ _CTRL_OPTIONS: dict[str, dict] = {
     "reinforce-ada": dict(round_size=2, keep=2, max_rounds=4, positive_threshold=0.7),
     "dapo-dynamic": dict(group_size=4, train_fraction=0.5, max_rounds=10),
     "ar3po": dict(stage_size=2, max_stages=4),
+    "sqrt-law": dict(n_bins=3, window=5, variance_ema=0.1),
 }
 """Valid options per controller; the numeric ones are swept with the base arguments."""
 
@@ -782,6 +791,8 @@ def _controller_entry(name: str) -> Learner:
         methods["skip_probabilities"] = Method([dict(prompt_ids=_CTRL_IDS)], ("prompt_ids",))
     if "train_groups" in public:
         methods["train_groups"] = Method([dict(batch_size=5)], ("batch_size",))
+    if "variance" in public:
+        methods["variance"] = Method(None)
     if "saturated" in public:
         methods["saturated"] = Method([dict(p_hat=_arr(0.001, 0.5, 0.999, 0.2))], ("p_hat",))
     return Learner(cls, [base], ("n_prompts", "mean_budget", "lower", "upper", "seed") + numeric,
@@ -833,6 +844,31 @@ def _public_methods(cls: type) -> set[str]:
 
 
 LEARNERS.update({f"controller:{name}": _controller_entry(name) for name in CONTROLLERS})
+
+
+def _posterior_binned_entry(name: str) -> Learner:
+    """Controller ``name`` with ``binning="posterior"``, its ``binning_options`` entries flattened into
+    keyword arguments of a test-local subclass so the sweep substitutes extreme values into each
+    (the entry is named ``controller:<name>[posterior]``; the class is the registered one)."""
+    base_cls = CONTROLLERS[name]
+
+    class PosteriorBinned(base_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *, statistic="variance", confidence=0.9, discount=0.9, hysteresis=0.05, prior_a=1.0,
+                     prior_b=1.0, **kwargs):
+            super().__init__(binning="posterior", binning_options=dict(
+                statistic=statistic, confidence=confidence, discount=discount, hysteresis=hysteresis,
+                prior=(prior_a, prior_b)), **kwargs)
+
+    entry = _controller_entry(name)
+    flat = dict(confidence=0.9, discount=0.9, hysteresis=0.05, prior_a=1.0, prior_b=2.0)
+    base = dict(n_prompts=12, mean_budget=4, lower=2, upper=8, seed=0, n_bins=3, **flat)
+    words = tuple(inspect.signature(base_cls.__init__).parameters) + ("prior", "binning_options")
+    return dataclasses.replace(entry, cls=PosteriorBinned, bases=[base],
+                               sweep=("n_prompts", "mean_budget", "lower", "upper", "seed", "n_bins", *flat),
+                               names=words)
+
+
+LEARNERS.update({f"controller:{name}[posterior]": _posterior_binned_entry(name) for name in ("rollout-gdro", "sqrt-law")})
 
 
 @dataclass
@@ -1197,7 +1233,8 @@ def test_every_public_name_has_an_entry():
     exported |= {f"controller:{n}": c for n, c in CONTROLLERS.items()}  # every registered controller
     missing = sorted(set(exported) - set(FUNCTIONS) - set(LEARNERS) - set(NOT_SWEPT))
     assert not missing, f"public names without an extreme-input entry: {missing}"
-    stale = sorted((set(FUNCTIONS) | set(LEARNERS) | set(NOT_SWEPT)) - set(exported))
+    variants = {n.split("[")[0] for n in LEARNERS}  # "controller:<name>[posterior]": a variant of <name>
+    stale = sorted((set(FUNCTIONS) | variants | set(NOT_SWEPT)) - set(exported))
     assert not stale, f"table entries for names that are not exported: {stale}"
     for name, spec in LEARNERS.items():
         skip = set(METHODS_NOT_SWEPT) | (set(_CTRL_METHODS_NOT_SWEPT) if name.startswith("controller:") else set())

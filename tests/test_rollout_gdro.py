@@ -179,10 +179,16 @@ def test_gumbel_selection_keeps_the_exp3p_draw_when_it_meets_the_budget():
 
 
 def test_hand_checked_first_update():
+    """Eq. 37-38 by hand: share-debiased arm scores, unplayed arm imputed (``arm_model="free"``),
+    exponentiated-gradient step with the price before the dual step, then the signed dual step on
+    the violation of the *updated* proposal (alternating order). With n_bar = 4 the midpoint of
+    arms (2, 4, 6), the budget start is the uniform distribution."""
     arms = [2, 4, 6]
+    a = np.array(arms, dtype=float)
     ctrl = RolloutGDRO(
         n_bins=2, arms=arms, mean_budget=4, dual_step=0.1, step_size=0.5, exploration=0.0, ema=0.4
     )
+    np.testing.assert_allclose(ctrl.arm_probabilities(), 1 / 3)  # max-entropy with mean 4 = uniform
     # bin 0: two prompts at arm 2 (utilities 1, 3) and one at arm 6 (utility -1); bin 1 absent
     ctrl.update([0, 0, 0], [2, 2, 6], [1.0, 3.0, -1.0])
     # arm losses -J: arm 2 -> -2 (share 2/3), arm 6 -> +1 (share 1/3); first obs set the scores
@@ -195,17 +201,62 @@ def test_hand_checked_first_update():
     p /= p.sum()
     np.testing.assert_allclose(ctrl.arm_probabilities()[0], p, rtol=1e-12)
     np.testing.assert_allclose(ctrl.arm_probabilities()[1], [1 / 3] * 3)  # absent bin unchanged
-    # dual step: shares (1, 0), E_uniform[n] = 4 -> violation 0 -> price stays 0
-    assert ctrl.shadow_price == 0.0
-    # second update: violation = E_p[n] - 4 > 0 is known, price moves by 0.1 * violation
-    viol = float(p @ np.array(arms)) - 4.0
+    # dual step: shares (1, 0), violation of the updated proposal E_p[n] - 4 < 0 -> negative price
+    mu1 = 0.1 * (float(p @ a) - 4.0)
+    assert mu1 < 0 and ctrl.shadow_price == pytest.approx(mu1, rel=1e-12)
+    # second update: the primal step uses mu1 and the new score of arm 4 (first obs: 0)
     ctrl.update([0], [4], [0.0])
-    assert ctrl.shadow_price == pytest.approx(max(0.0, 0.1 * viol))
-    # the primal step of update 2 used price 0 and the new score of arm 4 (first obs: 0)
     est2 = np.array([-2.0, 0.0, 1.0])
-    p2 = p * np.exp(-0.5 * (est2 - est2.mean()))
+    p2 = p * np.exp(-0.5 * (est2 - est2.mean() + mu1 * (a - 4.0)))
     p2 /= p2.sum()
     np.testing.assert_allclose(ctrl.arm_probabilities()[0], p2, rtol=1e-12)
+    assert ctrl.shadow_price == pytest.approx(mu1 + 0.1 * (float(p2 @ a) - 4.0), rel=1e-12)
+    # the paper's projection on [0, mu_max] (signed_price=False) keeps the price at 0 here
+    clipped = RolloutGDRO(n_bins=2, arms=arms, mean_budget=4, dual_step=0.1, step_size=0.5, exploration=0.0,
+                          signed_price=False)
+    clipped.update([0, 0, 0], [2, 2, 6], [1.0, 3.0, -1.0])
+    assert clipped.shadow_price == 0.0
+
+
+def test_inverse_arm_model_imputes_the_one_over_n_law():
+    """``arm_model="inverse"`` (utility -c_b / n, Remark F.25): an unplayed arm n gets the score
+    c_hat_b / n with c_hat_b the share-EMA-weighted mean of n_k * score_k over the played arms."""
+    arms = [2, 4, 8]
+    ctrl = RolloutGDRO(n_bins=1, arms=arms, mean_budget=4, dual_step=0.0, step_size=1.0, exploration=0.0,
+                       arm_model="inverse", arm_start="uniform")
+    # three prompts at arm 2 with -J = 0.5 (c = 1) and one at arm 8 with -J = 0.25 (c = 2)
+    ctrl.update([0, 0, 0, 0], [2, 2, 2, 8], [-0.5, -0.5, -0.5, -0.25])
+    c_hat = (0.75 * 2 * 0.5 + 0.25 * 8 * 0.25) / (0.75 + 0.25)  # share EMAs 0.4 * (3/4, 1/4)
+    est = np.array([0.5, c_hat / 4, 0.25])
+    p = np.exp(-(est - np.mean([0.5, 0.25])))
+    p /= p.sum()
+    np.testing.assert_allclose(ctrl.arm_probabilities()[0], p, rtol=1e-12)
+    free = RolloutGDRO(n_bins=1, arms=arms, mean_budget=4, dual_step=0.0, step_size=1.0, exploration=0.0,
+                       arm_start="uniform")
+    free.update([0, 0, 0, 0], [2, 2, 2, 8], [-0.5, -0.5, -0.5, -0.25])
+    p_free = np.exp(-np.array([0.5, 0.375, 0.25]))
+    np.testing.assert_allclose(free.arm_probabilities()[0], p_free / p_free.sum(), rtol=1e-12)
+
+
+@settings(max_examples=40)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=8, unique=True), st.floats(0.0, 1.0))
+def test_budget_start_is_the_max_entropy_distribution_with_mean_budget(arm_set, frac):
+    """``arm_start="budget"``: every bin starts from p(n) ~ exp(-lam n) (GDRO eq. 60 with a flat
+    cost) whose mean is exactly n_bar -- the maximum-entropy distribution on the arms with that
+    mean (the exponential family in n with that mean) -- so the initial proposal meets the budget;
+    a point mass at an end arm."""
+    arms = np.array(sorted(arm_set))
+    n_bar = float(arms[0] + frac * (arms[-1] - arms[0]))
+    ctrl = RolloutGDRO(n_bins=2, arms=arms, mean_budget=n_bar, exploration=0.0, seed=0)
+    p = ctrl.arm_probabilities()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(p @ arms, n_bar, rtol=1e-9, atol=1e-9 * arms[-1])
+    if arms.size >= 3 and arms[0] < n_bar < arms[-1]:
+        # exponential family in n: log p is affine in n (where not floored)
+        lp = np.log(p[0])
+        slope = np.diff(lp) / np.diff(arms)
+        np.testing.assert_allclose(slope, slope[0], rtol=1e-6, atol=1e-9)
+
 
 
 def test_shadow_price_is_projected_on_its_interval():
@@ -216,11 +267,17 @@ def test_shadow_price_is_projected_on_its_interval():
         ctrl.update(bins, n, 10.0 * n)
         assert 0.0 <= ctrl.shadow_price <= 0.7
     assert ctrl.shadow_price == 0.7
-    low = RolloutGDRO(n_bins=2, mean_budget=12, dual_step=1.0, seed=0)
+    # n_bar = max arm: the proposal (with exploration) is below the budget, violation < 0
+    low = RolloutGDRO(n_bins=2, mean_budget=12, dual_step=1.0, seed=0, signed_price=False)
     n = low.allocate(bins)
     assert np.all(n == 12)
     low.update(bins, n, [0.0, 0.0, 0.0])
-    assert low.shadow_price == 0.0  # violation <= 0 always when n_bar = max arm
+    assert low.shadow_price == 0.0  # the paper's projection on [0, mu_max] (eq. 65)
+    signed = RolloutGDRO(n_bins=2, mean_budget=12, dual_step=1.0, seed=0, price_cap=0.03)
+    for _ in range(3):
+        signed.update(bins, signed.allocate(bins), [0.0, 0.0, 0.0])
+        assert -0.03 <= signed.shadow_price < 0.0  # equality budget: a sign-free price in [-mu_max, mu_max]
+    assert signed.shadow_price == -0.03
 
 
 def test_learns_a_variance_aware_allocation():
@@ -238,6 +295,44 @@ def test_learns_a_variance_aware_allocation():
     e = ctrl.expected_allocation()
     assert np.all(np.diff(e) > 0), e
     assert ctrl.shadow_price > 0
+
+
+def _stationary(steps, seed, **kw):
+    """Fixed bins with fixed success probabilities, Bernoulli rewards, Rollout-GDRO fed J = -4 s2 / n
+    (Remark F.25). Returns the last 50 steps' mean counts per bin and eq. 19 proxy over uniform's."""
+    p_b = np.array([0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98, 0.995])
+    q = np.array([0.3, 0.15, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05])
+    v = p_b * (1 - p_b)
+    rng = np.random.default_rng(seed)
+    ctrl = RolloutGDRO(n_bins=8, arms=ARMS, mean_budget=4, seed=seed, **kw)
+    sums, seen, ratios = np.zeros(8), np.zeros(8), []
+    for t in range(steps):
+        bins = rng.choice(8, size=128, p=q)
+        n = ctrl.allocate(bins)
+        succ = rng.binomial(n, p_b[bins])
+        ctrl.update(bins, n, -4.0 * (succ - succ**2 / n) / (n - 1) / n)
+        if t >= steps - 50:
+            np.add.at(sums, bins, n)
+            np.add.at(seen, bins, 1)
+            ratios.append(np.mean(v[bins] / n) / np.mean(v[bins] / 4.0))
+    target = sqrt_allocation(v, q, 4.0, lower=2.0, upper=12.0).n
+    return sums / seen, target, q, float(np.mean(ratios)), ctrl
+
+
+def test_moves_toward_the_square_root_law_on_a_stationary_instance():
+    """Thm F.17 / eq. 19-21 and Remark F.25: on a stationary instance (fixed bins and success
+    probabilities), Rollout-GDRO with the variance utility and its fixes (start at the budget,
+    signed price, 1/n law for unplayed arms) moves its per-bin counts toward the square-root
+    allocation n_b* (sqrt_allocation with the true v_b = p_b (1 - p_b), bounds 2..12): the
+    share-weighted distance to n_b* falls below half of uniform's, the eq. 19 proxy falls below
+    0.9 of uniform's (the continuous optimum is 0.79), and the price stays bounded (no oscillation)."""
+    for seed in (0, 1):
+        n, target, q, ratio, ctrl = _stationary(300, seed, arm_model="inverse")
+        dist = math.sqrt(q @ (n - target) ** 2)
+        dist_uniform = math.sqrt(q @ (4.0 - target) ** 2)
+        assert dist < dist_uniform / 2, (n, target)
+        assert ratio < 0.9, ratio
+        assert abs(ctrl.shadow_price) < 0.5
 
 
 def test_deterministic_for_a_seed():

@@ -5,7 +5,8 @@ loading it -- directly, or after a real JSON round trip -- into a freshly constr
 resumes a bit-identical trajectory; a bad state (another class, version, hyperparameter, shape,
 non-finite value, a different embedding matrix) raises ``ValueError``/``TypeError`` and leaves the
 object unchanged. The coverage test fails for a new public class of ``bandits`` without an entry
-here (and the controllers' own test does the same for every registered controller).
+here (and the controllers' own test does the same for every registered controller; the GDRO
+controllers and ``sqrt-law`` with posterior bins are variants here as well).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from bandits import (
     RolloutGDRO,
 )
 from bandits._state import FORMAT, plain
+from bandits.controllers import make_controller
 
 N_PROMPTS = 40
 EMB = np.random.default_rng(123).normal(size=(N_PROMPTS, 5))
@@ -84,6 +86,25 @@ def _posterior_binner_step(obj, t):
     obj.observe(ids, successes=r.random(12) * trials, trials=trials)
     probe = np.unique(ids)
     return [obj.bins(probe), obj.scores(probe), obj.counts(probe)]
+
+
+def _controller_step(obj, t):
+    """One plan -> rollouts (Bernoulli(0.4), a partial-credit reward) -> observe step of a controller."""
+    r = _inputs(t)
+    ids = r.integers(0, N_PROMPTS, size=8)
+    plan = obj.plan(ids)
+    g = np.repeat(np.arange(ids.size), plan.counts)
+    rewards = (r.random(g.size) < 0.4).astype(np.float64)
+    rewards[0] = 0.5
+    obj.observe(ids, plan.counts, rewards, g)
+    return [plan.counts, plan.multipliers, plan.bins]
+
+
+def _posterior_controller(name, statistic):
+    """A binned controller with posterior bins (binning="posterior"); the controllers' own tests
+    cover every registered controller with its default binning."""
+    return make_controller(name, n_prompts=N_PROMPTS, mean_budget=4, lower=2, upper=7, seed=11, n_bins=5,
+                           binning="posterior", binning_options={"statistic": statistic, "discount": 0.9})
 
 
 def _prompt_gdro_step(obj, t):
@@ -152,6 +173,12 @@ VARIANTS = {
                                                                      dtype=np.float64), _predictor_step),
     "RolloutGDRO-mode": (lambda: RolloutGDRO(n_bins=4, arms=range(2, 7), mean_budget=3, selection="mode"),
                          _rollout_gdro_step),
+    # controllers with posterior bins: the binner's state rides in the controller's checkpoint
+    "controller:rollout-gdro-posterior-variance": (lambda: _posterior_controller("rollout-gdro", "variance"),
+                                                   _controller_step),
+    "controller:sqrt-law-posterior-variance": (lambda: _posterior_controller("sqrt-law", "variance"), _controller_step),
+    "controller:prompt-gdro-posterior-lower": (lambda: _posterior_controller("prompt-gdro", "lower"), _controller_step),
+    "controller:gdro-coupled-posterior-mean": (lambda: _posterior_controller("gdro-coupled", "mean"), _controller_step),
 }
 
 
@@ -402,3 +429,27 @@ def test_binner_load_rebuilds_dense_and_sorted_lookups():
     bad["ring"] = bad["ring"] * 2
     with pytest.raises(ValueError, match="must be <= 1"):
         PassAtKBinner(n_bins=3, window=4).load_state_dict(bad)
+
+
+@pytest.mark.parametrize("name", ["rollout-gdro", "sqrt-law"])
+def test_controller_refuses_a_checkpoint_with_other_binning_options(name):
+    """A controller's checkpoint records its binning and the binner's resolved options: another
+    statistic, discount or binning is refused by name and the controller is unchanged."""
+    a = _posterior_controller(name, "variance")
+    for t in range(3):
+        _controller_step(a, t)
+    good = a.state_dict()
+    for other, pattern in ((_posterior_controller(name, "mean"), "hyperparameter 'binning_options' differs"),
+                           (make_controller(name, n_prompts=N_PROMPTS, mean_budget=4, lower=2, upper=7, seed=11,
+                                            n_bins=5), "hyperparameter 'binning' differs")):
+        before = other.state_dict()
+        with pytest.raises(ValueError, match=pattern):
+            other.load_state_dict(good)
+        _states_equal(other.state_dict(), before)
+    s = copy.deepcopy(good)
+    s["components"]["binner"]["hyperparameters"]["discount"] = 0.5  # the component checks its own too
+    b = _posterior_controller(name, "variance")
+    before = b.state_dict()
+    with pytest.raises(ValueError, match="hyperparameter 'discount' differs"):
+        b.load_state_dict(s)
+    _states_equal(b.state_dict(), before)

@@ -37,6 +37,8 @@ inverse-accuracy   ``n ~ 1 - p_hat + eps``, box-constrained (VIP App. C.1)      
 inverse-variance   ``n ~ 1 / (4 p_hat (1 - p_hat) + eps)`` (VIP App. C.1)       1
 skip-saturated     ``lower`` if predicted all-0/all-1, rest even               1
 rollout-gdro       Rollout-GDRO arms per pass@k bin (GDRO Sec. 3.3)            1
+sqrt-law           exact integer min of GDRO eq. 19 per pass@k bin, online      1
+                   within-prompt variance (Thm F.17, Remark F.25)
 prompt-gdro        as ``uniform``                                              GDRO eq. 17
 gdro-coupled       Rollout-GDRO on the reweighted variance                     GDRO eq. 17
 knapsack           Knapsack RL: max sum of ``(1 - p^n - (1-p)^n) p (1-p)^2``     1
@@ -52,6 +54,11 @@ dapo-dynamic       DAPO dynamic sampling, in rounds (at most the budget):       
 ar3po              AR3PO, in rounds (at most the budget): stages until a        1
                    correct response appears; reuse an earlier one
 ================== =========================================================== ==================
+
+The four binned controllers (``rollout-gdro``, ``sqrt-law``, ``prompt-gdro``, ``gdro-coupled``) bin
+by pass@k by default; ``binning="posterior"`` (with ``binning_options``) bins by a Beta posterior
+over each prompt's per-rollout success rate instead (:class:`bandits.PosteriorBinner`), and
+``binner=`` takes any binner object (:func:`bandits.controllers.gdro.binner_iv`).
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ from .predictive import (
 )
 from .rounds import Round, StepRollouts, close_step, sample_step
 from .protocol import check_controller, learns_from_rewards
+from .sqrt_law import SqrtLawController
 from .uniform import UniformController
 
 __all__ = [
@@ -117,6 +125,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
         ReinforceAdaController,
         DAPODynamicController,
         AR3POController,
+        SqrtLawController,
     )
 }
 """Registry of controllers: name -> class (see :func:`make_controller`)."""

@@ -7,6 +7,8 @@ confidence intervals over seeds, tables, declarative figures). Nothing here plot
   variance of allocation rules at equal budget.
 * :mod:`sim.studies.training` -- learning curves at equal rollout budget for every controller.
 * :mod:`sim.studies.gdro` -- Prompt-/Rollout-/coupled GDRO vs GRPO on a hard-skewed pool.
+* :mod:`sim.studies.peers` -- every controller head to head at equal rollouts per step (the peers'
+  included): ranking with intervals, significance against uniform, the peers' claims.
 * :mod:`sim.studies.predictor` -- VIP Fig. 3: predicting the next mini-batch's success
   probabilities along a training trajectory.
 * :mod:`sim.studies.overopt` -- DRRO Sec. 6 / Table 1: reward over-optimisation on finite-response

@@ -20,7 +20,7 @@ def stream(seed: int, *tags: int) -> np.random.Generator:
 
 
 ENV_OPTIONS = ("mix", "n_topics", "shared_skill", "topic_spread", "answer_noise", "prior_scale",
-               "embedding_noise", "difficulty_signal")
+               "embedding_noise", "difficulty_signal", "embedding")
 """Optional :class:`SoftmaxRLVR` keywords a study's ``env`` configuration may set (a regime); absent
 or ``None`` entries keep the simulator's defaults."""
 

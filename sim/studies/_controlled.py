@@ -49,10 +49,12 @@ UNIFORM_2X = "uniform-2x"
 """Name of the positive-control arm: uniform allocation at twice the mean budget."""
 
 
+
 def make_split_env(env_cfg: dict, seed: int) -> SoftmaxRLVR:
     """A :class:`SoftmaxRLVR` with ``n_prompts + n_test`` prompts (task drawn from stream ``(seed, 0)``):
     ids ``[0, n_prompts)`` are the training set, the last ``n_test`` a held-out test set drawn from
-    the same distribution (every prompt is an independent draw, so the split is random)."""
+    the same distribution (every prompt is an independent draw, so the split is random). The
+    simulator options of :func:`env_options` present in ``env_cfg`` are passed through."""
     return SoftmaxRLVR(
         n_prompts=env_cfg["n_prompts"] + env_cfg["n_test"], n_answers=env_cfg["n_answers"], dim=env_cfg["dim"],
         seed=stream(seed, 0), **env_options(env_cfg),
