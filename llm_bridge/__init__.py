@@ -39,6 +39,9 @@ _EXPORTS = {
     "policy_token_logprobs": "batch", "sequence_logprobs": "batch",
     "AGGREGATIONS": "losses", "PolicyLoss": "losses", "aggregate": "losses", "clipped_policy_loss": "losses",
     "k3_token_kl": "losses", "token_entropy": "losses",
+    # sampling in rounds: one controller step around a backend, merged rounds, the training selection
+    "drive_step": "rounds", "merge_rollouts": "rounds", "training_batch": "rounds", "TrainingBatch": "rounds",
+    "ResponseBank": "rounds", "has_selection_rule": "rounds", "host_support_iv": "rounds",
     # metrics and the trainer
     "success_metrics": "metrics", "pass_at_k": "metrics",
     "TrainConfig": "trainer", "Trainer": "trainer",

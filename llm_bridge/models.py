@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -285,10 +286,50 @@ def warm_start(model: Any, tokenizer: Any, task: Task, warm: WarmStartConfig | N
         return WarmStartResult(None, False, 0.0, ())
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = folder / f"warm-{_cache_key(model, tokenizer, task, warm, init_seed)}.pt"
-    if use_cache and path.is_file():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(blob["model"])
-        return WarmStartResult(path, True, 0.0, tuple(blob["losses"].tolist()))
+    if not use_cache:
+        seconds, losses = _train_warm(model, tokenizer, task, warm, progress)
+        return WarmStartResult(None, False, seconds, tuple(losses.tolist()))
+    if path.is_file():
+        return _load_warm(model, path)
+    with _cache_lock(folder, path.stem):  # concurrent workers: one trains, the others wait and load
+        if path.is_file():
+            return _load_warm(model, path)
+        seconds, losses = _train_warm(model, tokenizer, task, warm, progress)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"model": model.state_dict(), "losses": torch.from_numpy(losses)}, tmp)
+        os.replace(tmp, path)  # atomic: concurrent runs never read a half-written file
+    return WarmStartResult(path, False, seconds, tuple(losses.tolist()))
+
+
+def _load_warm(model: Any, path: Path) -> WarmStartResult:
+    torch = require("torch")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(blob["model"])
+    return WarmStartResult(path, True, 0.0, tuple(blob["losses"].tolist()))
+
+
+@contextmanager
+def _cache_lock(folder: Path, stem: str):
+    """An exclusive advisory lock on ``folder/<stem>.lock`` (POSIX ``flock``; no lock elsewhere), so
+    that processes warm-starting the same model concurrently train it once."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{stem}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _train_warm(model: Any, tokenizer: Any, task: Task, warm: WarmStartConfig, progress: bool) -> tuple[float, np.ndarray]:
+    """The warm start itself: ``(seconds, losses)``."""
+    torch = require("torch")
     t0 = time.perf_counter()
     ids, labels = _supervised_batches(tokenizer, task, warm)
     attn = ids != tokenizer.pad_token_id  # right padding: pads come after every label
@@ -329,13 +370,7 @@ def warm_start(model: Any, tokenizer: Any, task: Task, warm: WarmStartConfig | N
             bar.set_postfix(loss=f"{losses[step]:.3f}")
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - t0
-    if use_cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"model": model.state_dict(), "losses": torch.from_numpy(losses)}, tmp)
-        os.replace(tmp, path)  # atomic: concurrent runs never read a half-written file
-    return WarmStartResult(path if use_cache else None, False, seconds, tuple(losses.tolist()))
+    return time.perf_counter() - t0, losses
 
 
 def _progress(total: int, desc: str):

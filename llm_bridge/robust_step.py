@@ -17,6 +17,11 @@ Once a step's rollouts are generated and scored, every host needs the same arith
    (TRL's and verl's, which reproduce the host bit for bit on equal groups);
 3. the controller's per-prompt advantage multipliers (Prompt-GDRO, GDRO eq. 17; 1 when unused).
 
+A controller's training selection may instead give per-prompt *baselines*
+(:class:`bandits.controllers.TrainSelection`, e.g. Reinforce-Ada's mean over all of a prompt's
+rollouts of the step): step 2 is then ``(shaped) r - b_i`` for every rollout of prompt ``i``, no
+standard-deviation scaling, whatever the kind (the kind's own baseline is replaced).
+
 It also maps rewards of any range to the success values a controller observes
 (:func:`success_values`) and turns a step into the ``robust/*`` statistics a host logs
 (:func:`step_metrics`). NumPy and the project's ``solvers`` only (torch for the hosts' kinds).
@@ -221,9 +226,18 @@ def _step_iv(rewards: Any, group_ids: Any, n_groups: Any, multipliers: Any):
     return r, g, sizes, m
 
 
+def _baselines_iv(baselines: Any, n_groups: int) -> np.ndarray | None:
+    if baselines is None:
+        return None
+    b = as_float_array(baselines, "baselines", ndim=1)
+    if b.shape != (n_groups,):
+        raise ValueError(f"baselines must have shape ({n_groups},) (one per prompt), got {b.shape}")
+    return b
+
+
 def robust_step(rewards: Any, group_ids: Any, *, kind: str = "grpo", n_groups: int | None = None,
                 multipliers: Any = None, shaping: Shaping | None = None, seq_logprobs: Any = None,
-                delta: Any = None, eps: float | None = None) -> RobustStepResult:
+                delta: Any = None, eps: float | None = None, baselines: Any = None) -> RobustStepResult:
     """Shaping -> advantages of kind ``kind`` -> multipliers, on one ragged batch (stateless).
 
     Parameters
@@ -247,11 +261,17 @@ def robust_step(rewards: Any, group_ids: Any, *, kind: str = "grpo", n_groups: i
         The budget of each group (default: ``shaping.group_budget(shaping.delta, sizes)``).
     eps : float, optional
         Override of the kind's std offset.
+    baselines : array_like (n_groups,), optional
+        Per-prompt baselines that replace the kind's: the advantage of a rollout of prompt ``i``
+        is ``(shaped) r - baselines[i]`` (no std scaling; 0 for an unscored rollout), times the
+        prompt's multiplier (a controller's training selection,
+        :class:`bandits.controllers.TrainSelection`).
     """
     spec = get_advantage_kind(kind)
     if shaping is not None and not isinstance(shaping, Shaping):
         raise TypeError(f"shaping must be a Shaping or None, got {type(shaping).__name__}")
     r, g, sizes, m = _step_iv(rewards, group_ids, n_groups, multipliers)
+    base_b = _baselines_iv(baselines, sizes.size)
     shaped, base, group_delta, res = r, None, None, None
     if shaping is not None:
         if seq_logprobs is None:
@@ -277,7 +297,10 @@ def robust_step(rewards: Any, group_ids: Any, *, kind: str = "grpo", n_groups: i
         if not res.success:  # pragma: no cover - defensive; the solver certifies its weights
             raise RuntimeError(f"{shaping.rule} shaping failed its certificate: {res.message}")
         shaped = res.rewards
-    adv = kind_advantages(shaped, g, spec.name, n_groups=sizes.size, eps=eps)
+    if base_b is None:
+        adv = kind_advantages(shaped, g, spec.name, n_groups=sizes.size, eps=eps)
+    else:
+        adv = np.where(np.isnan(shaped), 0.0, shaped - base_b[g])
     if multipliers is not None:
         adv = adv * m[g]
     return RobustStepResult(adv, r, shaped, g, sizes, m, base, group_delta, None, spec.name, res)
@@ -316,8 +339,8 @@ class RobustAdvantage:
         self.kl_history: list[float] = []
 
     def __call__(self, rewards: Any, group_ids: Any, *, n_groups: int | None = None, multipliers: Any = None,
-                 seq_logprobs: Any = None, ref_seq_logprobs: Any = None) -> RobustStepResult:
-        """Advantages of one step (see :func:`robust_step`); with a dynamic budget and
+                 seq_logprobs: Any = None, ref_seq_logprobs: Any = None, baselines: Any = None) -> RobustStepResult:
+        """Advantages of one step (see :func:`robust_step`, ``baselines`` included); with a dynamic budget and
         ``ref_seq_logprobs`` (sequence log-probs under the reference policy) this step's KL joins
         the history first, then the budget is eq. (4.17) over the window."""
         s = self.shaping
@@ -338,7 +361,7 @@ class RobustAdvantage:
             p = int(g.max()) + 1 if n_groups is None else int(n_groups)
             delta = s.group_budget(base, np.bincount(g, minlength=p))
         res = robust_step(rewards, g, kind=self.kind, n_groups=n_groups, multipliers=multipliers, shaping=s,
-                          seq_logprobs=seq_logprobs, delta=delta, eps=self.eps)
+                          seq_logprobs=seq_logprobs, delta=delta, eps=self.eps, baselines=baselines)
         if kl is not None:  # the step succeeded: keep its KL
             self.kl_history = (self.kl_history + [kl])[-s.kl_window:]
         return RobustStepResult(res.advantages, res.rewards, res.shaped_rewards, res.group_ids, res.group_sizes,

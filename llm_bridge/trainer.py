@@ -1,28 +1,51 @@
 """The GRPO trainer: a readable loop over a real transformer with a different number of rollouts
 per prompt, decided each step by a controller of :mod:`bandits.controllers`.
 
-One step (:meth:`Trainer.step`), in this order:
+One step (:meth:`Trainer.step_once`), in this order:
 
 1. ``plan = controller.plan(prompt_ids)`` -- rollouts per prompt and advantage multipliers;
-2. ``backend.generate(prompts, plan.counts, sampling)`` -- a ragged :class:`~llm_bridge.RolloutBatch`;
-3. ``task.verify`` -- rewards in [0, 1];
-4-6. the one robust step (:class:`llm_bridge.robust_step.RobustAdvantage`, shared with the TRL
-   and verl adapters): optional shaping (DRRO eq. 4.14/4.15 or DRO) with the sampler's sequence
-   log-probs, advantages of the configured kind over the ragged groups (the papers' GRPO /
-   Dr.GRPO / RLOO, or a host's convention), times each prompt's ``plan.multipliers``
+2. ``backend.generate(prompts, counts, sampling)`` -- a ragged :class:`~llm_bridge.RolloutBatch`,
+   and ``task.verify`` -- rewards in [0, 1];
+3. a controller that samples in rounds (Reinforce-Ada, DAPO dynamic sampling, AR3PO) is asked
+   for more (``controller.extend`` with every rollout so far) and 2 runs again for the prompts it
+   names, until it asks for none; every round comes out of the step's budget
+   ``prompts_per_step * mean_budget``. Then the controller's training selection
+   (:class:`bandits.controllers.TrainSelection`) says which rollouts enter the gradient. Steps
+   1-3 are :func:`bandits.controllers.sample_step` around the backend
+   (:func:`llm_bridge.rounds.drive_step`); a single-round controller gets exactly one generation
+   call with the whole batch, as a plain plan -> generate loop would;
+4-6. the training batch (:func:`llm_bridge.rounds.training_batch`) holds the selected rollouts:
+   a dropped group (none of its rollouts selected, e.g. an all-equal group under DAPO or GRESO) is
+   not in it at all, a skipped prompt (0 rollouts) neither, and a prompt flagged for reuse gets
+   the most recent correct completion the trainer saw for it at an earlier step (AR3PO; reward 1,
+   old log-probs under the current policy; no rollout spent). On it, the one robust step
+   (:class:`llm_bridge.robust_step.RobustAdvantage`, shared with the TRL and verl adapters):
+   optional shaping (DRRO eq. 4.14/4.15 or DRO) with the sampler's sequence log-probs, advantages
+   of the configured kind over the ragged groups (the papers' GRPO / Dr.GRPO / RLOO, or a host's
+   convention) -- or ``r - b`` with the controller's per-prompt baselines ``b`` when its
+   selection gives them (Reinforce-Ada) -- times each prompt's ``plan.multipliers``
    (Prompt-GDRO, eq. 17);
 7. ``ppo_epochs`` passes of minibatch updates of the clipped surrogate (+ optional k3 KL penalty);
-8. ``controller.observe(prompt_ids, counts, rewards, group_ids)``.
+   a step whose every group was dropped makes no update;
+8. ``controller.observe(prompt_ids, counts, rewards, group_ids)`` with *every* generated rollout
+   of every round (dropped groups included).
 
 Each step appends one JSON line to ``<out>/metrics.jsonl``: prompt-averaged accuracy, pass@k and
-reward (:func:`llm_bridge.metrics.success_metrics`), KL to the reference, token entropy, clip
-fraction, gradient norm, rollouts per prompt, tokens generated and the wall time of every phase;
-``bridge_overhead_s`` is the time spent outside generation, verification, log-prob passes and the
-optimiser (allocation, shaping, advantages, controller updates, bookkeeping).
+reward over every generated rollout (:func:`llm_bridge.metrics.success_metrics`; skipped prompts
+left out), KL to the reference, token entropy, clip fraction, gradient norm, rollouts per prompt,
+and the wall time of every phase. The compute of the step counts every round: ``rollouts``
+(generated, dropped groups included; ``budget`` is the most the step may spend),
+``tokens_generated``, ``rounds``; beside it what was trained on: ``rollouts_trained``,
+``tokens_trained``, ``groups_trained``, ``groups_dropped``, ``prompts_skipped``,
+``responses_reused``, and the generated groups without reward spread (``groups_all_equal``,
+``rollouts_all_equal``: rollouts that carry no group-relative signal). ``bridge_overhead_s`` is the time spent outside generation, verification,
+log-prob passes and the optimiser (allocation and rounds' decisions, shaping, advantages,
+controller updates, bookkeeping).
 
 Checkpoints (:meth:`Trainer.save_checkpoint`) hold the model, the optimiser, the reference model,
 every random state (prompt sampling, minibatch order, the sampler's generator), the controller's
-``state_dict`` and the step; resuming (:meth:`Trainer.from_checkpoint`) continues bit-identically.
+``state_dict``, the bank of correct completions kept for response reuse
+(:class:`llm_bridge.rounds.ResponseBank`) and the step; resuming (:meth:`Trainer.from_checkpoint`) continues bit-identically.
 A checkpoint written under another configuration is refused with the differing settings named.
 
 Old log-probs: with the ``hf`` backend (exact log-probs) and no top-k/top-p filtering the
@@ -57,7 +80,7 @@ from typing import Any
 
 import numpy as np
 
-from bandits.controllers import check_controller
+from bandits.controllers import Controller, check_controller, close_step, supports_rounds
 from solvers import k3_kl
 from solvers._validation import check_finite_scalar, check_int_scalar
 
@@ -78,6 +101,7 @@ from .models import (
     warm_start,
 )
 from .robust_step import DEFAULT_KL_WINDOW, SHAPINGS, RobustAdvantage, Shaping
+from .rounds import ResponseBank, drive_step, merge_rollouts, training_batch
 from .tasks import TASKS, make_task
 from .tokenizer import char_tokenizer, check_tokenizer_covers, encode_prompts
 
@@ -386,6 +410,12 @@ class Trainer:
                                          mean_budget=config.mean_budget, lower=config.lower, upper=config.upper,
                                          seed=controller_seed, **opts)
         self.controller = check_controller(controller)
+        if supports_rounds(self.controller) and not isinstance(self.controller, Controller):
+            raise TypeError(f"a controller that samples in rounds must subclass bandits.controllers.Controller (its "
+                            f"base class checks every extension against the step's budget); got "
+                            f"{type(self.controller).__name__}")
+        self.bank = ResponseBank(config.n_prompts)  # correct completions for response reuse (AR3PO)
+        self.pad_id = int(self.tokenizer.pad_token_id)
         self.backend = make_backend(config.backend, self.model, self.tokenizer, seed=backend_seed,
                                     **config.backend_options)
         self.recompute_old = (config.recompute_old_logprobs if config.recompute_old_logprobs is not None
@@ -430,6 +460,20 @@ class Trainer:
         return np.sort(self.rng_prompts.choice(self.config.n_prompts, size=self.config.prompts_per_step,
                                                replace=False)).astype(np.int64)
 
+    def _generate_round(self, timer: _PhaseTimer) -> Any:
+        """The generator of one round (the ``generate`` of :func:`bandits.controllers.sample_step`):
+        sample ``counts[i]`` completions of prompt ``ids[i]`` and verify them."""
+        cfg = self.config
+
+        def generate(ids: np.ndarray, counts: np.ndarray):
+            with timer("generate"):
+                batch = self.backend.generate([self.prompt_tokens[q] for q in ids], counts, cfg.sampling)
+            with timer("verify"):
+                rewards = np.asarray(self.task.verify(ids[batch.group_ids], batch.texts), dtype=np.float64)
+            return rewards, batch.group_ids, batch
+
+        return generate
+
     def step_once(self) -> dict:
         """Run one training step (see the module docstring) and return its metrics."""
         torch = self._torch
@@ -437,67 +481,100 @@ class Trainer:
         timer = _PhaseTimer()
         t_start = time.perf_counter()
         prompt_ids = self._sample_prompts()
-        with timer("plan"):
-            plan = self.controller.plan(prompt_ids)
-            counts = np.asarray(plan.counts, dtype=np.int64)
-            multipliers = np.asarray(plan.multipliers, dtype=np.float64)
-        with timer("generate"):
-            batch = self.backend.generate([self.prompt_tokens[q] for q in prompt_ids], counts, cfg.sampling)
-        with timer("verify"):
-            rewards = self.task.verify(prompt_ids[batch.group_ids], batch.texts)
-        lp = batch.prompt_length
-        mask = batch.completion_mask
-        with timer("logprobs"), torch.no_grad():
-            if self.recompute_old:
-                old, _ = policy_token_logprobs(self.model, batch.input_ids, batch.attention_mask, lp,
-                                               temperature=cfg.sampling.temperature)
-                old = old * mask
-            else:
-                old = batch.token_logprobs
-            ref = None
-            if self.reference is not None:
-                ref, _ = policy_token_logprobs(self.reference, batch.input_ids, batch.attention_mask, lp,
-                                               temperature=cfg.sampling.temperature)
-                ref = ref * mask
-        seq_old = (old.double() * mask.double()).sum(dim=1).cpu().numpy()
-        kl_seq = seq_ref = None
-        if ref is not None:
-            seq_ref = (ref.double() * mask.double()).sum(dim=1).cpu().numpy()
-            kl_seq = float(k3_kl(seq_ref, seq_old).mean)
-        with timer("advantages"):
-            adv = self.robust(rewards, batch.group_ids, n_groups=counts.size, multipliers=multipliers,
-                              seq_logprobs=seq_old if cfg.shaping != "none" else None, ref_seq_logprobs=seq_ref)
-            adv_t = torch.as_tensor(adv.advantages, dtype=torch.float32, device=self.device)
-        with timer("update"):
-            upd = self._update(batch, old, ref, adv_t)
+        t_plan = time.perf_counter()
+        step = drive_step(self.controller, prompt_ids, self._generate_round(timer))
+        # plan, every extension and the selection: the time of the step's rounds less generation and verification
+        timer.seconds["plan"] = max(0.0, time.perf_counter() - t_plan - timer.seconds.get("generate", 0.0)
+                                    - timer.seconds.get("verify", 0.0))
+        counts = step.counts
+        multipliers = np.asarray(step.plan.multipliers, dtype=np.float64)
+        merged = merge_rollouts(step, self.pad_id)
+        tb = training_batch(merged, step, self.bank, self.prompt_tokens, self.pad_id)
+        adv = upd = None
+        kl_seq = kl_tok = None
+        tokens_trained = 0
+        if tb.batch is not None:
+            batch = tb.batch
+            lp = batch.prompt_length
+            mask = batch.completion_mask
+            tokens_trained = int(mask.sum().item())
+            with timer("logprobs"), torch.no_grad():
+                if self.recompute_old:
+                    old, _ = policy_token_logprobs(self.model, batch.input_ids, batch.attention_mask, lp,
+                                                   temperature=cfg.sampling.temperature)
+                    old = old * mask
+                else:
+                    old = batch.token_logprobs
+                    if tb.reused.any():  # a reused response: its log-probs under the current policy
+                        rows = torch.as_tensor(np.flatnonzero(tb.reused), device=self.device)
+                        fresh, _ = policy_token_logprobs(self.model, batch.input_ids[rows],
+                                                         batch.attention_mask[rows], lp,
+                                                         temperature=cfg.sampling.temperature)
+                        old = old.clone()
+                        old[rows] = fresh * mask[rows]
+                ref = None
+                if self.reference is not None:
+                    ref, _ = policy_token_logprobs(self.reference, batch.input_ids, batch.attention_mask, lp,
+                                                   temperature=cfg.sampling.temperature)
+                    ref = ref * mask
+            seq_old = (old.double() * mask.double()).sum(dim=1).cpu().numpy()
+            seq_ref = None
+            if ref is not None:
+                seq_ref = (ref.double() * mask.double()).sum(dim=1).cpu().numpy()
+                kl_seq = float(k3_kl(seq_ref, seq_old).mean)
+            with timer("advantages"):
+                adv = self.robust(tb.rewards, batch.group_ids, n_groups=tb.positions.size,
+                                  multipliers=multipliers[tb.positions],
+                                  seq_logprobs=seq_old if cfg.shaping != "none" else None, ref_seq_logprobs=seq_ref,
+                                  baselines=tb.baselines)
+                adv_t = torch.as_tensor(adv.advantages, dtype=torch.float32, device=self.device)
+            with timer("update"):
+                upd = self._update(batch, old, ref, adv_t)
+            if ref is not None:
+                kl_tok = float((k3_token_kl(old, ref) * mask).sum().item() / max(tokens_trained, 1))
         with timer("sync"):
             self.backend.sync_weights(self.model)
         with timer("observe"):
-            self.controller.observe(prompt_ids, counts, rewards, batch.group_ids)
+            if isinstance(self.controller, Controller):
+                close_step(self.controller, step)
+            else:
+                self.controller.observe(prompt_ids, counts, step.rewards, step.group_ids)
+            self.bank.record(prompt_ids, merged, step.rewards)
         self.step += 1
         # bookkeeping (counted in the overhead: everything outside the timed phases)
-        succ = success_metrics(rewards, batch.group_ids, counts.size, k=cfg.pass_k)
-        tokens = int(mask.sum().item())
-        kl_tok = None
-        if ref is not None:
-            kl_tok = float((k3_token_kl(old, ref) * mask).sum().item() / max(tokens, 1))
+        sampled = np.flatnonzero(counts > 0)
+        if sampled.size == counts.size:
+            succ = success_metrics(step.rewards, step.group_ids, counts.size, k=cfg.pass_k)
+        else:  # prompts a controller skipped have no rollouts: metrics over the sampled ones
+            where = np.full(counts.size, -1, dtype=np.int64)
+            where[sampled] = np.arange(sampled.size)
+            succ = success_metrics(step.rewards, where[step.group_ids], sampled.size, k=cfg.pass_k)
+        tokens = int(merged.completion_mask.sum().item())
+        n_train = 0 if tb.batch is None else tb.batch.n_rollouts
+        lo = np.full(counts.size, np.inf)
+        hi = np.full(counts.size, -np.inf)
+        np.minimum.at(lo, step.group_ids, step.rewards)
+        np.maximum.at(hi, step.group_ids, step.rewards)
+        all_equal = (counts > 0) & (lo == hi)  # no reward spread: a zero group-relative advantage
         total = time.perf_counter() - t_start
         phases = dict(timer.seconds)
         phases["bookkeeping"] = max(0.0, total - sum(phases.values()))
+        nonzero = 0 if adv is None else int(np.unique(tb.batch.group_ids[adv.advantages != 0]).size)
         record = {
             "step": self.step,
             **succ,
             "kl_ref": kl_tok,
             "kl_ref_seq": kl_seq,
-            "entropy": upd["entropy"],
-            "loss": upd["loss"],
-            "clip_fraction": upd["clip_fraction"],
-            "approx_kl_old": upd["approx_kl"],
-            "grad_norm": upd["grad_norm"],
-            "n_updates": upd["n_updates"],
-            "shaping_delta_mean": float(np.mean(adv.group_delta)) if adv.group_delta is not None else None,
-            "adv_abs_mean": float(np.abs(adv.advantages).mean()),
-            "adv_nonzero_groups": int(np.unique(batch.group_ids[adv.advantages != 0]).size),
+            "entropy": None if upd is None else upd["entropy"],
+            "loss": None if upd is None else upd["loss"],
+            "clip_fraction": None if upd is None else upd["clip_fraction"],
+            "approx_kl_old": None if upd is None else upd["approx_kl"],
+            "grad_norm": 0.0 if upd is None else upd["grad_norm"],
+            "n_updates": 0 if upd is None else upd["n_updates"],
+            "shaping_delta_mean": (float(np.mean(adv.group_delta)) if adv is not None and adv.group_delta is not None
+                                   else None),
+            "adv_abs_mean": 0.0 if adv is None else float(np.abs(adv.advantages).mean()),
+            "adv_nonzero_groups": nonzero,
             "rollouts": int(counts.sum()),
             "counts_min": int(counts.min()),
             "counts_max": int(counts.max()),
@@ -505,8 +582,18 @@ class Trainer:
             "counts": counts.tolist(),
             "multipliers": [round(float(x), 6) for x in multipliers],
             "tokens_generated": tokens,
-            "completion_len_mean": tokens / max(1, batch.n_rollouts),
-            "finished_frac": float(batch.finished.mean()),
+            "completion_len_mean": tokens / max(1, merged.n_rollouts),
+            "finished_frac": float(np.asarray(merged.finished).mean()),
+            "rounds": len(step.rounds),
+            "budget": int(step.budget),
+            "rollouts_trained": n_train,
+            "tokens_trained": tokens_trained,
+            "groups_trained": int(tb.positions.size),
+            "groups_dropped": int(sampled.size - np.intersect1d(sampled, tb.positions).size),
+            "prompts_skipped": int(counts.size - sampled.size),
+            "responses_reused": tb.n_reused,
+            "groups_all_equal": int(all_equal.sum()),
+            "rollouts_all_equal": int(counts[all_equal].sum()),
             **{f"time_{k}_s": v for k, v in phases.items()},
             "time_step_s": total,
             "bridge_overhead_s": sum(phases.get(k, 0.0) for k in OVERHEAD_PHASES),
@@ -638,6 +725,7 @@ class Trainer:
             "controller": _encode(self.controller.state_dict()),
             "kl_history": list(self.kl_history),
             "embeddings": _encode(np.asarray(self.embeddings)),
+            "response_bank": self.bank.state_dict(),
         }
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
@@ -678,6 +766,9 @@ class Trainer:
         if state["controller_name"] != name:
             raise ValueError(f"checkpoint {str(path)!r} holds controller {state['controller_name']!r}, this "
                              f"trainer has {name!r}")
+        bank = ResponseBank(self.config.n_prompts)
+        if "response_bank" in state:  # (checkpoints written before response reuse have none: an empty bank)
+            bank.load_state_dict(state["response_bank"])
         tensors = torch.load(Path(path) / "tensors.pt", map_location=self.device, weights_only=True)
         self.controller.load_state_dict(_decode(state["controller"]))
         self.model.load_state_dict(tensors["model"])
@@ -691,6 +782,7 @@ class Trainer:
         self.backend.load_state_dict(_decode(state["backend"]))
         self.backend.sync_weights(self.model)
         self.robust.load_state_dict({"version": RobustAdvantage.STATE_VERSION, "kl_history": state["kl_history"]})
+        self.bank = bank
         self.step = int(state["step"])
 
     @classmethod

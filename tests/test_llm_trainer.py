@@ -121,9 +121,11 @@ def test_end_to_end_uneven_counts(cache, monkeypatch, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["controller"] == "uniform"
 
 
-@pytest.mark.parametrize("controller", ["prompt-gdro", "vip"])
+@pytest.mark.parametrize("controller", ["prompt-gdro", "vip", "reinforce-ada", "dapo-dynamic", "greso"])
 def test_resume_is_bit_identical(cache, tmp_path, controller):
-    """4 steps straight == 2 steps, checkpoint, a new process-like trainer from the checkpoint, 2 steps."""
+    """4 steps straight == 2 steps, checkpoint, a new process-like trainer from the checkpoint, 2 steps
+    (round controllers too: rounds, skipped prompts, dropped groups and baselines; response reuse is
+    checked in tests/test_llm_rounds.py)."""
     cfg = tiny_config(cache, controller=controller, mean_budget=4, lower=2, upper=8, steps=4, eval_every=2,
                       kl_coef=0.05, shaping="drro", shaping_delta=0.5, shaping_tau=2.0, shaping_alpha=1.0)
     straight = Trainer(cfg)

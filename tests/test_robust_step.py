@@ -201,3 +201,24 @@ def test_one_protocol_check_with_optional_extend():
         check_controller(type("Minimal2", (), {"plan": lambda s, i: None, "state_dict": lambda s: {}})())
     with pytest.raises(TypeError, match="extend must be a method"):
         check_controller(BadExtend())
+
+
+def test_per_prompt_baselines_replace_the_kinds_baseline():
+    """A training selection's baselines (Reinforce-Ada's mean over every rollout of the step): the
+    advantage is ``(shaped) r - b_i`` without std scaling, whatever the kind, times the multiplier;
+    an unscored row gets 0; a wrong shape is refused naming the parameter."""
+    r = np.array([1.0, 0.0, 1.0, 0.5, np.nan, 0.0])
+    gid = np.array([0, 0, 0, 1, 1, 2])
+    b = np.array([0.25, 0.5, 0.1])
+    mult = np.array([2.0, 1.0, 3.0])
+    for kind in ("grpo", "rloo", "trl-group", "verl-grpo"):
+        res = robust_step(r, gid, kind=kind, multipliers=mult, baselines=b)
+        np.testing.assert_allclose(res.advantages, [1.5, -0.5, 1.5, 0.0, 0.0, -0.3])
+    lp = np.array([-1.0, -2.0, -3.0, -1.5, -2.5, -0.5])
+    r2 = np.nan_to_num(r)
+    shaped = RobustAdvantage("grpo", Shaping("drro", delta=0.5))(r2, gid, seq_logprobs=lp, baselines=b)
+    np.testing.assert_allclose(shaped.advantages, shaped.shaped_rewards - b[gid])
+    with pytest.raises(ValueError, match=r"baselines must have shape \(3,\)"):
+        robust_step(r2, gid, baselines=[0.1, 0.2])
+    with pytest.raises(ValueError, match="baselines"):
+        robust_step(r2, gid, baselines=[0.1, np.inf, 0.2])

@@ -46,6 +46,24 @@ sampler (so TRL's batch-size and divisibility checks hold) and, at each generati
 vLLM *server* mode samples ``n=G`` completions per unique prompt and cannot honour per-prompt
 counts: the trainer refuses it, as it refuses a custom ``rollout_func``. Evaluation is left to TRL
 unchanged.
+
+Controllers that sample in rounds, skip prompts or select their training rollouts
+---------------------------------------------------------------------------------
+TRL draws one generation batch of fixed size per step and its training buffer is exactly that
+batch: every row its ``RepeatSampler`` draws becomes one completion and one training row, sliced
+into ``steps_per_generation`` minibatches of ``per_device_train_batch_size`` rows on each process.
+A controller that samples in rounds (``reinforce-ada``, ``dapo-dynamic``, ``ar3po``) needs more
+generation calls after the first, spends a step-dependent number of rollouts and drops or adds
+training rows; one that skips prompts (``greso``, ``dapo-dynamic``) leaves rows of the batch
+without a prompt; one with a training selection drops groups from the gradient, sets its own
+baselines or reuses an earlier response. None of that fits the fixed buffer without changing
+TRL's batch-size invariants (and a zero advantage is not the same as leaving a row out: TRL's
+loss normalisers and the KL term still count it), so :class:`RobustGRPOTrainer` refuses such a
+controller at construction with a ``ValueError`` that says so; run it with the project's own
+trainer (``robust-rollouts train --controller reinforce-ada``, :class:`llm_bridge.Trainer`),
+which drives rounds, skipped prompts and training selections. Every single-round controller that
+plans every prompt of the batch works here (``uniform``, ``vip``, ``knapsack``, the GDRO
+controllers, ...).
 """
 
 from __future__ import annotations
@@ -75,6 +93,7 @@ from bandits.controllers import check_controller
 
 from ..advantage_kinds import _nanstd, _table, get_advantage_kind, trl_normalize_then_sum_rewards
 from ..robust_step import RobustAdvantage, RobustStepResult, Shaping, step_metrics, success_values
+from ..rounds import host_support_iv
 
 __all__ = ["ROBUST_STATE_FILE", "SUPPORTED_TRL", "RobustGRPOTrainer", "advantage_kind_for"]
 
@@ -90,6 +109,13 @@ if ".".join(trl.__version__.split(".")[:2]) not in SUPPORTED_TRL:  # pragma: no 
                   stacklevel=2)
 
 _EXTREMES = ("robust/group_size/min", "robust/group_size/max")
+
+TRL_ROUNDS_REASON = (
+    "TRL generates one fixed-size generation batch per step and trains on exactly its rows (each row the "
+    "RepeatSampler draws becomes one completion and one training row), so it cannot run extra generation rounds, "
+    "leave a prompt without completions, or drop or add training rows without breaking its batch-size invariants.")
+"""Why :class:`RobustGRPOTrainer` refuses controllers that sample in rounds, skip prompts or select
+their training rollouts (module docstring)."""
 
 
 def advantage_kind_for(scale_rewards: str, multi_objective_aggregation: str = "sum_then_normalize") -> str:
@@ -120,7 +146,10 @@ class RobustGRPOTrainer(GRPOTrainer):
     controller
         A controller of :func:`bandits.controllers.make_controller` (or any object with its
         methods) with ``mean_budget`` equal to ``args.num_generations`` and ``n_prompts`` covering
-        the dataset's prompt ids. ``uniform`` (no shaping) reproduces ``GRPOTrainer`` exactly.
+        the dataset's prompt ids. ``uniform`` (no shaping) reproduces ``GRPOTrainer`` exactly. A
+        controller that samples in rounds, skips prompts or selects its training rollouts
+        (``reinforce-ada``, ``dapo-dynamic``, ``ar3po``, ``greso``) is refused with a
+        ``ValueError`` (module docstring).
     shaping : None, str, dict or Shaping
         ``None`` (no shaping), or a rule of :data:`llm_bridge.robust_step.SHAPINGS` (``"drro"``,
         ``"dro"``) with ``shaping_params``.
@@ -154,6 +183,7 @@ class RobustGRPOTrainer(GRPOTrainer):
                  advantage: str | None = None, prompt_id_column: str = "prompt_id",
                  success_fn: Callable[[np.ndarray], np.ndarray] | None = None, **kwargs: Any):
         check_controller(controller)
+        host_support_iv(controller, "RobustGRPOTrainer (TRL)", TRL_ROUNDS_REASON)
         if not isinstance(prompt_id_column, str) or not prompt_id_column:
             raise TypeError(f"prompt_id_column must be a non-empty string, got {prompt_id_column!r}")
         if success_fn is not None and not callable(success_fn):

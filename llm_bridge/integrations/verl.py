@@ -67,6 +67,15 @@ Configuration (section ``robust`` of the verl config; see the example config)::
 
 Scores written back after shaping are what verl's own ``critic/score`` metrics then report; the raw
 rewards are in ``robust/reward_mean``.
+
+Controllers that sample in rounds, skip prompts or select their training rollouts
+(``reinforce-ada``, ``dapo-dynamic``, ``ar3po``, ``greso``) are refused when the trainer is built
+(``ValueError``): verl's V1 agent loop generates each prompt's ``__rollout_n__`` rollouts in one
+pass and the trainer's mini-batches are sized for ``train_batch_size * rollout.n`` rows, every one
+of which enters the update, so there is no second generation call within a step, no prompt with
+0 rollouts and no dropped group. Run such a controller with the project's trainer
+(``robust-rollouts train --controller ...``; verl's own DAPO recipe implements DAPO's dynamic
+sampling with its own trainer).
 """
 
 from __future__ import annotations
@@ -103,6 +112,7 @@ from bandits.controllers import check_controller
 
 from ..advantage_kinds import get_advantage_kind
 from ..robust_step import RobustAdvantage, Shaping, robust_step, step_metrics, success_values
+from ..rounds import host_support_iv
 
 __all__ = [
     "ESTIMATORS",
@@ -128,6 +138,12 @@ KIND_KEY = "robust_advantage_kind"
 """Algorithm-config key naming the advantage kind of the robust estimators (default: verl's convention)."""
 ROBUST_STATE_FILE = "robust_state.pkl"
 """File in each ``global_step_N`` checkpoint folder with the controller's and the shaping's state."""
+VERL_ROUNDS_REASON = (
+    "verl's V1 agent loop generates each prompt's __rollout_n__ rollouts in one pass and the trainer's mini-batches "
+    "are sized for train_batch_size x rollout.n rows, all of which enter the update, so it cannot run extra "
+    "generation rounds, give a prompt 0 rollouts, or drop groups from the update.")
+"""Why :class:`RobustPPOTrainer` refuses controllers that sample in rounds, skip prompts or select
+their training rollouts (module docstring)."""
 
 
 def _config_get(config: Any, key: str, default: Any = None) -> Any:
@@ -386,7 +402,9 @@ class RobustPPOTrainer(PPOTrainerSync):
         verl's config with a ``robust`` section.
     controller : optional
         A ready controller (the ``bandits.controllers`` protocol) instead of the one
-        ``robust.controller`` names; verl itself passes only ``config``.
+        ``robust.controller`` names; verl itself passes only ``config``. Controllers that sample
+        in rounds, skip prompts or select their training rollouts are refused (``ValueError``;
+        module docstring).
     success_fn : callable, optional
         Maps rewards to success values in [0, 1] for a controller that learns from them
         (alternative to ``robust.success_threshold``).
@@ -435,6 +453,7 @@ class RobustPPOTrainer(PPOTrainerSync):
                 robust.get("controller", "uniform"), n_prompts=int(n_prompts), mean_budget=self.rollout_n,
                 lower=int(robust.get("lower", 1)), upper=int(robust.get("upper", 4 * self.rollout_n)),
                 seed=int(robust.get("seed", 0)), **dict(robust.get("options") or {}))
+        host_support_iv(self.controller, "RobustPPOTrainer (verl)", VERL_ROUNDS_REASON)
         name = str(config.algorithm.adv_estimator)
         if name not in ESTIMATORS:
             raise ValueError(f"RobustPPOTrainer needs algorithm.adv_estimator in {sorted(ESTIMATORS)} "

@@ -348,6 +348,14 @@ def test_init_checks_fail_early(tiny_models, tmp_path):
         make(uniform(), a=server)
     with pytest.raises(TypeError, match="protocol"):
         make(object())
+    # controllers that sample in rounds, skip prompts or select their training rollouts: refused, with why
+    for name in ("reinforce-ada", "dapo-dynamic", "ar3po", "greso"):
+        ctrl = make_controller(name, n_prompts=len(ds), mean_budget=3, lower=1, upper=8)
+        with pytest.raises(ValueError, match=rf"RobustGRPOTrainer \(TRL\) cannot drive controller '{name}'.*fixed-size "
+                                              r"generation batch.*robust-rollouts train"):
+            make(ctrl)
+    assert make(make_controller("knapsack", n_prompts=len(ds), mean_budget=3, lower=1, upper=8)).controller.name \
+        == "knapsack"  # single-round, every prompt planned: fine
     # no prompt_id column: the row index becomes the prompt id
     trainer = make(uniform(), data=ds.remove_columns("prompt_id"))
     assert trainer.train_dataset["prompt_id"] == list(range(len(ds)))

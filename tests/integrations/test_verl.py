@@ -26,6 +26,7 @@ from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 from verl.utils import tensordict_utils as tu
 
+from bandits.controllers import make_controller
 from llm_bridge.advantage_kinds import kind_advantages
 from llm_bridge.integrations import verl as rv
 from solvers import drro_rewards
@@ -348,6 +349,20 @@ def test_trainer_refuses_rewards_outside_unit_interval_without_touching_state(ve
         trainer._robust_advantage_step(keys, data)
     assert ctrl.observed == [] and len(trainer._robust_plans) == 2
     assert trainer.advantage.kl_history == []
+
+
+@pytest.mark.parametrize("name", ["reinforce-ada", "dapo-dynamic", "ar3po", "greso"])
+def test_trainer_refuses_round_skip_and_selection_controllers(verl_config, name):
+    """verl generates each prompt's __rollout_n__ rollouts in one pass and trains on all of them: a
+    controller that samples in rounds, skips prompts or selects its rollouts is refused at construction."""
+    cfg = verl_config.copy()
+    cfg.robust.controller, cfg.robust.lower, cfg.robust.upper = name, 1, 6
+    with pytest.raises(ValueError, match=rf"RobustPPOTrainer \(verl\) cannot drive controller '{name}'.*one pass"
+                                          r".*robust-rollouts train"):
+        rv.RobustPPOTrainer(cfg)
+    ctrl = make_controller(name, n_prompts=10, mean_budget=3, lower=1, upper=6)
+    with pytest.raises(ValueError, match=f"cannot drive controller '{name}'"):
+        rv.RobustPPOTrainer(verl_config.copy(), controller=ctrl)
 
 
 def test_trainer_with_a_real_controller_from_the_config(verl_config):
