@@ -22,11 +22,12 @@ from solvers._validation import check_finite_scalar, check_int_scalar
 
 from ..base import Controller, Observation, StepPlan, TrainSelection
 from ._common import all_equal, group_size_iv
+from ._round_state import RoundCounterState
 
 __all__ = ["DAPODynamicController"]
 
 
-class DAPODynamicController(Controller):
+class DAPODynamicController(RoundCounterState, Controller):
     """``dapo-dynamic``: sample groups prompt by prompt, drop all-equal groups, refill until full.
 
     The step's ``M`` prompts are DAPO's pool of candidate prompts (the generation batch); the
@@ -134,13 +135,3 @@ class DAPODynamicController(Controller):
 
     def _observe(self, obs: Observation) -> None:
         return None
-
-    # -- the round counter is mid-step state
-    def _extra_state(self) -> dict:
-        return {"round": self.round}
-
-    def _read_extra_state(self, reader: Any) -> dict:
-        return {"round": reader.int("round", lo=0)}
-
-    def _commit_extra_state(self, extra: dict) -> None:
-        self.round = extra["round"]

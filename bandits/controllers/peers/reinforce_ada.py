@@ -35,13 +35,14 @@ from ._common import (
     rank_within,
     round_request,
 )
+from ._round_state import RoundCounterState
 
 __all__ = ["ReinforceAdaController"]
 
 _VARIANTS = ("balanced", "positive")
 
 
-class ReinforceAdaController(Controller):
+class ReinforceAdaController(RoundCounterState, Controller):
     """``reinforce-ada``: sample in rounds, stop a prompt once it has its signal, train on balanced groups.
 
     Rounds (sampling in rounds, :mod:`bandits.controllers.base`):
@@ -162,13 +163,3 @@ class ReinforceAdaController(Controller):
 
     def _observe(self, obs: Observation) -> None:
         return None
-
-    # -- the round counter is mid-step state
-    def _extra_state(self) -> dict:
-        return {"round": self.round}
-
-    def _read_extra_state(self, reader: Any) -> dict:
-        return {"round": reader.int("round", lo=0)}
-
-    def _commit_extra_state(self, extra: dict) -> None:
-        self.round = extra["round"]
