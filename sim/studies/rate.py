@@ -172,8 +172,8 @@ def summarize(config: dict, seeds, tasks: list[dict], results: list[dict]) -> St
             series.append(Series(f"d = {d}", xs, line, linestyle="dashed"))
         title = f"{LABELS[m]} (slope {fits[m].slope.format()})"
         if m == "wasserstein":
-            title = (f"{LABELS[m]}, radius {config['radius'][m]:g} = {config['radius'][m] / rho.mean:.2g} "
-                     f"$\\rho^\\star$ (slope {fits[m].slope.format()})")
+            title = (f"{LABELS[m]} (slope {fits[m].slope.format()})\n"
+                     f"radius {config['radius'][m]:g} = {config['radius'][m] / rho.mean:.2g} $\\rho^\\star$")
         panels.append(Panel(title, "pairs n (log scale)",
                             r"squared parameter error $\|w_n - w_\infty\|^2$", tuple(series), xscale="linear" if ticks else "log",
                             yscale="log", xticklabels=ticks))
