@@ -82,8 +82,9 @@ seeds) run task after task on a loaded 2-core machine: in ``default`` ``uniform`
 per controller (``ar3po`` and ``dapo-dynamic``, with 4-5 generation rounds per step, the dearest)
 and ``uniform-2x`` 10 s; a seed's warm start (cached and shared by every run of the seed) about
 30 s: 154 CPU-seconds per seed. The whole default run (8 seeds, 120 tasks) took 1,241 CPU-seconds
-(user + system), about 10-11 minutes on 2 dedicated cores; on the shared machine it took 19
-minutes of wall time at a load average of 3-4. Tasks are ordered learner by learner across seeds,
+(user + system) on the loaded machine, where it took 19 minutes of wall time at a load average of
+3-4; on 2 quiet cores the committed run (cold warm-start cache) took 7.0 minutes of wall time and
+824 CPU-seconds of task time. Tasks are ordered learner by learner across seeds,
 so the workers start on different seeds and warm-start each model once (a lock makes concurrent
 workers wait for a warm start another one is computing).
 
