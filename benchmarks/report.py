@@ -239,6 +239,9 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
     }
     ratios = {f: OrderedDict((k, v) for k, v in r.items() if v) for f, r in ratios.items()}
     with_ratio = any(ratios.values())
+    sizes = {x for series in fams.values() for pts in series.values() for x, _ in pts}
+    if len(sizes) == 1 and not with_ratio:  # one size, no peer: bars read better than points on an axis
+        return _plot_one_size(fams, kind, suite, sizes.pop(), one_offs, path)
     ncols = 2 if with_ratio else 1
     fig, axes = plt.subplots(len(fams), ncols, figsize=(6.2 * ncols + 3.2, 3.4 * len(fams)), squeeze=False)
     for row, (fam, series) in enumerate(fams.items()):
@@ -308,6 +311,51 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
                                color="0.5", fontsize=8)
     fig.suptitle(f"robust-rollouts perf: {suite}", fontsize=12)
     if one_offs:  # one-off costs have no size: a note under the figure, not a point on the axis
+        note = "; ".join(f"{m.case}: {format_seconds(m.median_s)} ({m.impl})" for m in one_offs)
+        fig.text(0.01, -0.01, f"Paid once, not per step (not drawn): {note}", fontsize=8.5, color="0.25",
+                 ha="left", va="top")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def _plot_one_size(fams: Any, kind: dict, suite: str, size: float, one_offs: list[Measurement], path: Path) -> bool:
+    """Horizontal bars of the median time per (case, implementation), one panel per case family, for
+    a suite measured at a single size and without a peer (a size axis would hold one column of points).
+    Controllers keep their colour of the study figures (:mod:`benchmarks.styles`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heights = [max(1.6, 0.32 * len(series) + 1.0) for series in fams.values()]
+    fig, axes = plt.subplots(len(fams), 1, figsize=(9.0, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (fam, series) in zip(axes[:, 0], fams.items()):
+        cases = list(OrderedDict.fromkeys(c for c, _ in series))
+        items = sorted(series.items(), key=lambda kv: kv[1][0][1])
+        labels = [_series_label(case, impl, cases) for (case, impl), _ in items]
+        times = [pts[0][1] for _, pts in items]
+        colours = []
+        for (case, impl), _ in items:
+            name = canonical_method(impl)[0]
+            colours.append("0.55" if kind[(case, impl)] == "ref" else
+                           METHOD_STYLES[name].colour if name in METHOD_STYLES else "tab:blue")
+        ax.barh(range(len(items)), times, color=colours, height=0.6)
+        ax.set_yticks(range(len(items)), labels, fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plain_log_formatter())
+        ax.xaxis.set_minor_formatter(plain_log_formatter())
+        for i, t in enumerate(times):
+            ax.text(t, i, f" {format_seconds(t)}", va="center", fontsize=7.5)
+        lo, hi = min(times), max(times)
+        ax.set_xlim(lo / 2.0, hi * 3.0)
+        ax.set_xlabel(f"median time per call [s] at {size_label(suite, fam)} = {size:,.0f}")
+        ax.set_title(f"{suite}: {fam}", fontsize=10)
+        ax.grid(True, axis="x", which="both", alpha=0.3)
+    fig.suptitle(f"robust-rollouts perf: {suite}", fontsize=12)
+    if one_offs:
         note = "; ".join(f"{m.case}: {format_seconds(m.median_s)} ({m.impl})" for m in one_offs)
         fig.text(0.01, -0.01, f"Paid once, not per step (not drawn): {note}", fontsize=8.5, color="0.25",
                  ha="left", va="top")

@@ -210,3 +210,20 @@ def test_perf_from_json_redraws_without_timing(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert cli.main(["perf", "--from-json", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
     assert "--from-json" in capsys.readouterr().err
+
+
+def test_a_suite_measured_at_one_size_is_drawn_as_bars(tmp_path, monkeypatch):
+    """A size axis holding one column of points says nothing: one size and no peer draws bars, one
+    per (case, implementation); a suite with several sizes keeps the scaling plot."""
+    pytest.importorskip("matplotlib")
+    from benchmarks import report
+
+    calls = []
+    real = report._plot_one_size
+    monkeypatch.setattr(report, "_plot_one_size", lambda *a: calls.append(a[2]) or real(*a))
+    one = [Measurement("replay", "replay: one controller", 1_000_000, name, "ours", t)
+           for name, t in (("uniform", 0.4), ("vip", 0.7), ("rollout-gdro", 2.7))]
+    assert report.plot_scaling(one, "replay", tmp_path / "one.png") and calls == ["replay"]
+    assert (tmp_path / "one.png").stat().st_size > 0
+    many = one + [Measurement("replay", "replay: one controller", 10_000, "uniform", "ours", 0.01)]
+    assert report.plot_scaling(many, "replay", tmp_path / "many.png") and calls == ["replay"]
