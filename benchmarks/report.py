@@ -342,15 +342,15 @@ def _plot_one_size(fams: Any, kind: dict, suite: str, size: float, one_offs: lis
             name = canonical_method(impl)[0]
             colours.append("0.55" if kind[(case, impl)] == "ref" else
                            METHOD_STYLES[name].colour if name in METHOD_STYLES else "tab:blue")
-        ax.barh(range(len(items)), times, color=colours, height=0.6)
-        ax.set_yticks(range(len(items)), labels, fontsize=8)
+        lo, hi = min(times), max(times)
         ax.set_xscale("log")
+        ax.set_xlim(lo / 2.0, hi * 3.0)  # bars start at the left edge (a log axis has no 0)
+        ax.barh(range(len(items)), [t - lo / 2.0 for t in times], left=lo / 2.0, color=colours, height=0.6)
+        ax.set_yticks(range(len(items)), labels, fontsize=8)
         ax.xaxis.set_major_formatter(plain_log_formatter())
         ax.xaxis.set_minor_formatter(plain_log_formatter())
         for i, t in enumerate(times):
             ax.text(t, i, f" {format_seconds(t)}", va="center", fontsize=7.5)
-        lo, hi = min(times), max(times)
-        ax.set_xlim(lo / 2.0, hi * 3.0)
         ax.set_xlabel(f"median time per call [s] at {size_label(suite, fam)} = {size:,.0f}")
         ax.set_title(f"{suite}: {fam}", fontsize=10)
         ax.grid(True, axis="x", which="both", alpha=0.3)
