@@ -13,19 +13,32 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from _llm_tiny import TINY
+from _llm_tiny import tiny_config as shared_tiny_config
+
 import llm_bridge.trainer as trainer_mod
-from bandits.controllers import CONTROLLERS, TrainSelection, controller_options, make_controller
+from bandits.controllers import (
+    CONTROLLERS,
+    TrainSelection,
+    controller_options,
+    make_controller,
+)
 from bandits.controllers.uniform import UniformController
 from llm_bridge.batch import policy_token_logprobs
 from llm_bridge.generation import HFBackend, SamplingConfig
-from llm_bridge.models import ModelSpec, WarmStartConfig, build_model
-from llm_bridge.rounds import ResponseBank, has_selection_rule, host_support_iv, merge_rollouts, training_batch
+from llm_bridge.models import build_model
+from llm_bridge.rounds import (
+    ResponseBank,
+    has_selection_rule,
+    host_support_iv,
+    merge_rollouts,
+    training_batch,
+)
 from llm_bridge.tokenizer import char_tokenizer
-from llm_bridge.trainer import TrainConfig, Trainer
+from llm_bridge.trainer import Trainer
 
 torch.set_num_threads(1)
 
-TINY = ModelSpec(hidden_size=32, num_layers=2, num_heads=2, max_positions=32)
 ROUND_PEERS = ("reinforce-ada", "dapo-dynamic", "ar3po", "greso")
 
 
@@ -35,12 +48,8 @@ def cache(tmp_path_factory):
 
 
 def tiny_config(cache, **kw):
-    base = {"task": "arithmetic-partial", "n_prompts": 12, "prompts_per_step": 6, "model": TINY,
-            "warm_start": WarmStartConfig(steps=100, batch_size=32, n_examples=512), "cache_dir": cache,
-            "sampling": SamplingConfig(max_new_tokens=5), "minibatch_size": 8, "mean_budget": 4, "lower": 2,
-            "upper": 8, "steps": 3, "lr": 1e-3}
-    base.update(kw)
-    return TrainConfig(**base)
+    """The shared tiny run at mean budget 4 in [2, 8] (room for extra rounds within the budget)."""
+    return shared_tiny_config(cache, **{"mean_budget": 4, "lower": 2, **kw})
 
 
 def _strip(records):

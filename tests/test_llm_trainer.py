@@ -15,32 +15,24 @@ from llm_bridge.metrics import pass_at_k, success_metrics
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from _llm_tiny import TINY, tiny_config
+
 import llm_bridge.trainer as trainer_mod
 from bandits.controllers import StepPlan
 from llm_bridge.batch import policy_token_logprobs
 from llm_bridge.generation import SamplingConfig
-from llm_bridge.models import ModelSpec, WarmStartConfig, build_model
+from llm_bridge.models import build_model
 from llm_bridge.tokenizer import char_tokenizer
 from llm_bridge.trainer import TrainConfig, Trainer
 
 torch.set_num_threads(1)
 
-TINY = ModelSpec(hidden_size=32, num_layers=2, num_heads=2, max_positions=32)
 COUNTS = np.array([1, 3, 2, 5, 1, 4])  # uneven, two groups of one
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("warm-cache"))
-
-
-def tiny_config(cache, **kw):
-    base = {"task": "arithmetic-partial", "n_prompts": 12, "prompts_per_step": 6, "model": TINY,
-            "warm_start": WarmStartConfig(steps=100, batch_size=32, n_examples=512), "cache_dir": cache,
-            "sampling": SamplingConfig(max_new_tokens=5), "minibatch_size": 8, "mean_budget": 3, "lower": 1,
-            "upper": 8, "steps": 3, "lr": 1e-3}
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 class FixedCounts:
