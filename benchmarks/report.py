@@ -309,15 +309,7 @@ def plot_scaling(rows: list[Measurement], suite: str, path: Path) -> bool:
         if with_ratio and not ratios[fam]:
             axes[row][-1].text(0.0, 0.0, "no measured peer: no speed-up panel", transform=axes[row][-1].transAxes,
                                color="0.5", fontsize=8)
-    fig.suptitle(f"robust-rollouts perf: {suite}", fontsize=12)
-    if one_offs:  # one-off costs have no size: a note under the figure, not a point on the axis
-        note = "; ".join(f"{m.case}: {format_seconds(m.median_s)} ({m.impl})" for m in one_offs)
-        fig.text(0.01, -0.01, f"Paid once, not per step (not drawn): {note}", fontsize=8.5, color="0.25",
-                 ha="left", va="top")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return True
+    return _finish(fig, suite, one_offs, path)
 
 
 def _plot_one_size(fams: Any, kind: dict, suite: str, size: float, one_offs: list[Measurement], path: Path) -> bool:
@@ -354,6 +346,14 @@ def _plot_one_size(fams: Any, kind: dict, suite: str, size: float, one_offs: lis
         ax.set_xlabel(f"median time per call [s] at {size_label(suite, fam)} = {size:,.0f}")
         ax.set_title(f"{suite}: {fam}", fontsize=10)
         ax.grid(True, axis="x", which="both", alpha=0.3)
+    return _finish(fig, suite, one_offs, path)
+
+
+def _finish(fig: Any, suite: str, one_offs: list[Measurement], path: Path) -> bool:
+    """Title ``fig``, note the suite's one-off costs under it (they have no size: a note, not a point
+    on an axis), save it to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
     fig.suptitle(f"robust-rollouts perf: {suite}", fontsize=12)
     if one_offs:
         note = "; ".join(f"{m.case}: {format_seconds(m.median_s)} ({m.impl})" for m in one_offs)
