@@ -48,6 +48,7 @@ from .rollout import RolloutBatch
 __all__ = [
     "ResponseBank",
     "TrainingBatch",
+    "check_round_controller",
     "drive_step",
     "has_selection_rule",
     "host_support_iv",
@@ -90,6 +91,15 @@ def host_support_iv(controller: Any, host: str, why: str) -> None:
             "(uniform, vip, knapsack, rollout-gdro, prompt-gdro, ...).")
 
 
+def check_round_controller(controller: Any) -> None:
+    """Refuse (``TypeError``) a controller that samples in rounds without subclassing
+    :class:`~bandits.controllers.Controller`, whose base class checks every extension against the
+    step's budget."""
+    if supports_rounds(controller) and not isinstance(controller, Controller):
+        raise TypeError(f"a controller that samples in rounds must subclass bandits.controllers.Controller (its base "
+                        f"class checks every extension against the step's budget); got {type(controller).__name__}")
+
+
 def drive_step(controller: Any, prompt_ids: Any,
                generate: Callable[[np.ndarray, np.ndarray], tuple[Any, Any, Any]]) -> StepRollouts:
     """One controller step around ``generate`` (see :func:`bandits.controllers.sample_step`).
@@ -101,9 +111,7 @@ def drive_step(controller: Any, prompt_ids: Any,
     """
     if isinstance(controller, Controller):
         return sample_step(controller, prompt_ids, generate)
-    if supports_rounds(controller):
-        raise TypeError(f"a controller that samples in rounds must subclass bandits.controllers.Controller (its base "
-                        f"class checks every extension against the step's budget); got {type(controller).__name__}")
+    check_round_controller(controller)
     ids = np.asarray(prompt_ids, dtype=np.int64)
     plan = controller.plan(ids)
     counts = np.asarray(plan.counts, dtype=np.int64)

@@ -80,7 +80,7 @@ from typing import Any
 
 import numpy as np
 
-from bandits.controllers import Controller, check_controller, close_step, supports_rounds
+from bandits.controllers import Controller, check_controller, close_step
 from solvers import k3_kl
 from solvers._validation import check_finite_scalar, check_int_scalar
 
@@ -101,7 +101,7 @@ from .models import (
     warm_start,
 )
 from .robust_step import DEFAULT_KL_WINDOW, SHAPINGS, RobustAdvantage, Shaping
-from .rounds import ResponseBank, drive_step, merge_rollouts, training_batch
+from .rounds import ResponseBank, check_round_controller, drive_step, merge_rollouts, training_batch
 from .tasks import TASKS, make_task
 from .tokenizer import char_tokenizer, check_tokenizer_covers, encode_prompts
 
@@ -410,10 +410,7 @@ class Trainer:
                                          mean_budget=config.mean_budget, lower=config.lower, upper=config.upper,
                                          seed=controller_seed, **opts)
         self.controller = check_controller(controller)
-        if supports_rounds(self.controller) and not isinstance(self.controller, Controller):
-            raise TypeError(f"a controller that samples in rounds must subclass bandits.controllers.Controller (its "
-                            f"base class checks every extension against the step's budget); got "
-                            f"{type(self.controller).__name__}")
+        check_round_controller(self.controller)
         self.bank = ResponseBank(config.n_prompts)  # correct completions for response reuse (AR3PO)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.backend = make_backend(config.backend, self.model, self.tokenizer, seed=backend_seed,
